@@ -1,0 +1,40 @@
+# noports-rs: build, test, demo, static build and packaging.
+CARGO ?= cargo
+MUSL_TARGET := x86_64-unknown-linux-musl
+
+.PHONY: all build release static test demo bench fuzz-build clean size
+
+all: build
+
+build:
+	$(CARGO) build
+
+release:
+	$(CARGO) build --release
+
+# Static x86_64 musl binary (the router-style build; atserver left out like on OpenWrt).
+static:
+	$(CARGO) build --release --target $(MUSL_TARGET) --no-default-features
+	@ls -l target/$(MUSL_TARGET)/release/noports
+
+# Static build with the atserver applet included.
+static-full:
+	$(CARGO) build --release --target $(MUSL_TARGET)
+	@ls -l target/$(MUSL_TARGET)/release/noports
+
+# The full test suite: unit tests, known-answer vectors, and end-to-end tests that run the real
+# binary over loopback.
+test:
+	$(CARGO) build
+	$(CARGO) test -- --test-threads=2
+
+demo:
+	$(CARGO) build --release
+	./scripts/demo.sh target/release/noports
+
+bench:
+	$(CARGO) build --release
+	./scripts/bench.sh target/release/noports
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,1 @@
+//! atProtocol: codecs shared with the atserver applet, plus the client.

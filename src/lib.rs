@@ -1,0 +1,17 @@
+//! noports-rs: NoPorts (sshnpd, sshnp, npt, srvd, srv, at_activate, atserver) as one multicall binary.
+//!
+//! Layering (see docs/architecture.md): applets -> noports/ -> at/ -> crypto/, runtime/.
+//! Applets never import each other.
+#![forbid(unsafe_code)]
+
+pub mod at;
+pub mod crypto;
+pub mod noports;
+pub mod runtime;
+
+pub mod activate;
+#[cfg(feature = "atserver")]
+pub mod atserver;
+pub mod client;
+pub mod daemon;
+pub mod relay;

@@ -1,0 +1,104 @@
+//! The applet table and argv[0] dispatch. Nothing else lives here.
+use std::process::ExitCode;
+
+use noports::{activate, client, daemon, relay};
+
+type Entry = fn(&[String]) -> ExitCode;
+
+/// Every applet: its name (the symlink name users type) and its entry point.
+const APPLETS: &[(&str, Entry)] = &[
+    ("sshnpd", daemon::main),
+    ("sshnp", client::sshnp_main),
+    ("npt", client::npt_main),
+    ("srvd", relay::srvd_main),
+    ("srv", relay::srv_main),
+    ("at_activate", activate::main),
+    #[cfg(feature = "atserver")]
+    ("atserver", noports::atserver::main),
+];
+
+const MULTICALL: &str = "noports";
+
+fn find(name: &str) -> Option<Entry> {
+    APPLETS.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
+}
+
+fn applet_names() -> String {
+    APPLETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
+}
+
+fn usage() {
+    eprintln!("usage: noports <applet> [args...] | --version | --list | --install DIR");
+    eprintln!("applets: {}", applet_names());
+}
+
+fn install(dir: &str) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("noports: cannot find own executable: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for (name, _) in APPLETS {
+        let link = std::path::Path::new(dir).join(name);
+        if link.symlink_metadata().is_ok() {
+            if let Err(e) = std::fs::remove_file(&link) {
+                eprintln!("noports: cannot replace {}: {e}", link.display());
+                return ExitCode::from(1);
+            }
+        }
+        if let Err(e) = std::os::unix::fs::symlink(&exe, &link) {
+            eprintln!("noports: cannot create {}: {e}", link.display());
+            return ExitCode::from(1);
+        }
+        println!("{}", link.display());
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let argv0 = args.first().map(String::as_str).unwrap_or(MULTICALL);
+    // Basename of argv[0], matched exactly: symlink names are an interface (procd tags logs with it).
+    let base = argv0.rsplit('/').next().unwrap_or(argv0);
+    if let Some(entry) = find(base) {
+        return entry(&args);
+    }
+    if base != MULTICALL {
+        eprintln!("noports: unknown applet '{base}'");
+        eprintln!("applets: {}", applet_names());
+        return ExitCode::from(2);
+    }
+    match args.get(1).map(String::as_str) {
+        None | Some("-h") | Some("--help") => {
+            usage();
+            if args.len() > 1 { ExitCode::SUCCESS } else { ExitCode::from(2) }
+        }
+        Some("--version") | Some("-V") => {
+            println!("noports {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("--list") => {
+            for (name, _) in APPLETS {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
+        Some("--install") => match args.get(2) {
+            Some(dir) => install(dir),
+            None => {
+                eprintln!("noports: --install needs a directory");
+                ExitCode::from(2)
+            }
+        },
+        Some(name) => match find(name) {
+            Some(entry) => entry(&args[1..]),
+            None => {
+                eprintln!("noports: unknown applet '{name}'");
+                eprintln!("applets: {}", applet_names());
+                ExitCode::from(2)
+            }
+        },
+    }
+}

@@ -1,0 +1,1 @@
+//! NoPorts v5 wire formats shared by every applet.

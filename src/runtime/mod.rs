@@ -1,0 +1,1 @@
+//! Async mechanism: executor, logger, signals, timeouts. No protocol knowledge.
