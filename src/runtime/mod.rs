@@ -1,1 +1,68 @@
 //! Async mechanism: executor, logger, signals, timeouts. No protocol knowledge.
+//!
+//! Every applet runs its top-level future with [`block_on`]; tasks are spawned on one global
+//! executor driven by the main thread plus one helper thread, so spawned work keeps running while
+//! the main future waits.
+
+pub mod cli;
+pub mod fs;
+pub mod time;
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use async_executor::Executor;
+
+pub use async_executor::Task;
+pub use time::{sleep, timeout, Backoff, Elapsed};
+
+fn executor() -> &'static Executor<'static> {
+    static EX: OnceLock<Executor<'static>> = OnceLock::new();
+    EX.get_or_init(|| {
+        // One extra thread runs spawned tasks even while the main thread blocks in a call that
+        // is not async (e.g. waiting for a child process).
+        std::thread::Builder::new()
+            .name("noports-exec".into())
+            .spawn(|| loop {
+                async_io::block_on(executor().run(futures_lite::future::pending::<()>()));
+            })
+            .ok();
+        Executor::new()
+    })
+}
+
+/// Spawn a task on the global executor. Dropping the returned [`Task`] cancels it; call
+/// `.detach()` to let it run on its own.
+pub fn spawn<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Task<T> {
+    executor().spawn(fut)
+}
+
+/// Run `fut` to completion on the current thread while also driving spawned tasks.
+pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
+    async_io::block_on(executor().run(fut))
+}
+
+/// Initialise env_logger once. `verbose` raises the default level from `warn` to `info`;
+/// `RUST_LOG` always wins.
+pub fn init_logging(verbose: bool) {
+    let default = if verbose { "info" } else { "warn" };
+    let env = env_logger::Env::default().default_filter_or(default);
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .try_init();
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    use async_signal::{Signal, Signals};
+    use futures_lite::StreamExt;
+    match Signals::new([Signal::Int, Signal::Term]) {
+        Ok(mut s) => {
+            let _ = s.next().await;
+        }
+        Err(e) => {
+            log::warn!("cannot install signal handlers: {e}");
+            futures_lite::future::pending::<()>().await
+        }
+    }
+}
