@@ -1,0 +1,580 @@
+//! The atProtocol client: an authenticated worker connection for requests, shared-key
+//! management, encrypted notify, and reconnecting monitors (atprotocol.md §4, §7–§9, §13).
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::conn::{lookup_server, Connection, RootAddr};
+use super::framing::Response;
+use super::keys::AtKeys;
+use super::notification::{Notification, RawNotification};
+use super::{AtError, AtSign};
+use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
+use crate::crypto::rsa::{HashAlgo, RsaPublicKey};
+use crate::crypto::{b64, hash, random};
+use crate::runtime::{self, sleep, timeout, Backoff, Task};
+
+/// Generous: a lookup of another atSign's data makes the server connect to that atSign's
+/// server first (atprotocol.md §13 recommends at least 15 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Monitor: probe with `noop:0` after this much silence...
+const MONITOR_IDLE: Duration = Duration::from_secs(15);
+/// ...and give up on the connection if the probe is not answered within this.
+const MONITOR_PROBE: Duration = Duration::from_secs(5);
+/// Dart SDK value for the recipient's copy of a shared key: cache for 45 days (seconds).
+const SHARED_KEY_TTR: i64 = 3_888_000;
+
+pub struct ClientConfig {
+    pub atsign: AtSign,
+    pub keys: AtKeys,
+    pub root: RootAddr,
+}
+
+/// Metadata for `notify`.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyOptions {
+    /// Key time-to-live in ms (NoPorts session traffic: 10000).
+    pub ttl_ms: Option<u64>,
+    /// Notification lifetime in ms.
+    pub ttln_ms: Option<u64>,
+    pub ttr: Option<i64>,
+    pub ccd: Option<bool>,
+}
+
+/// Metadata for `update`.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    pub ttl_ms: Option<u64>,
+    pub ttr: Option<i64>,
+    pub ccd: Option<bool>,
+}
+
+/// Where a monitor starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum MonitorStart {
+    /// Only notifications that arrive from now on.
+    #[default]
+    Live,
+    /// Replay stored notifications newer than this epoch (ms), then live ones.
+    Since(i64),
+}
+
+struct SharedKey {
+    key: [u8; 32],
+    /// "Their copy": base64 of K's base64 text RSA-encrypted for the peer (`sharedKeyEnc`).
+    their_copy: String,
+    peer_key_md5: String,
+}
+
+struct Inner {
+    atsign: AtSign,
+    keys: AtKeys,
+    root: RootAddr,
+    server: Mutex<Option<(String, u16)>>,
+    worker: async_lock::Mutex<Option<Connection>>,
+    outbound: async_lock::Mutex<HashMap<AtSign, Arc<SharedKey>>>,
+    inbound: Mutex<HashMap<AtSign, [u8; 32]>>,
+    public_keys: Mutex<HashMap<AtSign, RsaPublicKey>>,
+}
+
+/// Cheap to clone; all clones share the worker connection and key caches.
+#[derive(Clone)]
+pub struct AtClient {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned cache is still a valid cache: no invariant spans a panic here.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Key names go into commands verbatim: refuse anything that would change the command's shape.
+fn check_key_name(name: &str) -> Result<(), AtError> {
+    if name.is_empty() || name.chars().any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control()) {
+        return Err(AtError::Invalid(format!("invalid key name {name:?}")));
+    }
+    Ok(())
+}
+
+impl AtClient {
+    /// Look up the atServer, connect, and PKAM-authenticate (APKAM when the keys carry an
+    /// enrollment id).
+    pub async fn connect(cfg: ClientConfig) -> Result<AtClient, AtError> {
+        let inner = Arc::new(Inner {
+            atsign: cfg.atsign,
+            keys: cfg.keys,
+            root: cfg.root,
+            server: Mutex::new(None),
+            worker: async_lock::Mutex::new(None),
+            outbound: async_lock::Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
+            public_keys: Mutex::new(HashMap::new()),
+        });
+        let conn = inner.open_authenticated().await?;
+        *inner.worker.lock().await = Some(conn);
+        Ok(AtClient { inner })
+    }
+
+    pub fn atsign(&self) -> &AtSign {
+        &self.inner.atsign
+    }
+
+    pub fn keys(&self) -> &AtKeys {
+        &self.inner.keys
+    }
+
+    /// Send one verb on the worker connection; reconnects once if the connection died.
+    pub async fn request(&self, command: &str) -> Result<String, AtError> {
+        self.inner.request(command).await
+    }
+
+    /// An atSign's public encryption key (`plookup:publickey@x`), cached for the process.
+    pub async fn public_key(&self, of: &AtSign) -> Result<RsaPublicKey, AtError> {
+        self.inner.public_key(of).await
+    }
+
+    /// Drop a cached public key (e.g. after a verification failure, to pick up a rotation).
+    pub fn forget_public_key(&self, of: &AtSign) {
+        lock(&self.inner.public_keys).remove(of);
+    }
+
+    /// Encrypted `notify:update` of `@to:<key_name>@me` with `value`; returns the notification id.
+    pub async fn notify(&self, to: &AtSign, key_name: &str, value: &str, opts: NotifyOptions) -> Result<String, AtError> {
+        check_key_name(key_name)?;
+        let sk = self.inner.outbound_key(to).await?;
+        let iv = random::bytes::<16>();
+        let cipher = encrypt_b64(&sk.key, &iv, value);
+        let id = random::uuid_v4();
+        let mut cmd = format!("notify:id:{id}:update:messageType:key");
+        if let Some(ttln) = opts.ttln_ms {
+            cmd.push_str(&format!(":ttln:{ttln}"));
+        }
+        if let Some(ttl) = opts.ttl_ms {
+            cmd.push_str(&format!(":ttl:{ttl}"));
+        }
+        if let Some(ttr) = opts.ttr {
+            cmd.push_str(&format!(":ttr:{ttr}"));
+        }
+        if let Some(ccd) = opts.ccd {
+            cmd.push_str(&format!(":ccd:{ccd}"));
+        }
+        cmd.push_str(&format!(
+            ":isEncrypted:true:sharedKeyEnc:{}:pubKeyCS:{}:ivNonce:{}:{}:{}{}:{}",
+            sk.their_copy,
+            sk.peer_key_md5,
+            b64::encode(&iv),
+            to,
+            key_name,
+            self.inner.atsign,
+            cipher
+        ));
+        let answer = self.inner.request(&cmd).await?;
+        Ok(answer.trim().to_string())
+    }
+
+    /// `notify:status:<id>` -> `delivered`, `queued`, `errored`, `expired` or `null`.
+    pub async fn notify_status(&self, id: &str) -> Result<String, AtError> {
+        check_key_name(id)?;
+        self.inner.request(&format!("notify:status:{id}")).await
+    }
+
+    /// Store `@to:<key_name>@me` encrypted for `to`.
+    pub async fn put_shared(&self, to: &AtSign, key_name: &str, value: &str, opts: PutOptions) -> Result<(), AtError> {
+        check_key_name(key_name)?;
+        let sk = self.inner.outbound_key(to).await?;
+        let iv = random::bytes::<16>();
+        let cipher = encrypt_b64(&sk.key, &iv, value);
+        let mut cmd = String::from("update");
+        if let Some(ttl) = opts.ttl_ms {
+            cmd.push_str(&format!(":ttl:{ttl}"));
+        }
+        if let Some(ttr) = opts.ttr {
+            cmd.push_str(&format!(":ttr:{ttr}"));
+        }
+        if let Some(ccd) = opts.ccd {
+            cmd.push_str(&format!(":ccd:{ccd}"));
+        }
+        cmd.push_str(&format!(
+            ":isEncrypted:true:sharedKeyEnc:{}:pubKeyCS:{}:ivNonce:{}:{}:{}{} {}",
+            sk.their_copy,
+            sk.peer_key_md5,
+            b64::encode(&iv),
+            to,
+            key_name,
+            self.inner.atsign,
+            cipher
+        ));
+        self.inner.request(&cmd).await.map(|_| ())
+    }
+
+    /// Read `@me:<key_name>@from` shared with us by `from`, decrypted.
+    pub async fn get_shared(&self, from: &AtSign, key_name: &str) -> Result<String, AtError> {
+        check_key_name(key_name)?;
+        let json = self.inner.request(&format!("lookup:all:{key_name}{from}")).await?;
+        #[derive(miniserde::Deserialize)]
+        #[allow(non_snake_case)]
+        struct Meta {
+            ivNonce: Option<String>,
+            sharedKeyEnc: Option<String>,
+            isEncrypted: Option<bool>,
+        }
+        #[derive(miniserde::Deserialize)]
+        #[allow(non_snake_case)]
+        struct All {
+            data: Option<String>,
+            metaData: Option<Meta>,
+        }
+        let all: All = miniserde::json::from_str(&json)
+            .map_err(|_| AtError::Malformed(format!("lookup:all answer is not the expected JSON: {json}")))?;
+        let data = all.data.ok_or_else(|| AtError::Server { code: "AT0015".into(), message: format!("{key_name}{from} has no value") })?;
+        let meta = all.metaData;
+        if meta.as_ref().and_then(|m| m.isEncrypted) == Some(false) {
+            return Ok(data);
+        }
+        let iv = meta.as_ref().and_then(|m| m.ivNonce.clone());
+        let ske = meta.and_then(|m| m.sharedKeyEnc);
+        self.inner.decrypt_from(from, &data, iv.as_deref(), ske.as_deref()).await
+    }
+
+    /// Delete one of our keys, e.g. `@bob:device_info.dev.sshnp@alice`.
+    pub async fn delete(&self, full_key: &str) -> Result<(), AtError> {
+        if full_key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(AtError::Invalid(format!("invalid key {full_key:?}")));
+        }
+        self.inner.request(&format!("delete:{full_key}")).await.map(|_| ())
+    }
+
+    /// Start a monitor on its own connection. Returns once the first monitor is established;
+    /// afterwards it reconnects by itself (with backoff) and resumes from the last
+    /// notification it saw.
+    pub async fn monitor(&self, regex: &str, start: MonitorStart) -> Result<Monitor, AtError> {
+        if regex.contains('\n') || regex.contains('\r') || regex.contains(':') {
+            return Err(AtError::Invalid(format!("monitor regex {regex:?} must not contain ':' or line breaks")));
+        }
+        let since = match start {
+            MonitorStart::Live => None,
+            MonitorStart::Since(t) => Some(t),
+        };
+        let conn = self.inner.start_monitor(regex, since).await?;
+        let (tx, rx) = async_channel::bounded(256);
+        let task = runtime::spawn(monitor_loop(self.inner.clone(), conn, regex.to_string(), since, tx));
+        Ok(Monitor { rx, _task: task })
+    }
+
+    /// Close the worker connection politely.
+    pub async fn close(&self) {
+        if let Some(conn) = self.inner.worker.lock().await.take() {
+            conn.close().await;
+        }
+    }
+}
+
+/// A stream of decrypted notifications. Dropping it stops the monitor.
+pub struct Monitor {
+    rx: async_channel::Receiver<Notification>,
+    _task: Task<()>,
+}
+
+impl Monitor {
+    /// The next notification; `None` only if the monitor task ended.
+    pub async fn next(&mut self) -> Option<Notification> {
+        self.rx.recv().await.ok()
+    }
+}
+
+impl Inner {
+    async fn server_address(&self) -> Result<(String, u16), AtError> {
+        if let Some(a) = lock(&self.server).clone() {
+            return Ok(a);
+        }
+        let addr = lookup_server(&self.root, &self.atsign).await?;
+        *lock(&self.server) = Some(addr.clone());
+        Ok(addr)
+    }
+
+    async fn open_authenticated(&self) -> Result<Connection, AtError> {
+        let (host, port) = self.server_address().await?;
+        let mut conn = match Connection::connect(&host, port).await {
+            Ok(c) => c,
+            Err(e) => {
+                // The atServer may have moved: look it up again next time.
+                *lock(&self.server) = None;
+                return Err(e);
+            }
+        };
+        self.authenticate(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// `from:` + `pkam:` (atprotocol.md §4.1–§4.2).
+    async fn authenticate(&self, conn: &mut Connection) -> Result<(), AtError> {
+        let challenge = conn.request(&format!("from:{}", self.atsign), REQUEST_TIMEOUT).await?;
+        let sig = self.keys.pkam_private.sign(HashAlgo::Sha256, challenge.as_bytes())?;
+        let sig = b64::encode(&sig);
+        let cmd = match &self.keys.enrollment_id {
+            Some(id) => format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}"),
+            None => format!("pkam:{sig}"),
+        };
+        match conn.request(&cmd, REQUEST_TIMEOUT).await {
+            Ok(ok) if ok.trim() == "success" => Ok(()),
+            Ok(other) => Err(AtError::Unauthorized(format!("pkam answered {other:?}"))),
+            Err(AtError::Server { code, message }) => {
+                Err(AtError::Unauthorized(format!("{} refused authentication ({code}: {message})", self.atsign)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn request(&self, command: &str) -> Result<String, AtError> {
+        let mut guard = self.worker.lock().await;
+        for attempt in 0..2 {
+            if guard.is_none() {
+                *guard = Some(self.open_authenticated().await?);
+            }
+            let Some(conn) = guard.as_mut() else { continue };
+            match conn.request(command, REQUEST_TIMEOUT).await {
+                Err(e) if e.is_connection_problem() => {
+                    // A late answer would desynchronise the stream: start over on a new connection.
+                    *guard = None;
+                    if attempt == 0 {
+                        log::info!("atServer connection lost ({e}); reconnecting");
+                        continue;
+                    }
+                    return Err(e);
+                }
+                r => return r,
+            }
+        }
+        Err(AtError::Closed)
+    }
+
+    async fn public_key(&self, of: &AtSign) -> Result<RsaPublicKey, AtError> {
+        if of == &self.atsign {
+            return Ok(self.keys.encrypt_public.clone());
+        }
+        if let Some(k) = lock(&self.public_keys).get(of) {
+            return Ok(k.clone());
+        }
+        let text = self.request(&format!("plookup:publickey{of}")).await?;
+        if text.trim() == "null" || text.trim().is_empty() {
+            return Err(AtError::Server { code: "AT0015".into(), message: format!("no public key for {of}") });
+        }
+        let key = RsaPublicKey::from_spki_b64(text.trim())
+            .map_err(|e| AtError::Malformed(format!("public key of {of}: {e}")))?;
+        lock(&self.public_keys).insert(of.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// Unwrap an RSA-wrapped shared key: base64(RSA(base64(K))) -> K.
+    fn unwrap_key(&self, wrapped_b64: &str) -> Result<[u8; 32], AtError> {
+        let ct = b64::decode(wrapped_b64.trim())?;
+        let plain = self.keys.encrypt_private.decrypt(&ct)?;
+        let text = String::from_utf8(plain).map_err(|_| AtError::Malformed("shared key is not base64 text".into()))?;
+        let raw = b64::decode(text.trim())?;
+        <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| AtError::Malformed("shared key is not 32 bytes".into()))
+    }
+
+    /// The key for values we send to `peer` (atprotocol.md §9.6), created on first use.
+    async fn outbound_key(&self, peer: &AtSign) -> Result<Arc<SharedKey>, AtError> {
+        let mut map = self.outbound.lock().await;
+        if let Some(k) = map.get(peer) {
+            return Ok(k.clone());
+        }
+        let peer_pub = self.public_key(peer).await?;
+        let peer_key_md5 = hash::md5_hex(peer_pub.to_spki_b64().as_bytes());
+        let me = &self.atsign;
+        let key = match self.request(&format!("llookup:shared_key.{}{}", peer.name(), me)).await {
+            Ok(mine) => self.unwrap_key(&mine)?,
+            Err(e) if e.is_not_found() => {
+                let key = random::bytes::<32>();
+                let key_text = b64::encode(&key);
+                let my_copy = b64::encode(&self.keys.encrypt_public.encrypt(key_text.as_bytes())?);
+                let their_copy = b64::encode(&peer_pub.encrypt(key_text.as_bytes())?);
+                self.request(&format!("update:shared_key.{}{} {my_copy}", peer.name(), me)).await?;
+                self.request(&format!("update:ttr:{SHARED_KEY_TTR}:isEncrypted:false:{peer}:shared_key{me} {their_copy}"))
+                    .await?;
+                log::info!("created shared key {me} -> {peer}");
+                key
+            }
+            Err(e) => return Err(e),
+        };
+        let their_copy = b64::encode(&peer_pub.encrypt(b64::encode(&key).as_bytes())?);
+        let sk = Arc::new(SharedKey { key, their_copy, peer_key_md5 });
+        map.insert(peer.clone(), sk.clone());
+        Ok(sk)
+    }
+
+    /// The key `peer` uses for values it sends us.
+    async fn inbound_key(&self, peer: &AtSign, refresh: bool) -> Result<[u8; 32], AtError> {
+        if !refresh {
+            if let Some(k) = lock(&self.inbound).get(peer) {
+                return Ok(*k);
+            }
+        }
+        let wrapped = self.request(&format!("lookup:shared_key{peer}")).await?;
+        let key = self.unwrap_key(&wrapped)?;
+        lock(&self.inbound).insert(peer.clone(), key);
+        Ok(key)
+    }
+
+    async fn decrypt_from(&self, from: &AtSign, cipher_b64: &str, iv_b64: Option<&str>, ske: Option<&str>) -> Result<String, AtError> {
+        let iv: [u8; 16] = match iv_b64.filter(|s| !s.is_empty() && *s != "null") {
+            Some(s) => <[u8; 16]>::try_from(b64::decode(s)?.as_slice())
+                .map_err(|_| AtError::Malformed("ivNonce is not 16 bytes".into()))?,
+            None => ZERO_IV,
+        };
+        if let Some(wrapped) = ske.filter(|s| !s.is_empty() && *s != "null") {
+            if let Ok(key) = self.unwrap_key(wrapped) {
+                if let Ok(plain) = decrypt_b64(&key, &iv, cipher_b64) {
+                    lock(&self.inbound).insert(from.clone(), key);
+                    return Ok(plain);
+                }
+            }
+        }
+        let key = self.inbound_key(from, false).await?;
+        match decrypt_b64(&key, &iv, cipher_b64) {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                // The peer may have rotated its key: fetch it again once.
+                let key = self.inbound_key(from, true).await?;
+                Ok(decrypt_b64(&key, &iv, cipher_b64)?)
+            }
+        }
+    }
+
+    async fn start_monitor(&self, regex: &str, since: Option<i64>) -> Result<Connection, AtError> {
+        let mut conn = self.open_authenticated().await?;
+        let cmd = match since {
+            Some(t) => format!("monitor:{t} {regex}"),
+            None => format!("monitor {regex}"),
+        };
+        conn.send(&cmd).await?;
+        log::info!("Monitor: monitor started for {} ({regex})", self.atsign);
+        Ok(conn)
+    }
+
+    async fn to_notification(&self, json: &str) -> Result<Option<Notification>, AtError> {
+        let raw = RawNotification::parse(json)?;
+        if raw.id == "-1" {
+            return Ok(None);
+        }
+        let from = AtSign::parse(&raw.from)?;
+        let to = AtSign::parse(&raw.to)?;
+        if raw.key.contains("shared_key") {
+            // A peer's shared key changed: forget the cached copy; nothing to deliver.
+            lock(&self.inbound).remove(&from);
+            return Ok(None);
+        }
+        let operation = raw.operation.unwrap_or_else(|| "update".into());
+        let value = match raw.value {
+            Some(v) if raw.isEncrypted == Some(true) && operation == "update" => {
+                let (iv, ske) = match raw.metadata {
+                    Some(m) => (m.ivNonce, m.sharedKeyEnc),
+                    None => (None, None),
+                };
+                Some(self.decrypt_from(&from, &v, iv.as_deref(), ske.as_deref()).await?)
+            }
+            other => other,
+        };
+        Ok(Some(Notification {
+            id: raw.id,
+            from,
+            to,
+            key: raw.key,
+            value,
+            operation,
+            epoch_millis: raw.epochMillis.unwrap_or(0),
+        }))
+    }
+}
+
+async fn monitor_loop(
+    inner: Arc<Inner>,
+    first: Connection,
+    regex: String,
+    since: Option<i64>,
+    tx: async_channel::Sender<Notification>,
+) {
+    let mut conn = Some(first);
+    let mut last_epoch = since;
+    let mut seen: VecDeque<String> = VecDeque::with_capacity(512);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        let mut c = match conn.take() {
+            Some(c) => c,
+            None => match inner.start_monitor(&regex, last_epoch).await {
+                Ok(c) => {
+                    backoff.reset();
+                    c
+                }
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    log::warn!("monitor for {}: reconnect failed ({e}); retrying in {:.1}s", inner.atsign, d.as_secs_f32());
+                    sleep(d).await;
+                    if tx.is_closed() {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let why = loop {
+            if tx.is_closed() {
+                c.close().await;
+                return;
+            }
+            let line = match timeout(MONITOR_IDLE, c.read_line()).await {
+                Ok(Ok(l)) => l,
+                Ok(Err(e)) => break e.to_string(),
+                Err(_) => {
+                    // Silence: prove the connection is alive.
+                    if let Err(e) = c.send("noop:0").await {
+                        break e.to_string();
+                    }
+                    match timeout(MONITOR_PROBE, c.read_line()).await {
+                        Ok(Ok(l)) => l,
+                        Ok(Err(e)) => break e.to_string(),
+                        Err(_) => break "no answer to noop".to_string(),
+                    }
+                }
+            };
+            let json = match Response::parse(&line) {
+                Ok(Response::Notification(j)) => j,
+                Ok(_) => continue,
+                Err(e) => {
+                    log::warn!("monitor for {}: {e}", inner.atsign);
+                    continue;
+                }
+            };
+            match inner.to_notification(&json).await {
+                Ok(Some(n)) => {
+                    if seen.contains(&n.id) {
+                        continue;
+                    }
+                    if seen.len() >= 512 {
+                        seen.pop_front();
+                    }
+                    seen.push_back(n.id.clone());
+                    last_epoch = Some(last_epoch.unwrap_or(0).max(n.epoch_millis));
+                    if tx.send(n).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => log::warn!("monitor for {}: dropped a notification: {e}", inner.atsign),
+            }
+        };
+        log::warn!("monitor for {}: connection lost ({why}); reconnecting", inner.atsign);
+        if last_epoch.is_none() {
+            // Resume from "now" so nothing that arrives during the reconnect is lost.
+            last_epoch = Some(now_millis().saturating_sub(1000));
+        }
+    }
+}
+
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,225 @@
+//! One TLS connection to an atDirectory or atServer: strict request/response (atprotocol.md §2).
+//!
+//! Certificate and host-name verification are always on. Trust anchors are the Mozilla roots
+//! (webpki-roots) plus any PEM certificates in the file named by `NOPORTS_CA_FILE`, for
+//! self-hosted atServers.
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_io::Async;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::client::TlsStream;
+use futures_rustls::TlsConnector;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use super::framing::{LineReader, Response};
+use super::{AtError, AtSign};
+use crate::runtime::timeout;
+
+/// Environment variable naming a PEM file of extra trust anchors.
+pub const CA_FILE_ENV: &str = "NOPORTS_CA_FILE";
+/// Default atDirectory port.
+pub const ROOT_PORT: u16 = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--root-domain`: `host` (port 64) or `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl RootAddr {
+    pub fn parse(text: &str) -> Result<RootAddr, AtError> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(AtError::Invalid("root domain is empty".into()));
+        }
+        match t.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
+                let port: u16 = port
+                    .parse()
+                    .map_err(|_| AtError::Invalid(format!("invalid port in root domain \"{t}\"")))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if host.is_empty() {
+                    return Err(AtError::Invalid(format!("invalid root domain \"{t}\"")));
+                }
+                Ok(RootAddr { host: host.to_string(), port })
+            }
+            _ => Ok(RootAddr { host: t.to_string(), port: ROOT_PORT }),
+        }
+    }
+}
+
+impl Default for RootAddr {
+    fn default() -> Self {
+        RootAddr { host: "root.atsign.org".into(), port: ROOT_PORT }
+    }
+}
+
+impl std::fmt::Display for RootAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, AtError> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|p| !p.is_empty()) {
+                use rustls::pki_types::pem::PemObject;
+                let pem = std::fs::read(&path)
+                    .map_err(|e| format!("{CA_FILE_ENV}={}: {e}", path.to_string_lossy()))?;
+                let mut added = 0;
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| format!("{CA_FILE_ENV}: bad PEM: {e}"))?;
+                    roots.add(cert).map_err(|e| format!("{CA_FILE_ENV}: bad certificate: {e}"))?;
+                    added += 1;
+                }
+                if added == 0 {
+                    return Err(format!("{CA_FILE_ENV}={}: no certificates found", path.to_string_lossy()));
+                }
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS configuration: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Ok(Arc::new(config))
+        })
+        .clone()
+        .map_err(AtError::Invalid)
+}
+
+/// Resolve on a helper thread so a slow DNS server never stalls the executor.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AtError> {
+    let (tx, rx) = async_channel::bounded(1);
+    let target = format!("{host}:{port}");
+    let t2 = target.clone();
+    std::thread::spawn(move || {
+        let r = t2.to_socket_addrs().map(|mut it| it.next());
+        let _ = tx.send_blocking(r);
+    });
+    match timeout(CONNECT_TIMEOUT, rx.recv()).await {
+        Ok(Ok(Ok(Some(addr)))) => Ok(addr),
+        Ok(Ok(Ok(None))) => Err(AtError::Invalid(format!("{target}: no address found"))),
+        Ok(Ok(Err(e))) => Err(AtError::io(format!("resolving {target}"), e)),
+        Ok(Err(_)) => Err(AtError::Closed),
+        Err(_) => Err(AtError::Timeout("DNS resolution")),
+    }
+}
+
+pub struct Connection {
+    stream: TlsStream<Async<TcpStream>>,
+    reader: LineReader,
+    peer: String,
+}
+
+impl Connection {
+    /// TCP + TLS handshake with host-name verification.
+    pub async fn connect(host: &str, port: u16) -> Result<Connection, AtError> {
+        let peer = format!("{host}:{port}");
+        let addr = resolve(host, port).await?;
+        let tcp = timeout(CONNECT_TIMEOUT, Async::<TcpStream>::connect(addr))
+            .await
+            .map_err(|_| AtError::Timeout("TCP connect"))?
+            .map_err(|e| AtError::io(format!("connecting to {peer}"), e))?;
+        let _ = tcp.get_ref().set_nodelay(true);
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| AtError::Invalid(format!("invalid server name {host}")))?;
+        let connector = TlsConnector::from(tls_config()?);
+        let stream = timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+            .await
+            .map_err(|_| AtError::Timeout("TLS handshake"))?
+            .map_err(|e| AtError::io(format!("TLS handshake with {peer}"), e))?;
+        Ok(Connection { stream, reader: LineReader::new(), peer })
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Send one command line. Refuses embedded line breaks: they would smuggle a second command.
+    pub async fn send(&mut self, command: &str) -> Result<(), AtError> {
+        if command.contains('\n') || command.contains('\r') {
+            return Err(AtError::Invalid("command contains a line break".into()));
+        }
+        let mut line = Vec::with_capacity(command.len() + 1);
+        line.extend_from_slice(command.as_bytes());
+        line.push(b'\n');
+        self.stream
+            .write_all(&line)
+            .await
+            .map_err(|e| AtError::io(format!("writing to {}", self.peer), e))?;
+        self.stream.flush().await.map_err(|e| AtError::io(format!("writing to {}", self.peer), e))
+    }
+
+    /// Next complete, prompt-stripped line (no deadline; wrap in `timeout`).
+    pub async fn read_line(&mut self) -> Result<String, AtError> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if let Some(line) = self.reader.next_line() {
+                return line;
+            }
+            let n = self
+                .stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| AtError::io(format!("reading from {}", self.peer), e))?;
+            if n == 0 {
+                return Err(AtError::Closed);
+            }
+            self.reader.feed(buf.get(..n).unwrap_or(&[]));
+        }
+    }
+
+    /// Next response line (data/error/notification) within `deadline`.
+    pub async fn read_response(&mut self, deadline: Duration) -> Result<Response, AtError> {
+        let line = timeout(deadline, self.read_line()).await.map_err(|_| AtError::Timeout("server response"))??;
+        Response::parse(&line)
+    }
+
+    /// One request, one response: `data:` value or the server error.
+    pub async fn request(&mut self, command: &str, deadline: Duration) -> Result<String, AtError> {
+        self.send(command).await?;
+        loop {
+            match self.read_response(deadline).await? {
+                // A stray notification (only on monitor connections) is not our answer.
+                Response::Notification(_) => continue,
+                other => return other.into_data(),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.send("@exit").await;
+        let _ = self.stream.close().await;
+    }
+}
+
+/// Ask the atDirectory where `atsign`'s atServer lives (atprotocol.md §3).
+pub async fn lookup_server(root: &RootAddr, atsign: &AtSign) -> Result<(String, u16), AtError> {
+    let mut conn = Connection::connect(&root.host, root.port).await?;
+    conn.send(atsign.name()).await?;
+    let line = timeout(Duration::from_secs(10), conn.read_line())
+        .await
+        .map_err(|_| AtError::Timeout("atDirectory answer"))??;
+    conn.close().await;
+    let answer = line.trim();
+    if answer == "null" || answer.is_empty() {
+        return Err(AtError::Invalid(format!("atSign {atsign} not found in atDirectory {root}")));
+    }
+    let (host, port) = answer
+        .rsplit_once(':')
+        .ok_or_else(|| AtError::Malformed(format!("atDirectory answer {answer:?} is not host:port")))?;
+    let port: u16 = port
+        .trim()
+        .parse()
+        .map_err(|_| AtError::Malformed(format!("atDirectory answer {answer:?} has a bad port")))?;
+    Ok((host.to_string(), port))
+}
