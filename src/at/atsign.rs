@@ -17,10 +17,17 @@ impl AtSign {
         let name = name.to_lowercase();
         let n = name.chars().count();
         if n == 0 || n > 55 {
-            return Err(AtError::Invalid(format!("\"{text}\" is not a valid atSign")));
+            return Err(AtError::Invalid(format!(
+                "\"{text}\" is not a valid atSign"
+            )));
         }
-        if name.chars().any(|c| c.is_whitespace() || c.is_control() || FORBIDDEN.contains(c) || c == '.') {
-            return Err(AtError::Invalid(format!("\"{text}\" is not a valid atSign")));
+        if name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || FORBIDDEN.contains(c) || c == '.')
+        {
+            return Err(AtError::Invalid(format!(
+                "\"{text}\" is not a valid atSign"
+            )));
         }
         Ok(AtSign(format!("@{name}")))
     }
@@ -37,7 +44,11 @@ impl AtSign {
 
     /// Parse a comma-separated list, trimming entries and skipping empty ones.
     pub fn parse_list(text: &str) -> Result<Vec<AtSign>, AtError> {
-        text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(AtSign::parse).collect()
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(AtSign::parse)
+            .collect()
     }
 }
 

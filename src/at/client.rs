@@ -90,7 +90,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Key names go into commands verbatim: refuse anything that would change the command's shape.
 fn check_key_name(name: &str) -> Result<(), AtError> {
-    if name.is_empty() || name.chars().any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control()) {
+    if name.is_empty()
+        || name
+            .chars()
+            .any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control())
+    {
         return Err(AtError::Invalid(format!("invalid key name {name:?}")));
     }
     Ok(())
@@ -139,7 +143,13 @@ impl AtClient {
     }
 
     /// Encrypted `notify:update` of `@to:<key_name>@me` with `value`; returns the notification id.
-    pub async fn notify(&self, to: &AtSign, key_name: &str, value: &str, opts: NotifyOptions) -> Result<String, AtError> {
+    pub async fn notify(
+        &self,
+        to: &AtSign,
+        key_name: &str,
+        value: &str,
+        opts: NotifyOptions,
+    ) -> Result<String, AtError> {
         check_key_name(key_name)?;
         let sk = self.inner.outbound_key(to).await?;
         let iv = random::bytes::<16>();
@@ -179,7 +189,13 @@ impl AtClient {
     }
 
     /// Store `@to:<key_name>@me` encrypted for `to`.
-    pub async fn put_shared(&self, to: &AtSign, key_name: &str, value: &str, opts: PutOptions) -> Result<(), AtError> {
+    pub async fn put_shared(
+        &self,
+        to: &AtSign,
+        key_name: &str,
+        value: &str,
+        opts: PutOptions,
+    ) -> Result<(), AtError> {
         check_key_name(key_name)?;
         let sk = self.inner.outbound_key(to).await?;
         let iv = random::bytes::<16>();
@@ -208,9 +224,13 @@ impl AtClient {
     }
 
     /// Read `@me:<key_name>@from` shared with us by `from`, decrypted.
+    #[allow(non_snake_case)]
     pub async fn get_shared(&self, from: &AtSign, key_name: &str) -> Result<String, AtError> {
         check_key_name(key_name)?;
-        let json = self.inner.request(&format!("lookup:all:{key_name}{from}")).await?;
+        let json = self
+            .inner
+            .request(&format!("lookup:all:{key_name}{from}"))
+            .await?;
         #[derive(miniserde::Deserialize)]
         #[allow(non_snake_case)]
         struct Meta {
@@ -224,24 +244,38 @@ impl AtClient {
             data: Option<String>,
             metaData: Option<Meta>,
         }
-        let all: All = miniserde::json::from_str(&json)
-            .map_err(|_| AtError::Malformed(format!("lookup:all answer is not the expected JSON: {json}")))?;
-        let data = all.data.ok_or_else(|| AtError::Server { code: "AT0015".into(), message: format!("{key_name}{from} has no value") })?;
+        let all: All = miniserde::json::from_str(&json).map_err(|_| {
+            AtError::Malformed(format!(
+                "lookup:all answer is not the expected JSON: {json}"
+            ))
+        })?;
+        let data = all.data.ok_or_else(|| AtError::Server {
+            code: "AT0015".into(),
+            message: format!("{key_name}{from} has no value"),
+        })?;
         let meta = all.metaData;
         if meta.as_ref().and_then(|m| m.isEncrypted) == Some(false) {
             return Ok(data);
         }
         let iv = meta.as_ref().and_then(|m| m.ivNonce.clone());
         let ske = meta.and_then(|m| m.sharedKeyEnc);
-        self.inner.decrypt_from(from, &data, iv.as_deref(), ske.as_deref()).await
+        self.inner
+            .decrypt_from(from, &data, iv.as_deref(), ske.as_deref())
+            .await
     }
 
     /// Delete one of our keys, e.g. `@bob:device_info.dev.sshnp@alice`.
     pub async fn delete(&self, full_key: &str) -> Result<(), AtError> {
-        if full_key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if full_key
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(AtError::Invalid(format!("invalid key {full_key:?}")));
         }
-        self.inner.request(&format!("delete:{full_key}")).await.map(|_| ())
+        self.inner
+            .request(&format!("delete:{full_key}"))
+            .await
+            .map(|_| ())
     }
 
     /// Start a monitor on its own connection. Returns once the first monitor is established;
@@ -249,7 +283,9 @@ impl AtClient {
     /// notification it saw.
     pub async fn monitor(&self, regex: &str, start: MonitorStart) -> Result<Monitor, AtError> {
         if regex.contains('\n') || regex.contains('\r') || regex.contains(':') {
-            return Err(AtError::Invalid(format!("monitor regex {regex:?} must not contain ':' or line breaks")));
+            return Err(AtError::Invalid(format!(
+                "monitor regex {regex:?} must not contain ':' or line breaks"
+            )));
         }
         let since = match start {
             MonitorStart::Live => None,
@@ -257,7 +293,13 @@ impl AtClient {
         };
         let conn = self.inner.start_monitor(regex, since).await?;
         let (tx, rx) = async_channel::bounded(256);
-        let task = runtime::spawn(monitor_loop(self.inner.clone(), conn, regex.to_string(), since, tx));
+        let task = runtime::spawn(monitor_loop(
+            self.inner.clone(),
+            conn,
+            regex.to_string(),
+            since,
+            tx,
+        ));
         Ok(Monitor { rx, _task: task })
     }
 
@@ -308,19 +350,27 @@ impl Inner {
 
     /// `from:` + `pkam:` (atprotocol.md §4.1–§4.2).
     async fn authenticate(&self, conn: &mut Connection) -> Result<(), AtError> {
-        let challenge = conn.request(&format!("from:{}", self.atsign), REQUEST_TIMEOUT).await?;
-        let sig = self.keys.pkam_private.sign(HashAlgo::Sha256, challenge.as_bytes())?;
+        let challenge = conn
+            .request(&format!("from:{}", self.atsign), REQUEST_TIMEOUT)
+            .await?;
+        let sig = self
+            .keys
+            .pkam_private
+            .sign(HashAlgo::Sha256, challenge.as_bytes())?;
         let sig = b64::encode(&sig);
         let cmd = match &self.keys.enrollment_id {
-            Some(id) => format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}"),
+            Some(id) => {
+                format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}")
+            }
             None => format!("pkam:{sig}"),
         };
         match conn.request(&cmd, REQUEST_TIMEOUT).await {
             Ok(ok) if ok.trim() == "success" => Ok(()),
             Ok(other) => Err(AtError::Unauthorized(format!("pkam answered {other:?}"))),
-            Err(AtError::Server { code, message }) => {
-                Err(AtError::Unauthorized(format!("{} refused authentication ({code}: {message})", self.atsign)))
-            }
+            Err(AtError::Server { code, message }) => Err(AtError::Unauthorized(format!(
+                "{} refused authentication ({code}: {message})",
+                self.atsign
+            ))),
             Err(e) => Err(e),
         }
     }
@@ -357,7 +407,10 @@ impl Inner {
         }
         let text = self.request(&format!("plookup:publickey{of}")).await?;
         if text.trim() == "null" || text.trim().is_empty() {
-            return Err(AtError::Server { code: "AT0015".into(), message: format!("no public key for {of}") });
+            return Err(AtError::Server {
+                code: "AT0015".into(),
+                message: format!("no public key for {of}"),
+            });
         }
         let key = RsaPublicKey::from_spki_b64(text.trim())
             .map_err(|e| AtError::Malformed(format!("public key of {of}: {e}")))?;
@@ -369,9 +422,11 @@ impl Inner {
     fn unwrap_key(&self, wrapped_b64: &str) -> Result<[u8; 32], AtError> {
         let ct = b64::decode(wrapped_b64.trim())?;
         let plain = self.keys.encrypt_private.decrypt(&ct)?;
-        let text = String::from_utf8(plain).map_err(|_| AtError::Malformed("shared key is not base64 text".into()))?;
+        let text = String::from_utf8(plain)
+            .map_err(|_| AtError::Malformed("shared key is not base64 text".into()))?;
         let raw = b64::decode(text.trim())?;
-        <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| AtError::Malformed("shared key is not 32 bytes".into()))
+        <[u8; 32]>::try_from(raw.as_slice())
+            .map_err(|_| AtError::Malformed("shared key is not 32 bytes".into()))
     }
 
     /// The key for values we send to `peer` (atprotocol.md §9.6), created on first use.
@@ -383,14 +438,22 @@ impl Inner {
         let peer_pub = self.public_key(peer).await?;
         let peer_key_md5 = hash::md5_hex(peer_pub.to_spki_b64().as_bytes());
         let me = &self.atsign;
-        let key = match self.request(&format!("llookup:shared_key.{}{}", peer.name(), me)).await {
+        let key = match self
+            .request(&format!("llookup:shared_key.{}{}", peer.name(), me))
+            .await
+        {
             Ok(mine) => self.unwrap_key(&mine)?,
             Err(e) if e.is_not_found() => {
                 let key = random::bytes::<32>();
                 let key_text = b64::encode(&key);
                 let my_copy = b64::encode(&self.keys.encrypt_public.encrypt(key_text.as_bytes())?);
                 let their_copy = b64::encode(&peer_pub.encrypt(key_text.as_bytes())?);
-                self.request(&format!("update:shared_key.{}{} {my_copy}", peer.name(), me)).await?;
+                self.request(&format!(
+                    "update:shared_key.{}{} {my_copy}",
+                    peer.name(),
+                    me
+                ))
+                .await?;
                 self.request(&format!("update:ttr:{SHARED_KEY_TTR}:isEncrypted:false:{peer}:shared_key{me} {their_copy}"))
                     .await?;
                 log::info!("created shared key {me} -> {peer}");
@@ -399,7 +462,11 @@ impl Inner {
             Err(e) => return Err(e),
         };
         let their_copy = b64::encode(&peer_pub.encrypt(b64::encode(&key).as_bytes())?);
-        let sk = Arc::new(SharedKey { key, their_copy, peer_key_md5 });
+        let sk = Arc::new(SharedKey {
+            key,
+            their_copy,
+            peer_key_md5,
+        });
         map.insert(peer.clone(), sk.clone());
         Ok(sk)
     }
@@ -417,7 +484,13 @@ impl Inner {
         Ok(key)
     }
 
-    async fn decrypt_from(&self, from: &AtSign, cipher_b64: &str, iv_b64: Option<&str>, ske: Option<&str>) -> Result<String, AtError> {
+    async fn decrypt_from(
+        &self,
+        from: &AtSign,
+        cipher_b64: &str,
+        iv_b64: Option<&str>,
+        ske: Option<&str>,
+    ) -> Result<String, AtError> {
         let iv: [u8; 16] = match iv_b64.filter(|s| !s.is_empty() && *s != "null") {
             Some(s) => <[u8; 16]>::try_from(b64::decode(s)?.as_slice())
                 .map_err(|_| AtError::Malformed("ivNonce is not 16 bytes".into()))?,
@@ -472,7 +545,10 @@ impl Inner {
                     Some(m) => (m.ivNonce, m.sharedKeyEnc),
                     None => (None, None),
                 };
-                Some(self.decrypt_from(&from, &v, iv.as_deref(), ske.as_deref()).await?)
+                Some(
+                    self.decrypt_from(&from, &v, iv.as_deref(), ske.as_deref())
+                        .await?,
+                )
             }
             other => other,
         };
@@ -509,7 +585,11 @@ async fn monitor_loop(
                 }
                 Err(e) => {
                     let d = backoff.next_delay();
-                    log::warn!("monitor for {}: reconnect failed ({e}); retrying in {:.1}s", inner.atsign, d.as_secs_f32());
+                    log::warn!(
+                        "monitor for {}: reconnect failed ({e}); retrying in {:.1}s",
+                        inner.atsign,
+                        d.as_secs_f32()
+                    );
                     sleep(d).await;
                     if tx.is_closed() {
                         return;
@@ -564,7 +644,10 @@ async fn monitor_loop(
                 Err(e) => log::warn!("monitor for {}: dropped a notification: {e}", inner.atsign),
             }
         };
-        log::warn!("monitor for {}: connection lost ({why}); reconnecting", inner.atsign);
+        log::warn!(
+            "monitor for {}: connection lost ({why}); reconnecting",
+            inner.atsign
+        );
         if last_epoch.is_none() {
             // Resume from "now" so nothing that arrives during the reconnect is lost.
             last_epoch = Some(now_millis().saturating_sub(1000));

@@ -38,23 +38,32 @@ impl RootAddr {
         }
         match t.rsplit_once(':') {
             Some((host, port)) if !host.contains(':') || host.starts_with('[') => {
-                let port: u16 = port
-                    .parse()
-                    .map_err(|_| AtError::Invalid(format!("invalid port in root domain \"{t}\"")))?;
+                let port: u16 = port.parse().map_err(|_| {
+                    AtError::Invalid(format!("invalid port in root domain \"{t}\""))
+                })?;
                 let host = host.trim_start_matches('[').trim_end_matches(']');
                 if host.is_empty() {
                     return Err(AtError::Invalid(format!("invalid root domain \"{t}\"")));
                 }
-                Ok(RootAddr { host: host.to_string(), port })
+                Ok(RootAddr {
+                    host: host.to_string(),
+                    port,
+                })
             }
-            _ => Ok(RootAddr { host: t.to_string(), port: ROOT_PORT }),
+            _ => Ok(RootAddr {
+                host: t.to_string(),
+                port: ROOT_PORT,
+            }),
         }
     }
 }
 
 impl Default for RootAddr {
     fn default() -> Self {
-        RootAddr { host: "root.atsign.org".into(), port: ROOT_PORT }
+        RootAddr {
+            host: "root.atsign.org".into(),
+            port: ROOT_PORT,
+        }
     }
 }
 
@@ -77,11 +86,16 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, AtError> {
                 let mut added = 0;
                 for cert in CertificateDer::pem_slice_iter(&pem) {
                     let cert = cert.map_err(|e| format!("{CA_FILE_ENV}: bad PEM: {e}"))?;
-                    roots.add(cert).map_err(|e| format!("{CA_FILE_ENV}: bad certificate: {e}"))?;
+                    roots
+                        .add(cert)
+                        .map_err(|e| format!("{CA_FILE_ENV}: bad certificate: {e}"))?;
                     added += 1;
                 }
                 if added == 0 {
-                    return Err(format!("{CA_FILE_ENV}={}: no certificates found", path.to_string_lossy()));
+                    return Err(format!(
+                        "{CA_FILE_ENV}={}: no certificates found",
+                        path.to_string_lossy()
+                    ));
                 }
             }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -137,7 +151,11 @@ impl Connection {
             .await
             .map_err(|_| AtError::Timeout("TLS handshake"))?
             .map_err(|e| AtError::io(format!("TLS handshake with {peer}"), e))?;
-        Ok(Connection { stream, reader: LineReader::new(), peer })
+        Ok(Connection {
+            stream,
+            reader: LineReader::new(),
+            peer,
+        })
     }
 
     pub fn peer(&self) -> &str {
@@ -156,7 +174,10 @@ impl Connection {
             .write_all(&line)
             .await
             .map_err(|e| AtError::io(format!("writing to {}", self.peer), e))?;
-        self.stream.flush().await.map_err(|e| AtError::io(format!("writing to {}", self.peer), e))
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| AtError::io(format!("writing to {}", self.peer), e))
     }
 
     /// Next complete, prompt-stripped line (no deadline; wrap in `timeout`).
@@ -180,7 +201,9 @@ impl Connection {
 
     /// Next response line (data/error/notification) within `deadline`.
     pub async fn read_response(&mut self, deadline: Duration) -> Result<Response, AtError> {
-        let line = timeout(deadline, self.read_line()).await.map_err(|_| AtError::Timeout("server response"))??;
+        let line = timeout(deadline, self.read_line())
+            .await
+            .map_err(|_| AtError::Timeout("server response"))??;
         Response::parse(&line)
     }
 
@@ -212,11 +235,13 @@ pub async fn lookup_server(root: &RootAddr, atsign: &AtSign) -> Result<(String, 
     conn.close().await;
     let answer = line.trim();
     if answer == "null" || answer.is_empty() {
-        return Err(AtError::Invalid(format!("atSign {atsign} not found in atDirectory {root}")));
+        return Err(AtError::Invalid(format!(
+            "atSign {atsign} not found in atDirectory {root}"
+        )));
     }
-    let (host, port) = answer
-        .rsplit_once(':')
-        .ok_or_else(|| AtError::Malformed(format!("atDirectory answer {answer:?} is not host:port")))?;
+    let (host, port) = answer.rsplit_once(':').ok_or_else(|| {
+        AtError::Malformed(format!("atDirectory answer {answer:?} is not host:port"))
+    })?;
     let port: u16 = port
         .trim()
         .parse()

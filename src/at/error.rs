@@ -8,13 +8,19 @@ pub enum AtError {
     /// The peer sent bytes we could not parse; names what was wrong.
     Malformed(String),
     /// The server answered `error:<code>…`.
-    Server { code: String, message: String },
+    Server {
+        code: String,
+        message: String,
+    },
     /// Authentication was refused or a signature did not verify.
     Unauthorized(String),
     /// A wait ran past its deadline; names what we waited for.
     Timeout(&'static str),
     /// I/O failure; `op` names what we were doing.
-    Io { op: String, source: std::io::Error },
+    Io {
+        op: String,
+        source: std::io::Error,
+    },
     /// Bad local input (arguments, key files).
     Invalid(String),
     Crypto(CryptoError),
@@ -24,7 +30,10 @@ pub enum AtError {
 
 impl AtError {
     pub fn io(op: impl Into<String>, source: std::io::Error) -> Self {
-        AtError::Io { op: op.into(), source }
+        AtError::Io {
+            op: op.into(),
+            source,
+        }
     }
 
     /// True for the server's "key not found" answer (AT0015).
@@ -34,7 +43,10 @@ impl AtError {
 
     /// True when reconnecting may help.
     pub fn is_connection_problem(&self) -> bool {
-        matches!(self, AtError::Io { .. } | AtError::Closed | AtError::Timeout(_))
+        matches!(
+            self,
+            AtError::Io { .. } | AtError::Closed | AtError::Timeout(_)
+        )
     }
 }
 

@@ -2,7 +2,12 @@
 //!
 //! Bytes are fed in as they arrive; complete lines come out with any glued-on prompt removed
 //! (`@alice@data:ok` -> `data:ok`). Leftover bytes stay buffered, so a cancelled read loses nothing.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use super::AtError;
 
@@ -35,7 +40,9 @@ impl LineReader {
             let Some(pos) = self.buf.iter().position(|&b| b == b'\n') else {
                 if self.buf.len() > MAX_LINE {
                     self.buf.clear();
-                    return Some(Err(AtError::Malformed(format!("line longer than {MAX_LINE} bytes"))));
+                    return Some(Err(AtError::Malformed(format!(
+                        "line longer than {MAX_LINE} bytes"
+                    ))));
                 }
                 return None;
             };
@@ -88,7 +95,9 @@ impl Response {
     pub fn parse(line: &str) -> Result<Response, AtError> {
         if let Some(rest) = line.strip_prefix("data:") {
             // `stats` and `notify:all` answer `data: ` with a space.
-            return Ok(Response::Data(rest.strip_prefix(' ').unwrap_or(rest).to_string()));
+            return Ok(Response::Data(
+                rest.strip_prefix(' ').unwrap_or(rest).to_string(),
+            ));
         }
         if let Some(rest) = line.strip_prefix("notification:") {
             return Ok(Response::Notification(rest.trim_start().to_string()));
@@ -98,7 +107,9 @@ impl Response {
             return Ok(Response::Error { code, message });
         }
         let shown: String = line.chars().take(80).collect();
-        Err(AtError::Malformed(format!("unexpected response line: {shown:?}")))
+        Err(AtError::Malformed(format!(
+            "unexpected response line: {shown:?}"
+        )))
     }
 
     /// `data:` value, or the server error as an `AtError`.
@@ -106,34 +117,50 @@ impl Response {
         match self {
             Response::Data(d) => Ok(d),
             Response::Error { code, message } => Err(AtError::Server { code, message }),
-            Response::Notification(_) => Err(AtError::Malformed("notification where a response was expected".into())),
+            Response::Notification(_) => Err(AtError::Malformed(
+                "notification where a response was expected".into(),
+            )),
         }
     }
 }
 
-#[derive(miniserde::Deserialize)]
 #[allow(non_snake_case)]
-struct JsonError {
-    errorCode: Option<String>,
-    errorDescription: Option<String>,
+mod wire {
+    #[derive(miniserde::Deserialize)]
+    pub(super) struct JsonError {
+        pub errorCode: Option<String>,
+        pub errorDescription: Option<String>,
+    }
 }
+use wire::JsonError;
 
 /// The three error forms of §2.5: `AT0015-text`, `{"errorCode":…}`, `AT0026:text`.
 fn parse_error(rest: &str) -> (String, String) {
     let rest = rest.trim();
     if rest.starts_with('{') {
         if let Ok(j) = miniserde::json::from_str::<JsonError>(rest) {
-            return (j.errorCode.unwrap_or_else(|| "AT0011".into()), j.errorDescription.unwrap_or_default());
+            return (
+                j.errorCode.unwrap_or_else(|| "AT0011".into()),
+                j.errorDescription.unwrap_or_default(),
+            );
         }
     }
-    let looks_like_code = |c: &str| c.len() == 6 && c.starts_with("AT") && c.bytes().skip(2).all(|b| b.is_ascii_digit());
+    let looks_like_code = |c: &str| {
+        c.len() == 6 && c.starts_with("AT") && c.bytes().skip(2).all(|b| b.is_ascii_digit())
+    };
     if let (Some(code), Some(sep)) = (rest.get(..6), rest.get(6..7)) {
         if looks_like_code(code) && (sep == "-" || sep == ":") {
-            return (code.to_string(), rest.get(7..).unwrap_or("").trim().to_string());
+            return (
+                code.to_string(),
+                rest.get(7..).unwrap_or("").trim().to_string(),
+            );
         }
     }
     if let Some(code) = rest.get(..6).filter(|c| looks_like_code(c)) {
-        return (code.to_string(), rest.get(6..).unwrap_or("").trim().to_string());
+        return (
+            code.to_string(),
+            rest.get(6..).unwrap_or("").trim().to_string(),
+        );
     }
     ("AT0011".to_string(), rest.to_string())
 }
@@ -147,8 +174,14 @@ mod tests {
     fn prompts_are_stripped() {
         assert_eq!(strip_prompt("@alice@data:ok"), "data:ok");
         assert_eq!(strip_prompt("@data:x"), "data:x");
-        assert_eq!(strip_prompt("@notification: {\"a\":\"@b\"}"), "notification: {\"a\":\"@b\"}");
-        assert_eq!(strip_prompt("@alice@notification: {\"key\":\"@b:x@c\"}"), "notification: {\"key\":\"@b:x@c\"}");
+        assert_eq!(
+            strip_prompt("@notification: {\"a\":\"@b\"}"),
+            "notification: {\"a\":\"@b\"}"
+        );
+        assert_eq!(
+            strip_prompt("@alice@notification: {\"key\":\"@b:x@c\"}"),
+            "notification: {\"key\":\"@b:x@c\"}"
+        );
         assert_eq!(strip_prompt("data:a@b"), "data:a@b");
         assert_eq!(strip_prompt("@alice@"), "");
     }
@@ -177,14 +210,36 @@ mod tests {
     #[test]
     fn error_forms() {
         let r = Response::parse("error:AT0015-key not found : x@alice does not exist").unwrap();
-        assert_eq!(r, Response::Error { code: "AT0015".into(), message: "key not found : x@alice does not exist".into() });
-        let r = Response::parse(r#"error:{"errorCode":"AT0401","errorDescription":"bad"}"#).unwrap();
-        assert_eq!(r, Response::Error { code: "AT0401".into(), message: "bad".into() });
+        assert_eq!(
+            r,
+            Response::Error {
+                code: "AT0015".into(),
+                message: "key not found : x@alice does not exist".into()
+            }
+        );
+        let r =
+            Response::parse(r#"error:{"errorCode":"AT0401","errorDescription":"bad"}"#).unwrap();
+        assert_eq!(
+            r,
+            Response::Error {
+                code: "AT0401".into(),
+                message: "bad".into()
+            }
+        );
         let r = Response::parse("error:AT0026:enrollment_id: 5b7 is pending").unwrap();
-        assert_eq!(r, Response::Error { code: "AT0026".into(), message: "enrollment_id: 5b7 is pending".into() });
+        assert_eq!(
+            r,
+            Response::Error {
+                code: "AT0026".into(),
+                message: "enrollment_id: 5b7 is pending".into()
+            }
+        );
         let r = Response::parse("error:weird").unwrap();
         assert!(matches!(r, Response::Error { ref code, .. } if code == "AT0011"));
         assert!(Response::parse("garbage").is_err());
-        assert_eq!(Response::parse("data: [1]").unwrap(), Response::Data("[1]".into()));
+        assert_eq!(
+            Response::parse("data: [1]").unwrap(),
+            Response::Data("[1]".into())
+        );
     }
 }

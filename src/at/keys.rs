@@ -4,8 +4,6 @@
 //! and a zero IV over PKCS#7-padded bytes; the other fields are plain.
 use std::path::{Path, PathBuf};
 
-use miniserde::Deserialize;
-
 use super::{AtError, AtSign};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::b64;
@@ -24,32 +22,42 @@ pub struct AtKeys {
     pub enrollment_id: Option<String>,
 }
 
-#[derive(Deserialize)]
 #[allow(non_snake_case)]
-struct FileFields {
-    aesPkamPublicKey: Option<String>,
-    aesPkamPrivateKey: Option<String>,
-    aesEncryptPublicKey: Option<String>,
-    aesEncryptPrivateKey: Option<String>,
-    selfEncryptionKey: Option<String>,
-    apkamSymmetricKey: Option<String>,
-    enrollmentId: Option<String>,
+mod wire {
+    use miniserde::Deserialize;
+    #[derive(Deserialize)]
+    pub(super) struct FileFields {
+        pub aesPkamPublicKey: Option<String>,
+        pub aesPkamPrivateKey: Option<String>,
+        pub aesEncryptPublicKey: Option<String>,
+        pub aesEncryptPrivateKey: Option<String>,
+        pub selfEncryptionKey: Option<String>,
+        pub apkamSymmetricKey: Option<String>,
+        pub enrollmentId: Option<String>,
+    }
 }
+use wire::FileFields;
 
 fn key32(b64_text: &str, what: &str) -> Result<[u8; 32], AtError> {
-    let bytes = b64::decode(b64_text.trim()).map_err(|_| AtError::Invalid(format!("atKeys: {what} is not base64")))?;
-    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| AtError::Invalid(format!("atKeys: {what} is not 32 bytes")))
+    let bytes = b64::decode(b64_text.trim())
+        .map_err(|_| AtError::Invalid(format!("atKeys: {what} is not base64")))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| AtError::Invalid(format!("atKeys: {what} is not 32 bytes")))
 }
 
 fn field<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str, AtError> {
-    v.as_deref().ok_or_else(|| AtError::Invalid(format!("atKeys: missing field {name}")))
+    v.as_deref()
+        .ok_or_else(|| AtError::Invalid(format!("atKeys: missing field {name}")))
 }
 
 impl AtKeys {
     /// `~/.atsign/keys/@alice_key.atKeys`
     pub fn default_path(atsign: &AtSign) -> Result<PathBuf, AtError> {
         let home = crate::runtime::fs::home_dir().map_err(|e| AtError::Invalid(e.to_string()))?;
-        Ok(home.join(".atsign").join("keys").join(format!("{}_key.atKeys", atsign.as_str())))
+        Ok(home
+            .join(".atsign")
+            .join("keys")
+            .join(format!("{}_key.atKeys", atsign.as_str())))
     }
 
     /// Fresh keys, as a first activation would make them (encryption pair, APKAM pair,
@@ -69,33 +77,51 @@ impl AtKeys {
     }
 
     pub fn load(path: &Path) -> Result<AtKeys, AtError> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| AtError::Invalid(format!("Unable to find .atKeys file : {} ({e})", path.display())))?;
+        let meta = std::fs::metadata(path).map_err(|e| {
+            AtError::Invalid(format!(
+                "Unable to find .atKeys file : {} ({e})",
+                path.display()
+            ))
+        })?;
         if meta.len() > MAX_FILE_BYTES {
-            return Err(AtError::Invalid(format!("atKeys file {} is too large", path.display())));
+            return Err(AtError::Invalid(format!(
+                "atKeys file {} is too large",
+                path.display()
+            )));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| AtError::Invalid(format!("cannot read atKeys file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            AtError::Invalid(format!("cannot read atKeys file {}: {e}", path.display()))
+        })?;
         Self::parse(&text).map_err(|e| AtError::Invalid(format!("{}: {e}", path.display())))
     }
 
     pub fn parse(text: &str) -> Result<AtKeys, AtError> {
         let f: FileFields = miniserde::json::from_str(text)
             .map_err(|_| AtError::Invalid("atKeys: not a JSON object of strings".into()))?;
-        let sek = key32(field(&f.selfEncryptionKey, "selfEncryptionKey")?, "selfEncryptionKey")?;
+        let sek = key32(
+            field(&f.selfEncryptionKey, "selfEncryptionKey")?,
+            "selfEncryptionKey",
+        )?;
         let dec = |name: &str, v: &Option<String>| -> Result<String, AtError> {
             decrypt_b64(&sek, &ZERO_IV, field(v, name)?.trim())
                 .map_err(|e| AtError::Invalid(format!("atKeys: cannot decrypt {name}: {e}")))
         };
-        let pkam_public = RsaPublicKey::from_spki_b64(&dec("aesPkamPublicKey", &f.aesPkamPublicKey)?)?;
-        let pkam_private = RsaPrivateKey::from_pkcs8_b64(&dec("aesPkamPrivateKey", &f.aesPkamPrivateKey)?)?;
-        let encrypt_public = RsaPublicKey::from_spki_b64(&dec("aesEncryptPublicKey", &f.aesEncryptPublicKey)?)?;
-        let encrypt_private = RsaPrivateKey::from_pkcs8_b64(&dec("aesEncryptPrivateKey", &f.aesEncryptPrivateKey)?)?;
+        let pkam_public =
+            RsaPublicKey::from_spki_b64(&dec("aesPkamPublicKey", &f.aesPkamPublicKey)?)?;
+        let pkam_private =
+            RsaPrivateKey::from_pkcs8_b64(&dec("aesPkamPrivateKey", &f.aesPkamPrivateKey)?)?;
+        let encrypt_public =
+            RsaPublicKey::from_spki_b64(&dec("aesEncryptPublicKey", &f.aesEncryptPublicKey)?)?;
+        let encrypt_private =
+            RsaPrivateKey::from_pkcs8_b64(&dec("aesEncryptPrivateKey", &f.aesEncryptPrivateKey)?)?;
         let apkam_symmetric_key = match &f.apkamSymmetricKey {
             Some(k) if !k.trim().is_empty() => Some(key32(k, "apkamSymmetricKey")?),
             _ => None,
         };
-        let enrollment_id = f.enrollmentId.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_string());
+        let enrollment_id = f
+            .enrollmentId
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().to_string());
         Ok(AtKeys {
             pkam_private,
             pkam_public,
@@ -113,9 +139,18 @@ impl AtKeys {
         let enc = |plain: &str| encrypt_b64(sek, &ZERO_IV, plain);
         let sek_b64 = b64::encode(sek);
         let mut fields: Vec<(String, String)> = vec![
-            ("aesPkamPublicKey".into(), enc(&self.pkam_public.to_spki_b64())),
-            ("aesEncryptPublicKey".into(), enc(&self.encrypt_public.to_spki_b64())),
-            ("aesEncryptPrivateKey".into(), enc(&self.encrypt_private.to_pkcs8_b64())),
+            (
+                "aesPkamPublicKey".into(),
+                enc(&self.pkam_public.to_spki_b64()),
+            ),
+            (
+                "aesEncryptPublicKey".into(),
+                enc(&self.encrypt_public.to_spki_b64()),
+            ),
+            (
+                "aesEncryptPrivateKey".into(),
+                enc(&self.encrypt_private.to_pkcs8_b64()),
+            ),
             ("selfEncryptionKey".into(), sek_b64.clone()),
             (atsign.as_str().to_string(), sek_b64),
         ];
@@ -125,7 +160,10 @@ impl AtKeys {
         if let Some(id) = &self.enrollment_id {
             fields.push(("enrollmentId".into(), id.clone()));
         }
-        fields.push(("aesPkamPrivateKey".into(), enc(&self.pkam_private.to_pkcs8_b64())));
+        fields.push((
+            "aesPkamPrivateKey".into(),
+            enc(&self.pkam_private.to_pkcs8_b64()),
+        ));
         let mut out = String::from("{");
         for (i, (k, v)) in fields.iter().enumerate() {
             if i > 0 {

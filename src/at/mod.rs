@@ -12,7 +12,9 @@ pub mod keys;
 pub mod notification;
 
 pub use atsign::AtSign;
-pub use client::{now_millis, AtClient, ClientConfig, Monitor, MonitorStart, NotifyOptions, PutOptions};
+pub use client::{
+    now_millis, AtClient, ClientConfig, Monitor, MonitorStart, NotifyOptions, PutOptions,
+};
 pub use conn::RootAddr;
 pub use error::AtError;
 pub use keys::AtKeys;

@@ -1,7 +1,10 @@
 //! Monitor notifications (atprotocol.md §8.3) and their metadata.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-
-use miniserde::Deserialize;
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use super::{AtError, AtSign};
 
@@ -23,32 +26,38 @@ impl Notification {
     /// The key without the `@to:` prefix and the `@from` suffix: `dev1.request_ports.sshrvd`.
     pub fn key_name(&self) -> &str {
         let k = self.key.as_str();
-        let k = k.strip_prefix(self.to.as_str()).and_then(|r| r.strip_prefix(':')).unwrap_or(k);
+        let k = k
+            .strip_prefix(self.to.as_str())
+            .and_then(|r| r.strip_prefix(':'))
+            .unwrap_or(k);
         let k = k.strip_prefix("public:").unwrap_or(k);
         k.strip_suffix(self.from.as_str()).unwrap_or(k)
     }
 }
 
-#[derive(Deserialize)]
 #[allow(non_snake_case)]
-pub(crate) struct RawMeta {
-    pub ivNonce: Option<String>,
-    pub sharedKeyEnc: Option<String>,
-}
+mod wire {
+    use miniserde::Deserialize;
+    #[derive(Deserialize)]
+    pub(crate) struct RawMeta {
+        pub ivNonce: Option<String>,
+        pub sharedKeyEnc: Option<String>,
+    }
 
-#[derive(Deserialize)]
-#[allow(non_snake_case)]
-pub(crate) struct RawNotification {
-    pub id: String,
-    pub from: String,
-    pub to: String,
-    pub key: String,
-    pub value: Option<String>,
-    pub operation: Option<String>,
-    pub epochMillis: Option<i64>,
-    pub isEncrypted: Option<bool>,
-    pub metadata: Option<RawMeta>,
+    #[derive(Deserialize)]
+    pub(crate) struct RawNotification {
+        pub id: String,
+        pub from: String,
+        pub to: String,
+        pub key: String,
+        pub value: Option<String>,
+        pub operation: Option<String>,
+        pub epochMillis: Option<i64>,
+        pub isEncrypted: Option<bool>,
+        pub metadata: Option<RawMeta>,
+    }
 }
+pub(crate) use wire::RawNotification;
 
 impl RawNotification {
     pub fn parse(json: &str) -> Result<RawNotification, AtError> {

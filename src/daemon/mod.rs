@@ -1,8 +1,342 @@
-//! Applet `daemon` (not built yet).
+//! `sshnpd`: the device daemon. Keeps a monitor on its atServer, answers pings and session
+//! requests from authorised client atSigns within its permit-open list (noports.md §6).
+mod authorized_keys;
+mod dispatch;
+mod permit;
+mod policy;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+
+use crate::at::{
+    AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions, PutOptions, RootAddr,
+};
+use crate::noports::names::validate_device_name;
+use crate::runtime::{self, cli, sleep, Backoff};
+pub use permit::PermitOpen;
+
+/// Official long-name aliases and combinable switches (noports.md §9.1).
+const DIALECT: cli::Dialect<'static> = cli::Dialect {
+    aliases: &[
+        ("--manager", "--managers"),
+        ("--keyFile", "--key-file"),
+        ("--po", "--permit-open"),
+        ("--dg", "--device-group"),
+        ("--username", "--un-hide"),
+        ("--ephemeral-permission", "--ephemeral-permissions"),
+    ],
+    switches: &['s', 'h', 'u', 'v'],
+};
+
+#[derive(FromArgs)]
+#[argh(help_triggers("--help"))]
+/// NoPorts device daemon: serves TCP sessions to authorised client atSigns through a relay.
+pub struct Args {
+    /// the device's atSign (mandatory)
+    #[argh(option, short = 'a')]
+    atsign: Option<String>,
+    /// comma-separated manager atSigns allowed to connect
+    #[argh(option, short = 'm')]
+    managers: Option<String>,
+    /// policy-manager atSign asked about senders not in --managers
+    #[argh(option, short = 'p')]
+    policy_manager: Option<String>,
+    /// device name (default "default")
+    #[argh(option, short = 'd', default = "String::from(\"default\")")]
+    device: String,
+    /// atKeys file (default ~/.atsign/keys/<atSign>_key.atKeys)
+    #[argh(option, short = 'k')]
+    key_file: Option<String>,
+    /// accept ssh public keys from managers into ~/.ssh/authorized_keys
+    #[argh(switch, short = 's')]
+    sshpublickey: bool,
+    /// authorized_keys options put in front of keys added with -s
+    #[argh(option, short = 'S', default = "String::new()")]
+    sshpublickey_permissions: String,
+    /// do not advertise username or device info
+    #[argh(switch, short = 'h')]
+    hide: bool,
+    /// deprecated, on by default (accepted for compatibility)
+    #[argh(switch, short = 'u')]
+    un_hide: bool,
+    /// info logging
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+    /// comma-separated host:port the daemon may open (default localhost:22,localhost:3389;
+    /// *:* when -p is given without this option)
+    #[argh(option)]
+    permit_open: Option<String>,
+    /// device sshd port (default 22)
+    #[argh(option, default = "22")]
+    local_sshd_port: u16,
+    /// extra authorized_keys options for ephemeral keys
+    #[argh(option, default = "String::new()")]
+    ephemeral_permissions: String,
+    /// ephemeral ssh key type: ssh-ed25519 or ssh-rsa
+    #[argh(option, default = "String::from(\"ssh-ed25519\")")]
+    ssh_algorithm: String,
+    /// openssh or dart (legacy reverse ssh only; accepted for compatibility)
+    #[argh(option, default = "String::from(\"openssh\")")]
+    ssh_client: String,
+    /// device group name for the policy service and ping replies
+    #[argh(option, default = "String::from(\"__none__\")")]
+    device_group: String,
+    /// atClient storage path (accepted for compatibility; nothing is stored)
+    #[argh(option)]
+    storage_path: Option<String>,
+    /// atDirectory host or host:port (default root.atsign.org:64)
+    #[argh(option, default = "String::from(\"root.atsign.org\")")]
+    root_domain: String,
+}
+
+/// Validated configuration: nothing here needs checking again at run time.
+pub struct Config {
+    pub atsign: AtSign,
+    pub managers: Vec<AtSign>,
+    pub policy: Option<AtSign>,
+    pub device: String,
+    pub key_file: PathBuf,
+    pub accept_public_keys: bool,
+    pub public_key_options: String,
+    pub hide: bool,
+    pub permit_open: PermitOpen,
+    pub local_sshd_port: u16,
+    pub ephemeral_permissions: String,
+    pub device_group: String,
+    pub root: RootAddr,
+}
+
+impl Config {
+    fn from_args(a: Args) -> Result<Config, String> {
+        let atsign = AtSign::parse(a.atsign.as_deref().ok_or("Option atsign is mandatory.")?)
+            .map_err(|e| e.to_string())?;
+        let managers = match a.managers.as_deref() {
+            Some(m) => AtSign::parse_list(m)
+                .map_err(|e| format!("Expected a list of atSigns: \"{m}\" ({e})"))?,
+            None => Vec::new(),
+        };
+        let policy = match a
+            .policy_manager
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            Some(p) => Some(AtSign::parse(p).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        if managers.is_empty() && policy.is_none() {
+            return Err(
+                "At least one of --managers and --policy-manager options must be supplied.".into(),
+            );
+        }
+        let device = validate_device_name(&a.device)?;
+        let key_file = match a.key_file {
+            Some(k) => PathBuf::from(k),
+            None => AtKeys::default_path(&atsign).map_err(|e| e.to_string())?,
+        };
+        authorized_keys::check_options(&a.sshpublickey_permissions)?;
+        authorized_keys::check_options(&a.ephemeral_permissions)?;
+        if a.ssh_algorithm != "ssh-ed25519" && a.ssh_algorithm != "ssh-rsa" {
+            return Err(format!(
+                "\"{}\" is not an allowed value for option \"ssh-algorithm\".",
+                a.ssh_algorithm
+            ));
+        }
+        if a.ssh_client != "openssh" && a.ssh_client != "dart" {
+            return Err(format!(
+                "\"{}\" is not an allowed value for option \"ssh-client\".",
+                a.ssh_client
+            ));
+        }
+        let permit_open = match (a.permit_open.as_deref(), &policy) {
+            (Some(p), _) => PermitOpen::parse(p)?,
+            (None, Some(_)) => PermitOpen::any(),
+            (None, None) => PermitOpen::parse("localhost:22,localhost:3389")?,
+        };
+        let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+        let _ = (a.un_hide, a.storage_path);
+        Ok(Config {
+            atsign,
+            managers,
+            policy,
+            device,
+            key_file,
+            accept_public_keys: a.sshpublickey,
+            public_key_options: a.sshpublickey_permissions,
+            hide: a.hide,
+            permit_open,
+            local_sshd_port: a.local_sshd_port,
+            ephemeral_permissions: a.ephemeral_permissions,
+            device_group: a.device_group,
+            root,
+        })
+    }
+}
 
 pub fn main(argv: &[String]) -> ExitCode {
-    let _ = argv;
-    eprintln!("noports: applet 'daemon' is not implemented yet");
-    ExitCode::from(1)
+    let args: Args = match cli::parse_dialect(argv, DIALECT) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let verbose = args.verbose;
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("Invalid argument(s): {msg}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime::init_logging(verbose);
+    let keys = match AtKeys::load(&config.key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime::block_on(async move {
+        let run = run(config, keys);
+        let stop = async {
+            runtime::shutdown_signal().await;
+            log::warn!("sshnpd: shutting down on signal");
+            Ok(())
+        };
+        match futures_lite::future::or(run, stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Connect with retries: a router boots before its uplink, so failing fast is wrong.
+async fn connect(config: &Config, keys: AtKeys) -> Result<AtClient, String> {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut keys = Some(keys);
+    loop {
+        // AtKeys is not Clone (it holds private keys); reload from disk on a retry.
+        let k = match keys.take() {
+            Some(k) => k,
+            None => AtKeys::load(&config.key_file).map_err(|e| e.to_string())?,
+        };
+        let cfg = ClientConfig {
+            atsign: config.atsign.clone(),
+            keys: k,
+            root: config.root.clone(),
+        };
+        match AtClient::connect(cfg).await {
+            Ok(c) => return Ok(c),
+            Err(e @ crate::at::AtError::Unauthorized(_)) => return Err(e.to_string()),
+            Err(e) => {
+                let d = backoff.next_delay();
+                log::warn!(
+                    "cannot reach the atServer of {} ({e}); retrying in {:.1}s",
+                    config.atsign,
+                    d.as_secs_f32()
+                );
+                sleep(d).await;
+            }
+        }
+    }
+}
+
+async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
+    let client = connect(&config, keys).await?;
+    log::warn!(
+        "sshnpd {} started as {} device {} managers [{}] permit-open [{}]",
+        env!("CARGO_PKG_VERSION"),
+        config.atsign,
+        config.device,
+        config
+            .managers
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        config.permit_open.entries().join(",")
+    );
+    // One monitor for session traffic and policy answers, filtered client-side by the dispatcher.
+    let monitor = client
+        .monitor("sshnp@", MonitorStart::Live)
+        .await
+        .map_err(|e| e.to_string())?;
+    let daemon = std::sync::Arc::new(dispatch::Daemon::new(config, client.clone()));
+    let adverts = runtime::spawn(advertise_loop(daemon.clone()));
+    let policy_beat = runtime::spawn(policy::heartbeat_loop(daemon.clone()));
+    daemon.serve(monitor).await;
+    drop(adverts);
+    drop(policy_beat);
+    Err("monitor ended".into())
+}
+
+/// Username (N9) and device-info (R1) records for each manager, refreshed hourly (§6.1, §6.6).
+async fn advertise_loop(d: std::sync::Arc<dispatch::Daemon>) {
+    loop {
+        d.advertise().await;
+        sleep(Duration::from_secs(3600)).await;
+    }
+}
+
+impl dispatch::Daemon {
+    async fn advertise(&self) {
+        let cfg = &self.config;
+        let device = &cfg.device;
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        for m in &cfg.managers {
+            if cfg.hide {
+                for name in ["username", "device_info"] {
+                    let key = format!("{m}:{name}.{device}.sshnp{}", cfg.atsign);
+                    if let Err(e) = self.client.delete(&key).await {
+                        log::warn!("cannot delete {key}: {e}");
+                    }
+                }
+                continue;
+            }
+            let opts = PutOptions {
+                ttl_ms: None,
+                ttr: Some(-1),
+                ccd: Some(true),
+            };
+            match self
+                .client
+                .put_shared(m, &format!("username.{device}.sshnp"), &user, opts)
+                .await
+            {
+                Ok(()) => log::info!("Sharing username {user} with {m}"),
+                Err(e) => log::warn!("cannot share username with {m}: {e}"),
+            }
+            let nopts = NotifyOptions {
+                ttl_ms: None,
+                ttln_ms: Some(60_000),
+                ttr: Some(-1),
+                ccd: Some(true),
+            };
+            if let Err(e) = self
+                .client
+                .notify(m, &format!("username.{device}.sshnp"), &user, nopts)
+                .await
+            {
+                log::warn!("cannot notify username to {m}: {e}");
+            }
+            let info = self.ping_response().to_json();
+            let opts = PutOptions {
+                ttl_ms: Some(2_592_000_000),
+                ttr: Some(-1),
+                ccd: Some(true),
+            };
+            match self
+                .client
+                .put_shared(m, &format!("device_info.{device}.sshnp"), &info, opts)
+                .await
+            {
+                Ok(()) => log::info!("Sharing device info for {device} with {m}"),
+                Err(e) => log::warn!("cannot share device info with {m}: {e}"),
+            }
+        }
+    }
 }

@@ -1,0 +1,385 @@
+//! Notification dispatch: authorise first, then route by verb (noports.md §6.2), one task per
+//! notification so sessions are independent.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::authorized_keys::{self, PublicKeyLine};
+use super::{Config, PermitOpen};
+use crate::at::{AtClient, AtSign, Monitor, Notification, NotifyOptions};
+use crate::crypto::aead::EphemeralSecret;
+use crate::crypto::{b64, random, rsa::RsaPublicKey};
+use crate::noports::json::Object;
+use crate::noports::messages::{NptRequest, PingResponse, SessionResponse};
+use crate::noports::names::valid_session_id;
+use crate::noports::suite::{self, Role};
+use crate::noports::tunnel::{self, RelayTarget, SessionCrypto};
+use crate::noports::{envelope, relay_msg};
+use crate::runtime::{self, timeout};
+
+/// Session traffic: key ttl 10 s, notification ttl 60 s (noports.md §1.2).
+const SESSION_NOTIFY: NotifyOptions = NotifyOptions {
+    ttl_ms: Some(10_000),
+    ttln_ms: Some(60_000),
+    ttr: None,
+    ccd: None,
+};
+/// How long the daemon side may take to reach the relay before we report failure (§5.6: 3 s
+/// for the official srv; we allow a little more for a slow uplink).
+const RELAY_READY: Duration = Duration::from_secs(10);
+/// Our data-plane suite's name in requests and responses (docs/suite-v1.md).
+pub const SUITE_NAME: &str = "nps1";
+
+/// Whether a sender may use this daemon, and within which client permit-open list.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub allowed: bool,
+    pub client_permit: PermitOpen,
+    pub reason: String,
+}
+
+impl Decision {
+    pub fn deny(reason: &str) -> Decision {
+        Decision {
+            allowed: false,
+            client_permit: PermitOpen::any(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+pub struct Daemon {
+    pub(super) config: Config,
+    pub(super) client: AtClient,
+    pub(super) pending_rpcs:
+        async_lock::Mutex<HashMap<i64, async_channel::Sender<(String, Object)>>>,
+    pub(super) policy_cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
+}
+
+impl Daemon {
+    pub fn new(config: Config, client: AtClient) -> Daemon {
+        Daemon {
+            config,
+            client,
+            pending_rpcs: async_lock::Mutex::new(HashMap::new()),
+            policy_cache: async_lock::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn ping_response(&self) -> PingResponse {
+        let mut features = PingResponse::standard_features(self.config.accept_public_keys);
+        // Our negotiated data-plane suite; official clients ignore unknown features.
+        features.push((SUITE_NAME.to_string(), true));
+        PingResponse {
+            device_name: self.config.device.clone(),
+            device_group_name: Some(self.config.device_group.clone()),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            core_package_version: format!("rs{}", env!("CARGO_PKG_VERSION")),
+            supported_features: features,
+            allowed_services: self.config.permit_open.entries(),
+        }
+    }
+
+    pub async fn serve(self: &Arc<Self>, mut monitor: Monitor) {
+        while let Some(n) = monitor.next().await {
+            let me = self.clone();
+            runtime::spawn(async move { me.handle(n).await }).detach();
+        }
+    }
+
+    async fn authorize(&self, from: &AtSign) -> Decision {
+        if self.config.managers.contains(from) {
+            return Decision {
+                allowed: true,
+                client_permit: PermitOpen::any(),
+                reason: "in --managers".into(),
+            };
+        }
+        match &self.config.policy {
+            Some(p) if p == from => Decision {
+                allowed: true,
+                client_permit: PermitOpen::any(),
+                reason: "is the policy manager".into(),
+            },
+            Some(p) => self.ask_policy(p, from).await,
+            None => Decision::deny(&format!("{from} is not in --managers list")),
+        }
+    }
+
+    async fn handle(self: Arc<Self>, n: Notification) {
+        let key = n.key_name().to_string();
+        let value = n.value.clone().unwrap_or_default();
+        // Policy answers come from the policy atSign on their own key family.
+        if self.config.policy.as_ref() == Some(&n.from)
+            && key.ends_with(".auth_checks.__rpcs.sshnp")
+        {
+            self.on_policy_response(&key, &value).await;
+            return;
+        }
+        let suffix = format!(".{}.sshnp", self.config.device);
+        let Some(verb) = key.strip_suffix(&suffix) else {
+            return;
+        };
+        let verb = verb.to_lowercase();
+        if !matches!(
+            verb.as_str(),
+            "ping" | "npt_request" | "ssh_request" | "sshpublickey"
+        ) {
+            return;
+        }
+        // Authorisation before anything else looks at the request.
+        let decision = self.authorize(&n.from).await;
+        if !decision.allowed {
+            let shown: String = value.chars().take(200).collect();
+            log::warn!(
+                "Notification ignored from {} which is not authorized: {} Notification value was {shown}",
+                n.from,
+                decision.reason
+            );
+            return;
+        }
+        log::info!("{verb} received from {}", n.from);
+        match verb.as_str() {
+            "ping" => self.on_ping(&n.from).await,
+            "npt_request" => self.on_npt_request(&n.from, &value, &decision).await,
+            "ssh_request" => self.on_ssh_request(&n.from, &value, &decision).await,
+            "sshpublickey" => self.on_public_key(&n.from, &value),
+            _ => {}
+        }
+    }
+
+    async fn on_ping(&self, from: &AtSign) {
+        let key = format!("heartbeat.{}.sshnp", self.config.device);
+        let reply = self.ping_response().to_json();
+        match self.client.notify(from, &key, &reply, SESSION_NOTIFY).await {
+            Ok(_) => log::info!("ping from {from}: answered"),
+            Err(e) => log::warn!("ping from {from}: cannot reply: {e}"),
+        }
+    }
+
+    fn on_public_key(&self, from: &AtSign, value: &str) {
+        if !self.config.accept_public_keys {
+            log::warn!("Ignoring sshpublickey from {from} (daemon not started with -s)");
+            return;
+        }
+        let key = match PublicKeyLine::parse(value.trim()) {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!("sshpublickey from {from} refused: {e}");
+                return;
+            }
+        };
+        let path = match crate::runtime::fs::home_dir() {
+            Ok(h) => h.join(".ssh").join("authorized_keys"),
+            Err(e) => {
+                log::warn!("sshpublickey from {from}: {e}");
+                return;
+            }
+        };
+        match authorized_keys::add_key(&path, &key, &self.config.public_key_options) {
+            Ok(true) => log::warn!("sshpublickey from {from}: added to {}", path.display()),
+            Ok(false) => log::info!("sshpublickey from {from}: already present"),
+            Err(e) => log::warn!("Error writing to .ssh/authorized_keys file : {e}"),
+        }
+    }
+
+    /// Fetch the sender's key and verify the envelope; refetch once on failure (key rotation).
+    async fn verify_envelope(&self, from: &AtSign, value: &str) -> Result<Object, String> {
+        let env =
+            envelope::parse(value).map_err(|e| format!("Failed to extract parameters: {e}"))?;
+        for attempt in 0..2 {
+            let pk: RsaPublicKey = self.client.public_key(from).await.map_err(|e| {
+                format!("Signature not verified: cannot fetch public key of {from}: {e}")
+            })?;
+            match env.verify(&pk) {
+                Ok(()) => return Ok(env.into_payload()),
+                Err(e) if attempt == 1 => return Err(format!("Signature not verified: {e}")),
+                Err(_) => self.client.forget_public_key(from),
+            }
+        }
+        Err("Signature not verified".into())
+    }
+
+    async fn reply(&self, to: &AtSign, session_id: &str, text: &str) {
+        let key = format!("{session_id}.{}.sshnp", self.config.device);
+        if let Err(e) = self.client.notify(to, &key, text, SESSION_NOTIFY).await {
+            log::warn!("session {session_id}: cannot reply to {to}: {e}");
+        }
+    }
+
+    async fn on_npt_request(&self, from: &AtSign, value: &str, decision: &Decision) {
+        let env = match envelope::parse(value) {
+            Ok(e) => e,
+            Err(e) => {
+                log::warn!("npt_request from {from}: Failed to extract parameters: {e}");
+                return;
+            }
+        };
+        let req = match NptRequest::from_object(&env.payload) {
+            Ok(r) if valid_session_id(&r.session_id) => r,
+            Ok(r) => {
+                log::warn!(
+                    "npt_request from {from}: invalid session id {:?}",
+                    r.session_id
+                );
+                return;
+            }
+            Err(e) => {
+                log::warn!("npt_request from {from}: Failed to extract parameters: {e}");
+                return;
+            }
+        };
+        let sid = req.session_id.clone();
+        if let Err(msg) = self.verify_envelope(from, value).await {
+            log::warn!("npt_request from {from} session {sid}: {msg}");
+            self.reply(from, &sid, &msg).await;
+            return;
+        }
+        let (host, port) = (req.requested_host.as_str(), req.requested_port);
+        if !self.config.permit_open.allows(host, port) {
+            let msg = format!("Daemon does not permit connections to {host}:{port}");
+            log::warn!("npt_request from {from} session {sid}: refused: {msg}");
+            self.reply(from, &sid, &msg).await;
+            return;
+        }
+        if !decision.client_permit.allows(host, port) {
+            let msg = format!("Client is not permitted connections to {host}:{port}");
+            log::warn!("npt_request from {from} session {sid}: refused: {msg}");
+            self.reply(from, &sid, &msg).await;
+            return;
+        }
+        match self.start_npt(&req).await {
+            Ok(payload) => match envelope::sign(&payload, &self.client.keys().encrypt_private) {
+                Ok(signed) => {
+                    log::warn!(
+                        "npt session {sid} for {from} to {host}:{port} via {}:{}: started",
+                        req.rvd_host,
+                        req.rvd_port
+                    );
+                    self.reply(from, &sid, &signed).await;
+                }
+                Err(e) => log::warn!("npt session {sid}: cannot sign the response: {e}"),
+            },
+            Err(e) => {
+                let msg =
+                    format!("Failed to start up the daemon side of the srv socket tunnel : {e}");
+                log::warn!("npt_request from {from} session {sid}: {msg}");
+                self.reply(from, &sid, &msg).await;
+            }
+        }
+    }
+
+    /// Build the session's key material, connect the control socket, and return the
+    /// response payload (unsigned). The tunnel runs on as its own task.
+    async fn start_npt(&self, req: &NptRequest) -> Result<Object, String> {
+        let auth_line = if req.authenticate_to_rvd {
+            Some(
+                relay_msg::auth_line(
+                    &req.session_id,
+                    &req.client_nonce,
+                    &req.rvd_nonce,
+                    &self.client.keys().encrypt_private,
+                )
+                .map_err(|e| format!("cannot sign the relay auth line: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let mut response = SessionResponse {
+            session_id: req.session_id.clone(),
+            session_aes_key: None,
+            session_iv: None,
+            ephemeral_private_key: None,
+            suite: None,
+            daemon_suite_pk: None,
+        };
+        let crypto = self.session_crypto(req, &mut response)?;
+        let relay = RelayTarget {
+            host: req.rvd_host.clone(),
+            port: req.rvd_port,
+            auth_line,
+        };
+        let control = timeout(RELAY_READY, tunnel::daemon_connect(relay, crypto))
+            .await
+            .map_err(|_| {
+                format!(
+                    "timed out connecting to the relay {}:{}",
+                    req.rvd_host, req.rvd_port
+                )
+            })?
+            .map_err(|e| e.to_string())?;
+        let local = (req.requested_host.clone(), req.requested_port);
+        let idle = Duration::from_millis(req.timeout_ms.clamp(1_000, 366 * 86_400_000) as u64);
+        let sid = req.session_id.clone();
+        runtime::spawn(async move {
+            match control.run(local, idle).await {
+                Ok(s) => log::warn!(
+                    "npt session {sid} ended: {} connections, {} bytes out, {} bytes in",
+                    s.connections,
+                    s.bytes_out,
+                    s.bytes_in
+                ),
+                Err(e) => log::warn!("npt session {sid} ended with error: {e}"),
+            }
+        })
+        .detach();
+        Ok(response.to_object())
+    }
+
+    /// Choose the data-plane suite: ours when the client offered it, else the official
+    /// AES-CTR stream (keys wrapped for the client's ephemeral RSA key), else plain.
+    fn session_crypto(
+        &self,
+        req: &NptRequest,
+        response: &mut SessionResponse,
+    ) -> Result<SessionCrypto, String> {
+        if req.suite.as_deref() == Some(SUITE_NAME) {
+            if let Some(peer) = req.client_suite_pk.as_deref() {
+                let peer: [u8; 32] = b64::decode(peer)
+                    .ok()
+                    .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+                    .ok_or("clientSuitePK is not a 32-byte base64 key")?;
+                let secret = EphemeralSecret::generate();
+                response.suite = Some(SUITE_NAME.to_string());
+                response.daemon_suite_pk = Some(b64::encode(&secret.public_bytes()));
+                let keys = suite::derive(Role::Daemon, secret, &peer, &req.session_id)
+                    .map_err(|e| e.to_string())?;
+                return Ok(SessionCrypto::Suite(keys));
+            }
+        }
+        if !req.encrypt_rvd_traffic {
+            return Ok(SessionCrypto::Plain);
+        }
+        if req.client_ephemeral_pk_type != "rsa2048" {
+            return Err(format!(
+                "Unknown ephemeralPKType: {}",
+                req.client_ephemeral_pk_type
+            ));
+        }
+        let client_pk = RsaPublicKey::from_spki_b64(&req.client_ephemeral_pk)
+            .map_err(|e| format!("clientEphemeralPK: {e}"))?;
+        let key = random::bytes::<32>();
+        let iv = random::bytes::<16>();
+        let wrap = |b: &[u8]| -> Result<String, String> {
+            client_pk
+                .encrypt(b64::encode(b).as_bytes())
+                .map(|ct| b64::encode(&ct))
+                .map_err(|e| e.to_string())
+        };
+        response.session_aes_key = Some(wrap(&key)?);
+        response.session_iv = Some(wrap(&iv)?);
+        Ok(SessionCrypto::Official { key, iv })
+    }
+
+    async fn on_ssh_request(&self, from: &AtSign, value: &str, _decision: &Decision) {
+        // sshnp sessions need an ephemeral ssh key flow that is not built yet; say so clearly.
+        let sid = envelope::parse(value)
+            .ok()
+            .and_then(|e| e.payload.get_str("sessionId").map(str::to_string))
+            .filter(|s| valid_session_id(s));
+        log::warn!("ssh_request from {from}: not supported by this daemon yet");
+        if let Some(sid) = sid {
+            self.reply(from, &sid, "Failed to start up the daemon side of the srv socket tunnel : ssh_request is not supported by this daemon yet").await;
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The daemon side of the policy RPC (noports.md §6.3): ask the policy atSign whether a client
+//! may connect, with a 10 s deadline and a 15 s per-client cache; heartbeat every 5 minutes.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::dispatch::{Daemon, Decision};
+use super::PermitOpen;
+use crate::at::{AtSign, NotifyOptions};
+use crate::noports::json::{self, Object, Value};
+use crate::runtime::{sleep, timeout};
+
+const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
+const CACHE_FOR: Duration = Duration::from_secs(15);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(300);
+const RPC_SUFFIX: &str = ".auth_checks.__rpcs.sshnp";
+
+fn micros_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    /// Ask the policy service about `client` (cached for 15 s).
+    pub(super) async fn ask_policy(&self, policy: &AtSign, client: &AtSign) -> Decision {
+        if let Some((at, d)) = self.policy_cache.lock().await.get(client) {
+            if at.elapsed() < CACHE_FOR {
+                return d.clone();
+            }
+        }
+        let decision = self.ask_policy_uncached(policy, client).await;
+        self.policy_cache
+            .lock()
+            .await
+            .insert(client.clone(), (Instant::now(), decision.clone()));
+        decision
+    }
+
+    async fn ask_policy_uncached(&self, policy: &AtSign, client: &AtSign) -> Decision {
+        let req_id = micros_now();
+        let (tx, rx) = async_channel::bounded::<(String, Object)>(4);
+        self.pending_rpcs.lock().await.insert(req_id, tx);
+        let payload = Object::new()
+            .with("daemonAtsign", self.config.atsign.as_str())
+            .with("daemonDeviceName", self.config.device.as_str())
+            .with("daemonDeviceGroupName", self.config.device_group.as_str())
+            .with("clientAtsign", client.as_str());
+        let body = Object::new()
+            .with("reqId", Value::Int(req_id))
+            .with("payload", Value::Object(payload));
+        log::info!("Asking {policy} whether {client} may connect to this daemon");
+        let opts = NotifyOptions {
+            ttln_ms: Some(30_000),
+            ..Default::default()
+        };
+        let key = format!("request.{req_id}{RPC_SUFFIX}");
+        let mut sent = false;
+        for delay in [0u64, 200, 1000, 5000] {
+            sleep(Duration::from_millis(delay)).await;
+            match self
+                .client
+                .notify(policy, &key, &body.to_json(), opts.clone())
+                .await
+            {
+                Ok(_) => {
+                    sent = true;
+                    break;
+                }
+                Err(e) => log::warn!("policy request to {policy} failed: {e}"),
+            }
+        }
+        let result = if !sent {
+            Decision::deny("could not send the request to the policy service")
+        } else {
+            let wait = async {
+                loop {
+                    let Ok((kind, resp)) = rx.recv().await else {
+                        return Decision::deny("policy channel closed");
+                    };
+                    match kind.as_str() {
+                        "ack" => log::info!("policy service acknowledged request {req_id}"),
+                        "success" => return decision_from(&resp),
+                        other => {
+                            let msg = resp.get_str("message").unwrap_or("").to_string();
+                            return Decision::deny(&format!(
+                                "Got non-success response {other} from policy service {msg}"
+                            ));
+                        }
+                    }
+                }
+            };
+            match timeout(ANSWER_DEADLINE, wait).await {
+                Ok(d) => d,
+                Err(_) => Decision::deny("Timed out waiting for authorizer response"),
+            }
+        };
+        self.pending_rpcs.lock().await.remove(&req_id);
+        result
+    }
+
+    /// Route a notification from the policy atSign whose key is
+    /// `<ack|nack|success|error>.<reqId>.auth_checks.__rpcs.sshnp`.
+    pub(super) async fn on_policy_response(&self, key_name: &str, value: &str) {
+        let Some(head) = key_name.strip_suffix(RPC_SUFFIX) else {
+            return;
+        };
+        let Some((kind, id)) = head.split_once('.') else {
+            return;
+        };
+        let Ok(req_id) = id.parse::<i64>() else {
+            log::warn!("policy response with a bad request id {id:?}");
+            return;
+        };
+        let resp = match json::parse(value) {
+            Ok(Value::Object(o)) => o,
+            _ => {
+                log::warn!("policy response {req_id} is not a JSON object");
+                return;
+            }
+        };
+        if resp.get_i64("reqId") != Some(req_id) {
+            log::warn!("policy response key id {req_id} does not match its body");
+            return;
+        }
+        let payload = resp.get_object("payload").cloned().unwrap_or_default();
+        let mut merged = payload;
+        if let Some(m) = resp.get_str("message") {
+            if !merged.contains_key("message") {
+                merged.push("message", m);
+            }
+        }
+        if let Some(tx) = self.pending_rpcs.lock().await.get(&req_id) {
+            let _ = tx.try_send((kind.to_string(), merged));
+        }
+    }
+}
+
+/// `{"authorized":bool,"message":…,"permitOpen":["h:p",…]}` -> Decision.
+fn decision_from(payload: &Object) -> Decision {
+    if payload.get_bool("authorized") != Some(true) {
+        let msg = payload
+            .get_str("message")
+            .unwrap_or("not authorized by the policy service");
+        return Decision::deny(msg);
+    }
+    let list: Vec<String> = payload
+        .get_array("permitOpen")
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    match PermitOpen::parse(&list.join(",")) {
+        Ok(p) => Decision {
+            allowed: true,
+            client_permit: p,
+            reason: "authorized by the policy service".into(),
+        },
+        Err(e) => Decision::deny(&format!(
+            "policy service sent an unusable permitOpen list: {e}"
+        )),
+    }
+}
+
+/// P1: tell the policy service this daemon exists, at start and every 5 minutes.
+pub(super) async fn heartbeat_loop(d: Arc<Daemon>) {
+    let Some(policy) = d.config.policy.clone() else {
+        return;
+    };
+    loop {
+        log::info!("Sending heartbeat to policy service {policy}");
+        let opts = NotifyOptions {
+            ttln_ms: Some(300_000),
+            ..Default::default()
+        };
+        let key = format!("{}.devices.policy.sshnp", d.config.device);
+        if let Err(e) = d
+            .client
+            .notify(&policy, &key, &d.ping_response().to_json(), opts)
+            .await
+        {
+            log::warn!("policy heartbeat failed: {e}");
+        }
+        sleep(HEARTBEAT_EVERY).await;
+    }
+}
