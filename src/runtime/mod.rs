@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use async_executor::Executor;
 
 pub use async_executor::Task;
-pub use time::{sleep, timeout, Backoff, Elapsed};
+pub use time::{parse_duration, sleep, timeout, utc_timestamp, Backoff, Elapsed};
 
 fn executor() -> &'static Executor<'static> {
     static EX: OnceLock<Executor<'static>> = OnceLock::new();

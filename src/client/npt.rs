@@ -1,0 +1,390 @@
+//! `npt`: open a local port that reaches a TCP port on (or near) a device (noports.md §7.3).
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use argh::FromArgs;
+use async_io::Async;
+
+use super::session::{establish, Progress, SessionParams, SuitePref};
+use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
+use crate::crypto::rsa::RsaPrivateKey;
+use crate::noports::names::validate_device_name;
+use crate::noports::tunnel;
+use crate::runtime::{self, cli, parse_duration, sleep};
+
+const DIALECT: cli::Dialect<'static> = cli::Dialect {
+    aliases: &[
+        ("--rp", "--remote-port"),
+        ("--rh", "--remote-host"),
+        ("--lp", "--local-port"),
+        ("--keyFile", "--key-file"),
+        ("--dpt", "--daemon-ping-timeout"),
+        ("--pss", "--per-session-storage"),
+        ("--no-pss", "--no-per-session-storage"),
+        ("--et", "--encrypt-rvd-traffic"),
+        ("--no-et", "--no-encrypt-rvd-traffic"),
+    ],
+    switches: &['v', 'q', 'x', 'K'],
+};
+
+/// A year: what the official npt uses for `-T 0` ("never").
+const NEVER: Duration = Duration::from_secs(365 * 86_400);
+
+#[derive(FromArgs)]
+#[argh(help_triggers("--help"))]
+/// NoPorts tunnel: a local port that reaches a TCP port on a device with no open ports.
+struct Args {
+    /// client atSign (mandatory)
+    #[argh(option, short = 'f')]
+    from: Option<String>,
+    /// device atSign (mandatory)
+    #[argh(option, short = 't')]
+    to: Option<String>,
+    /// relay (srvd) atSign (mandatory)
+    #[argh(option, short = 'r')]
+    srvd: Option<String>,
+    /// device name (mandatory)
+    #[argh(option, short = 'd')]
+    device: Option<String>,
+    /// remote port to reach (mandatory)
+    #[argh(option, short = 'p')]
+    remote_port: Option<u16>,
+    /// remote host as seen from the device (default localhost)
+    #[argh(option, short = 'h', default = "String::from(\"localhost\")")]
+    remote_host: String,
+    /// local port (0 = pick a free one)
+    #[argh(option, short = 'l', default = "0")]
+    local_port: u16,
+    /// atKeys file (default ~/.atsign/keys/<from>_key.atKeys)
+    #[argh(option, short = 'k')]
+    key_file: Option<String>,
+    /// atDirectory host or host:port (default root.atsign.org:64)
+    #[argh(option, default = "String::from(\"root.atsign.org\")")]
+    root_domain: String,
+    /// seconds to wait for the daemon's feature check (default 20)
+    #[argh(option, default = "20")]
+    daemon_ping_timeout: u64,
+    /// info logging
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+    /// no progress output
+    #[argh(switch, short = 'q')]
+    quiet: bool,
+    /// start the tunnel in the background, print the local port and exit
+    #[argh(switch, short = 'x')]
+    exit_when_connected: bool,
+    /// re-establish the session whenever it ends
+    #[argh(switch, short = 'K')]
+    keep_alive: bool,
+    /// idle timeout, e.g. 30s, 1h, 7d; 0 = never (default 30s; 24h with -K)
+    #[argh(option, short = 'T')]
+    timeout: Option<String>,
+    /// encrypt relay traffic (default on)
+    #[argh(switch)]
+    encrypt_rvd_traffic: bool,
+    /// do not encrypt relay traffic
+    #[argh(switch)]
+    no_encrypt_rvd_traffic: bool,
+    /// accepted for compatibility (no local storage is used)
+    #[argh(switch)]
+    per_session_storage: bool,
+    /// accepted for compatibility
+    #[argh(switch)]
+    no_per_session_storage: bool,
+    /// data plane: auto (ours when the daemon offers it), official, or nps1
+    #[argh(option, default = "String::from(\"auto\")")]
+    suite: String,
+}
+
+struct Config {
+    from: AtSign,
+    key_file: PathBuf,
+    root: RootAddr,
+    params: SessionParams,
+    local_port: u16,
+    exit_when_connected: bool,
+    keep_alive: bool,
+    quiet: bool,
+}
+
+fn mandatory<'a>(v: &'a Option<String>, name: &str) -> Result<&'a str, String> {
+    v.as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| format!("Option {name} is mandatory."))
+}
+
+impl Config {
+    fn from_args(a: Args) -> Result<Config, String> {
+        let from = AtSign::parse(mandatory(&a.from, "from")?).map_err(|e| e.to_string())?;
+        let device = AtSign::parse(mandatory(&a.to, "to")?).map_err(|e| e.to_string())?;
+        let relay = AtSign::parse(mandatory(&a.srvd, "srvd")?).map_err(|e| e.to_string())?;
+        let device_name = validate_device_name(mandatory(&a.device, "device")?)?;
+        let remote_port = a.remote_port.ok_or("Option remote-port is mandatory.")?;
+        if remote_port == 0 {
+            return Err("remote port must be 1-65535".into());
+        }
+        if a.keep_alive && a.exit_when_connected {
+            return Err("--keep-alive and --exit-when-connected are mutually exclusive".into());
+        }
+        let timeout = match a.timeout.as_deref() {
+            Some(t) => match parse_duration(t)? {
+                Duration::ZERO => {
+                    log::info!("Requested \"never\" timeout: set to 365 days");
+                    NEVER
+                }
+                d => d,
+            },
+            None if a.keep_alive => {
+                log::info!("Requested keep-alive without specifying a timeout: setting timeout to 24 hours");
+                Duration::from_secs(86_400)
+            }
+            None => Duration::from_secs(30),
+        };
+        let suite = match a.suite.as_str() {
+            "auto" => SuitePref::Auto,
+            "official" => SuitePref::Official,
+            "nps1" => SuitePref::Ours,
+            other => {
+                return Err(format!(
+                    "\"{other}\" is not an allowed value for option \"suite\"."
+                ))
+            }
+        };
+        let remote_host = a.remote_host.trim().to_string();
+        if remote_host.is_empty()
+            || remote_host
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!("invalid remote host \"{}\"", a.remote_host));
+        }
+        let key_file = match a.key_file {
+            Some(k) => PathBuf::from(k),
+            None => AtKeys::default_path(&from).map_err(|e| e.to_string())?,
+        };
+        let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+        let _ = (
+            a.encrypt_rvd_traffic,
+            a.per_session_storage,
+            a.no_per_session_storage,
+        );
+        Ok(Config {
+            from,
+            key_file,
+            root,
+            params: SessionParams {
+                device,
+                relay,
+                device_name,
+                remote_host,
+                remote_port,
+                timeout,
+                encrypt: !a.no_encrypt_rvd_traffic,
+                // A detached srv speaks the official suite (its contract has no suite keys).
+                suite: if a.exit_when_connected {
+                    SuitePref::Official
+                } else {
+                    suite
+                },
+                ping_timeout: Duration::from_secs(a.daemon_ping_timeout.max(1)),
+            },
+            local_port: a.local_port,
+            exit_when_connected: a.exit_when_connected,
+            keep_alive: a.keep_alive,
+            quiet: a.quiet || a.verbose,
+        })
+    }
+}
+
+pub fn main(argv: &[String]) -> ExitCode {
+    let args: Args = match cli::parse_dialect(argv, DIALECT) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    runtime::init_logging(args.verbose);
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("Invalid argument(s): {msg}");
+            return ExitCode::from(1);
+        }
+    };
+    let keys = match AtKeys::load(&config.key_file) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("\nError : {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime::block_on(async move {
+        let run = run(config, keys);
+        let stop = async {
+            runtime::shutdown_signal().await;
+            Err("interrupted".to_string())
+        };
+        match futures_lite::future::or(run, stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("\nError : {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
+    let progress = Progress {
+        quiet: config.quiet,
+    };
+    if !config.quiet {
+        eprint!("Connecting ... ");
+    }
+    let client = AtClient::connect(ClientConfig {
+        atsign: config.from.clone(),
+        keys,
+        root: config.root.clone(),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if !config.quiet {
+        eprintln!("Connected");
+    }
+    // One ephemeral RSA key per run, reused by -K sessions (noports.md §3).
+    let ephemeral = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
+    let mut local_port = config.local_port;
+    loop {
+        let result = one_session(&client, &config, &ephemeral, &mut local_port, progress).await;
+        match result {
+            Ok(()) if config.exit_when_connected => return Ok(()),
+            Ok(()) if !config.keep_alive => {
+                progress.say("Session ended");
+                return Ok(());
+            }
+            Err(e) if !config.keep_alive => return Err(e),
+            Ok(()) => {
+                progress.say("Session ended, keep-alive is set: will wait 5 seconds and retry")
+            }
+            Err(e) => progress.say(&format!(
+                "{e}; keep-alive is set: will wait 5 seconds and retry"
+            )),
+        }
+        sleep(Duration::from_secs(5)).await;
+    }
+}
+
+async fn one_session(
+    client: &AtClient,
+    config: &Config,
+    ephemeral: &RsaPrivateKey,
+    local_port: &mut u16,
+    progress: Progress,
+) -> Result<(), String> {
+    let est = establish(client, &config.params, ephemeral, progress)
+        .await
+        .map_err(|e| e.0)?;
+    if *local_port == 0 {
+        progress.say("Finding an available local port");
+    } else {
+        progress.say(&format!("Will use local port {local_port}"));
+    }
+    progress.say("Creating connection to socket rendezvous");
+    if config.exit_when_connected {
+        let port = spawn_detached_srv(&est, *local_port, config.params.timeout).await?;
+        println!("{port}");
+        return Ok(());
+    }
+    // Loopback only: unlike the official client we never expose the tunnel to the LAN.
+    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], *local_port))
+        .map_err(|e| format!("cannot listen on localhost:{local_port}: {e}"))?;
+    let port = listener
+        .get_ref()
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
+    // -K keeps the same local port across sessions.
+    *local_port = port;
+    progress.say(&format!("npt is listening on localhost:{port}"));
+    log::info!(
+        "session {} uses the {} data plane",
+        est.session_id,
+        est.suite_name
+    );
+    let stats = tunnel::client_multi(est.relay, listener, est.crypto, config.params.timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    log::info!(
+        "session {}: {} connections, {} bytes out, {} bytes in",
+        est.session_id,
+        stats.connections,
+        stats.bytes_out,
+        stats.bytes_in
+    );
+    Ok(())
+}
+
+/// `-x`: hand the session to a detached `srv` (the official contract, noports.md §5.6) and
+/// return its local port once it reports readiness.
+async fn spawn_detached_srv(
+    est: &super::session::Established,
+    local_port: u16,
+    idle: Duration,
+) -> Result<u16, String> {
+    let port = if local_port == 0 {
+        let probe = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| e.to_string())?;
+        probe.local_addr().map_err(|e| e.to_string())?.port()
+    } else {
+        local_port
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("srv")
+        .args(["-h", &est.relay.host, "-p", &est.relay.port.to_string()])
+        .args([
+            "--local-port",
+            &port.to_string(),
+            "--local-host",
+            "localhost",
+        ])
+        .args(["--timeout", &idle.as_secs().max(1).to_string()])
+        .args(["--bind-local-port", "--multi"]);
+    if let Some(line) = &est.relay.auth_line {
+        cmd.arg("--rv-auth").env("RV_AUTH", line.trim_end());
+    }
+    if let Some((k, iv)) = &est.official_b64 {
+        cmd.arg("--rv-e2ee").env("RV_AES", k).env("RV_IV", iv);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start srv: {e}"))?;
+    let stderr = child.stderr.take().ok_or("srv has no stderr")?;
+    let (tx, rx) = async_channel::bounded::<Result<(), String>>(1);
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            if line.contains("rv started successfully") {
+                let _ = tx.send_blocking(Ok(()));
+                // Keep draining so srv never blocks on a full pipe.
+                for _ in lines.by_ref() {}
+                return;
+            }
+            if line.contains("Exception running srv") {
+                let _ = tx.send_blocking(Err(line));
+                return;
+            }
+        }
+        let _ = tx.send_blocking(Err("srv exited before it was ready".into()));
+    });
+    match runtime::timeout(Duration::from_secs(10), rx.recv()).await {
+        Ok(Ok(Ok(()))) => Ok(port),
+        Ok(Ok(Err(e))) => Err(e),
+        _ => {
+            let _ = child.kill();
+            Err("TimeoutException: srv did not become ready".into())
+        }
+    }
+}
