@@ -1,27 +1,236 @@
 //! Primitives of our data-plane suite: X25519 ephemeral agreement, HKDF-SHA-256 and
 //! ChaCha20-Poly1305 records with counter nonces (docs/suite-v1.md).
+//!
+//! HKDF lives in [`super::hash::hkdf_sha256`]; this file holds the agreement and the record
+//! sealing. Each direction of a connection has its own key and so its own nonce sequence.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use super::secret::Secret;
 use super::CryptoError;
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{ChaCha20Poly1305, Key, KeyInit, Nonce};
+use rand_core::OsRng;
+
+/// Length of the Poly1305 tag appended to every record.
+pub const TAG_LEN: usize = 16;
 
 /// An ephemeral X25519 secret (zeroized on drop).
-pub struct EphemeralSecret { /* helper fills */ }
+pub struct EphemeralSecret {
+    secret: x25519_dalek::EphemeralSecret,
+    public: x25519_dalek::PublicKey,
+}
+
 impl EphemeralSecret {
-    pub fn generate() -> Self { todo!() }
-    pub fn public_bytes(&self) -> [u8; 32] { todo!() }
+    /// A fresh secret from the OS CSPRNG.
+    pub fn generate() -> Self {
+        let secret = x25519_dalek::EphemeralSecret::random_from_rng(OsRng);
+        let public = x25519_dalek::PublicKey::from(&secret);
+        EphemeralSecret { secret, public }
+    }
+
+    /// Our public value, to send to the peer.
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.public.to_bytes()
+    }
+
     /// Diffie-Hellman; errors on an all-zero (non-contributory) shared secret.
-    pub fn agree(self, peer_public: &[u8; 32]) -> Result<[u8; 32], CryptoError> { todo!() }
+    ///
+    /// # Errors
+    /// [`CryptoError::BadKey`] when the peer sent a low-order point, which would make the shared
+    /// secret all zeros regardless of our secret.
+    pub fn agree(self, peer_public: &[u8; 32]) -> Result<[u8; 32], CryptoError> {
+        let shared = self
+            .secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*peer_public));
+        if !shared.was_contributory() {
+            return Err(CryptoError::BadKey("x25519 low-order public key"));
+        }
+        Ok(shared.to_bytes())
+    }
+}
+
+impl std::fmt::Debug for EphemeralSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EphemeralSecret(***)")
+    }
+}
+
+/// The 96-bit nonce for record `counter`: 32 zero bits then the counter, big-endian.
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    let (_, tail) = n.split_at_mut(4);
+    tail.copy_from_slice(&counter.to_be_bytes());
+    Nonce::from(n)
+}
+
+/// Why the nonce sequence ended: reusing a nonce under one key would break ChaCha20-Poly1305.
+const EXHAUSTED: CryptoError = CryptoError::Length("aead record counter exhausted");
+
+/// Key and next record number of one direction.
+struct Direction {
+    key: Secret<[u8; 32]>,
+    counter: u64,
+}
+
+impl Direction {
+    fn new(key: [u8; 32]) -> Self {
+        let mut key = key;
+        let d = Direction {
+            key: Secret::new(key),
+            counter: 0,
+        };
+        zeroize::Zeroize::zeroize(&mut key);
+        d
+    }
+
+    /// The cipher for one record. Rebuilt per record (a key copy, no schedule) so the only
+    /// long-lived key copy is the zeroizing `Secret`.
+    fn cipher(&self) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(Key::from_slice(self.key.expose()))
+    }
+
+    /// The nonce for the next record, or an error once the counter would wrap.
+    fn next_nonce(&self) -> Result<Nonce, CryptoError> {
+        // The last value is never used, so `counter + 1` below cannot overflow.
+        if self.counter == u64::MAX {
+            return Err(EXHAUSTED);
+        }
+        Ok(nonce(self.counter))
+    }
+
+    fn advance(&mut self) {
+        self.counter = self.counter.saturating_add(1);
+    }
 }
 
 /// One direction of ChaCha20-Poly1305 records: 96-bit nonce = 32-bit zero || 64-bit counter.
-pub struct Sealer { /* helper fills */ }
-pub struct Opener { /* helper fills */ }
-impl Sealer {
-    pub fn new(key: [u8; 32]) -> Self { todo!() }
-    /// Encrypt `buf` in place and append the 16-byte tag; `aad` is authenticated.
-    pub fn seal(&mut self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> { todo!() }
-    pub fn counter(&self) -> u64 { todo!() }
+pub struct Sealer {
+    dir: Direction,
 }
+
+/// The receiving side of one direction; must see records in the order they were sealed.
+pub struct Opener {
+    dir: Direction,
+}
+
+impl Sealer {
+    /// Starts at record 0 with `key` (zeroized on drop).
+    pub fn new(key: [u8; 32]) -> Self {
+        Sealer {
+            dir: Direction::new(key),
+        }
+    }
+
+    /// Encrypt `buf` in place and append the 16-byte tag; `aad` is authenticated.
+    ///
+    /// # Errors
+    /// [`CryptoError::Length`] when the record counter is exhausted (2^64 − 1 records) or the
+    /// record is too long for ChaCha20 (256 GiB); `buf` is unchanged then.
+    pub fn seal(&mut self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let nonce = self.dir.next_nonce()?;
+        self.dir
+            .cipher()
+            .encrypt_in_place(&nonce, aad, buf)
+            .map_err(|_| CryptoError::Length("aead record too long"))?;
+        self.dir.advance();
+        Ok(())
+    }
+
+    /// Number of records sealed so far, i.e. the counter of the next record.
+    pub fn counter(&self) -> u64 {
+        self.dir.counter
+    }
+}
+
 impl Opener {
-    pub fn new(key: [u8; 32]) -> Self { todo!() }
+    /// Starts at record 0 with `key` (zeroized on drop).
+    pub fn new(key: [u8; 32]) -> Self {
+        Opener {
+            dir: Direction::new(key),
+        }
+    }
+
     /// Verify and decrypt in place, truncating the tag; `Tampered` on failure.
-    pub fn open(&mut self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> { todo!() }
+    ///
+    /// A failed record does not advance the counter; callers should treat it as fatal for the
+    /// connection.
+    ///
+    /// # Errors
+    /// [`CryptoError::Tampered`] when the tag does not verify (modified, reordered, replayed or
+    /// truncated record, or a wrong key), [`CryptoError::Length`] when the counter is exhausted.
+    pub fn open(&mut self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
+        let nonce = self.dir.next_nonce()?;
+        if buf.len() < TAG_LEN {
+            return Err(CryptoError::Tampered);
+        }
+        self.dir
+            .cipher()
+            .decrypt_in_place(&nonce, aad, buf)
+            .map_err(|_| CryptoError::Tampered)?;
+        self.dir.advance();
+        Ok(())
+    }
+
+    /// Number of records opened so far, i.e. the counter of the next record.
+    pub fn counter(&self) -> u64 {
+        self.dir.counter
+    }
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sealer {{ key: ***, counter: {} }}", self.dir.counter)
+    }
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Opener {{ key: ***, counter: {} }}", self.dir.counter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonce_layout() {
+        let n = nonce(0x0102_0304_0506_0708);
+        assert_eq!(n.as_slice(), &[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn counter_refuses_to_wrap() {
+        let mut s = Sealer::new([1; 32]);
+        let mut o = Opener::new([1; 32]);
+        s.dir.counter = u64::MAX - 1;
+        o.dir.counter = u64::MAX - 1;
+        let mut buf = b"last".to_vec();
+        assert_eq!(s.seal(b"", &mut buf), Ok(()));
+        assert_eq!(o.open(b"", &mut buf), Ok(()));
+        assert_eq!(buf, b"last");
+        assert_eq!(s.counter(), u64::MAX);
+        let mut buf = b"one too many".to_vec();
+        assert_eq!(s.seal(b"", &mut buf), Err(EXHAUSTED));
+        assert_eq!(buf, b"one too many");
+        assert_eq!(o.open(b"", &mut vec![0; 32]), Err(EXHAUSTED));
+    }
+
+    #[test]
+    fn short_record_is_tampered() {
+        let mut o = Opener::new([1; 32]);
+        assert_eq!(o.open(b"", &mut vec![0; 15]), Err(CryptoError::Tampered));
+        assert_eq!(o.open(b"", &mut Vec::new()), Err(CryptoError::Tampered));
+        assert_eq!(o.counter(), 0);
+    }
+
+    #[test]
+    fn low_order_point_rejected() {
+        let e = EphemeralSecret::generate();
+        assert!(matches!(e.agree(&[0u8; 32]), Err(CryptoError::BadKey(_))));
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let e = EphemeralSecret::generate();
+        assert!(matches!(e.agree(&one), Err(CryptoError::BadKey(_))));
+    }
 }
