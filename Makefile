@@ -30,7 +30,7 @@ test:
 
 demo:
 	$(CARGO) build --release
-	./scripts/demo.sh target/release/noports
+	$(CARGO) run --release --example demo -- target/release/noports
 
 bench:
 	$(CARGO) build --release
