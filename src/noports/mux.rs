@@ -1,0 +1,499 @@
+//! Multiplexing for our suite (docs/suite-v1.md §5): many local TCP connections share one
+//! relay socket pair. Frames (OPEN, DATA, FIN, RESET, WINDOW, CLOSE) travel inside sealed
+//! records; each stream has a credit window so one slow local socket cannot stall the others.
+//!
+//! Tasks: one writer (owns the sealer, batches records), one reader (owns the opener,
+//! dispatches frames), and two halves per stream. Only the client opens streams.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender, TryRecvError};
+use async_io::Async;
+use futures_lite::io::{BufReader, BufWriter};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
+
+use super::suite::{
+    parse_frame, put_header, FrameType, RecordOpener, RecordSealer, SuiteKeys, MAX_DATA,
+};
+use super::tunnel::{
+    connect_tcp, io_err, Counters, TrackGuard, Tracker, TunnelError, TunnelStats,
+    LOCAL_CONNECT_TIMEOUT,
+};
+use crate::runtime;
+
+/// Bytes a sender may have in flight per stream before the receiver's WINDOW credit.
+pub const STREAM_WINDOW: u64 = 512 * 1024;
+/// Most concurrent streams a daemon accepts on one session.
+pub const MAX_STREAMS: usize = 1024;
+/// Socket-level read/write buffering.
+const IO_BUF: usize = 64 * 1024;
+/// Send WINDOW once this much has been written locally (or the queue ran dry).
+const WINDOW_BATCH: u64 = 64 * 1024;
+/// How long a graceful end waits for the CLOSE record to be written.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// What this end of the session does.
+pub(crate) enum Side {
+    /// npt: accept local connections, one stream each.
+    Client(Async<TcpListener>),
+    /// sshnp: one already accepted local connection.
+    ClientSingle(Async<TcpStream>),
+    /// sshnpd: connect `local` for each OPEN; `pre` is an already connected first target.
+    Daemon {
+        local: (String, u16),
+        pre: Option<Async<TcpStream>>,
+        single: bool,
+    },
+}
+
+enum Out {
+    Open(u32),
+    Data(u32, Vec<u8>),
+    Fin(u32),
+    Reset(u32),
+    Window(u32, u32),
+    Close,
+}
+
+enum Inbound {
+    Data(Vec<u8>),
+    Fin,
+    Reset,
+}
+
+struct Entry {
+    inbound: Sender<Inbound>,
+    credit: Sender<u64>,
+    unacked: Arc<AtomicU64>,
+}
+
+struct Shared {
+    out: Sender<Out>,
+    streams: Mutex<HashMap<u32, Entry>>,
+    pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    tracker: Arc<Tracker>,
+    counters: Counters,
+}
+
+impl Shared {
+    fn buf(&self) -> Vec<u8> {
+        self.pool
+            .1
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(MAX_DATA))
+    }
+
+    fn recycle(&self, mut b: Vec<u8>) {
+        b.clear();
+        let _ = self.pool.0.try_send(b);
+    }
+
+    fn register(self: &Arc<Self>, id: u32) -> StreamIo {
+        let (in_tx, in_rx) = async_channel::unbounded();
+        let (cr_tx, cr_rx) = async_channel::unbounded();
+        let unacked = Arc::new(AtomicU64::new(0));
+        let entry = Entry {
+            inbound: in_tx,
+            credit: cr_tx,
+            unacked: unacked.clone(),
+        };
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, entry);
+        StreamIo {
+            id,
+            inbound: in_rx,
+            credit: cr_rx,
+            unacked,
+            guard: self.tracker.enter(),
+        }
+    }
+
+    fn unregister(&self, id: u32) {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    fn with_entry<T>(&self, id: u32, f: impl FnOnce(&Entry) -> T) -> Option<T> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .map(f)
+    }
+}
+
+struct StreamIo {
+    id: u32,
+    inbound: Receiver<Inbound>,
+    credit: Receiver<u64>,
+    unacked: Arc<AtomicU64>,
+    guard: TrackGuard,
+}
+
+/// Runs one multiplexed session over `conn` until it ends.
+///
+/// # Errors
+/// `Tampered` when a record fails authentication, `Protocol` for framing violations,
+/// `Truncated` when the connection ends without CLOSE, `Io` otherwise.
+pub(crate) async fn run(
+    conn: Async<TcpStream>,
+    keys: &SuiteKeys,
+    side: Side,
+    idle: Duration,
+) -> Result<TunnelStats, TunnelError> {
+    let conn = Arc::new(conn);
+    let (sealer, opener) = keys.split();
+    let (out_tx, out_rx) = async_channel::bounded(64);
+    let shared = Arc::new(Shared {
+        out: out_tx,
+        streams: Mutex::new(HashMap::new()),
+        pool: async_channel::bounded(128),
+        tracker: Tracker::new(),
+        counters: Counters::default(),
+    });
+    let writer = runtime::spawn(writer(conn.clone(), sealer, out_rx, shared.clone()));
+    let (is_client, result) = match side {
+        Side::Daemon { local, pre, single } => {
+            let r = reader(
+                &conn,
+                opener,
+                &shared,
+                Some(DaemonCtx {
+                    local: Arc::new(local),
+                    pre,
+                    single,
+                }),
+            )
+            .await;
+            (false, r)
+        }
+        Side::Client(listener) => {
+            let driver = client_driver(&shared, Some(listener), None, idle);
+            (true, reader(&conn, opener, &shared, None).or(driver).await)
+        }
+        Side::ClientSingle(local) => {
+            let driver = client_driver(&shared, None, Some(local), idle);
+            (true, reader(&conn, opener, &shared, None).or(driver).await)
+        }
+    };
+    if is_client && result.is_ok() {
+        // Graceful end: CLOSE tells the daemon this is not a truncation.
+        let _ = shared.out.send(Out::Close).await;
+        let _ = runtime::timeout(CLOSE_FLUSH, writer).await;
+    } else {
+        drop(writer);
+    }
+    let _ = conn.get_ref().shutdown(Shutdown::Both);
+    if let Err(e) = &result {
+        log::warn!("multiplexed session ended: {e}");
+    }
+    result.map(|()| shared.counters.snapshot())
+}
+
+async fn writer(
+    conn: Arc<Async<TcpStream>>,
+    mut sealer: RecordSealer,
+    rx: Receiver<Out>,
+    shared: Arc<Shared>,
+) -> Result<(), TunnelError> {
+    let mut w = BufWriter::with_capacity(IO_BUF, &*conn);
+    let mut frame = Vec::with_capacity(MAX_DATA + 64);
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(TryRecvError::Empty) => {
+                w.flush().await.map_err(io_err("writing relay socket"))?;
+                match rx.recv().await {
+                    Ok(m) => m,
+                    Err(_) => return Ok(()),
+                }
+            }
+            Err(TryRecvError::Closed) => {
+                return w.flush().await.map_err(io_err("writing relay socket"))
+            }
+        };
+        let close = matches!(msg, Out::Close);
+        match msg {
+            Out::Open(id) => put_header(&mut frame, FrameType::Open, id),
+            Out::Fin(id) => put_header(&mut frame, FrameType::Fin, id),
+            Out::Reset(id) => put_header(&mut frame, FrameType::Reset, id),
+            Out::Close => put_header(&mut frame, FrameType::Close, 0),
+            Out::Window(id, n) => {
+                put_header(&mut frame, FrameType::Window, id);
+                frame.extend_from_slice(&n.to_be_bytes());
+            }
+            Out::Data(id, data) => {
+                put_header(&mut frame, FrameType::Data, id);
+                frame.extend_from_slice(&data);
+                shared.recycle(data);
+            }
+        }
+        let header = sealer.seal(&mut frame)?;
+        w.write_all(&header)
+            .await
+            .map_err(io_err("writing relay socket"))?;
+        w.write_all(&frame)
+            .await
+            .map_err(io_err("writing relay socket"))?;
+        if close {
+            return w.flush().await.map_err(io_err("writing relay socket"));
+        }
+    }
+}
+
+struct DaemonCtx {
+    local: Arc<(String, u16)>,
+    pre: Option<Async<TcpStream>>,
+    single: bool,
+}
+
+/// Reads and dispatches records until CLOSE (Ok) or a failure.
+async fn reader(
+    conn: &Async<TcpStream>,
+    mut opener: RecordOpener,
+    shared: &Arc<Shared>,
+    mut daemon: Option<DaemonCtx>,
+) -> Result<(), TunnelError> {
+    let mut r = BufReader::with_capacity(IO_BUF, conn);
+    let mut body = Vec::with_capacity(super::suite::MAX_RECORD);
+    let mut tasks: Vec<runtime::Task<()>> = Vec::new();
+    let mut last_open = 0u32;
+    loop {
+        let mut header = [0u8; 2];
+        r.read_exact(&mut header).await.map_err(eof_is_truncation)?;
+        let len = RecordOpener::body_len(header)
+            .ok_or(TunnelError::Protocol("record length out of range"))?;
+        body.resize(len, 0);
+        r.read_exact(&mut body).await.map_err(eof_is_truncation)?;
+        opener.open(header, &mut body)?;
+        let (ty, id, payload) =
+            parse_frame(&body).map_err(|_| TunnelError::Protocol("malformed frame"))?;
+        match ty {
+            FrameType::Close => return Ok(()),
+            FrameType::Open => {
+                let Some(ctx) = daemon.as_mut() else {
+                    return Err(TunnelError::Protocol("OPEN sent to the client"));
+                };
+                if id <= last_open {
+                    return Err(TunnelError::Protocol("stream id reused"));
+                }
+                last_open = id;
+                tasks.retain(|t| !t.is_finished());
+                if tasks.len() >= MAX_STREAMS || (ctx.single && id != 1) {
+                    log::warn!("refusing stream {id}: stream limit reached");
+                    let _ = shared.out.send(Out::Reset(id)).await;
+                    continue;
+                }
+                let io = shared.register(id);
+                let (shared, local, pre) = (shared.clone(), ctx.local.clone(), ctx.pre.take());
+                tasks.push(runtime::spawn(async move {
+                    let sock = match pre {
+                        Some(s) => s,
+                        None => {
+                            match connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT)
+                                .await
+                            {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    log::warn!("stream {}: {e}", io.id);
+                                    let _ = shared.out.send(Out::Reset(io.id)).await;
+                                    shared.unregister(io.id);
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    stream(shared, sock, io).await;
+                }));
+            }
+            FrameType::Data => {
+                let n = payload.len() as u64;
+                let mut buf = shared.buf();
+                buf.extend_from_slice(payload);
+                let over = shared.with_entry(id, |e| {
+                    let pending = e.unacked.fetch_add(n, Ordering::SeqCst) + n;
+                    let _ = e.inbound.try_send(Inbound::Data(buf));
+                    pending > STREAM_WINDOW
+                });
+                if over == Some(true) {
+                    return Err(TunnelError::Protocol("peer exceeded the stream window"));
+                }
+            }
+            FrameType::Fin => {
+                shared.with_entry(id, |e| e.inbound.try_send(Inbound::Fin));
+            }
+            FrameType::Reset => {
+                shared.with_entry(id, |e| e.inbound.try_send(Inbound::Reset));
+            }
+            FrameType::Window => {
+                let mut w = [0u8; 4];
+                w.copy_from_slice(payload.get(..4).unwrap_or(&[0; 4]));
+                shared.with_entry(id, |e| e.credit.try_send(u64::from(u32::from_be_bytes(w))));
+            }
+        }
+    }
+}
+
+fn eof_is_truncation(e: io::Error) -> TunnelError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        TunnelError::Truncated
+    } else {
+        TunnelError::Io {
+            op: "reading relay socket",
+            source: e,
+        }
+    }
+}
+
+/// The client's lifetime logic: accept and open streams, end under the grace rule (§5.5).
+async fn client_driver(
+    shared: &Arc<Shared>,
+    listener: Option<Async<TcpListener>>,
+    single: Option<Async<TcpStream>>,
+    idle: Duration,
+) -> Result<(), TunnelError> {
+    let mut tasks: Vec<runtime::Task<()>> = Vec::new();
+    let mut next_id = 1u32;
+    let is_single = single.is_some();
+    if let Some(local) = single {
+        let io = shared.register(next_id);
+        shared
+            .out
+            .send(Out::Open(next_id))
+            .await
+            .map_err(|_| TunnelError::Protocol("writer stopped"))?;
+        tasks.push(runtime::spawn(stream(shared.clone(), local, io)));
+    }
+    let accept = async {
+        let Some(listener) = listener else {
+            return future::pending().await;
+        };
+        loop {
+            let (local, peer) = listener
+                .accept()
+                .await
+                .map_err(io_err("accepting local connections"))?;
+            let _ = local.get_ref().set_nodelay(true);
+            log::debug!("local connection from {peer}: stream {next_id}");
+            let io = shared.register(next_id);
+            shared
+                .out
+                .send(Out::Open(next_id))
+                .await
+                .map_err(|_| TunnelError::Protocol("writer stopped"))?;
+            next_id = next_id
+                .checked_add(1)
+                .ok_or(TunnelError::Protocol("stream ids exhausted"))?;
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(runtime::spawn(stream(shared.clone(), local, io)));
+        }
+    };
+    let grace = async {
+        shared.tracker.grace(idle, is_single).await;
+        Ok(())
+    };
+    accept.or(grace).await
+}
+
+/// Runs both halves of one stream, then forgets it.
+async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
+    let StreamIo {
+        id,
+        inbound,
+        credit,
+        unacked,
+        guard,
+    } = io;
+    shared.counters.conns.fetch_add(1, Ordering::Relaxed);
+    let local = &local;
+    // Closed when the peer resets the stream, so an `up` half waiting for credit wakes up.
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    let up = async {
+        let mut window = STREAM_WINDOW;
+        loop {
+            while let Ok(c) = credit.try_recv() {
+                window = window.saturating_add(c);
+            }
+            if window == 0 {
+                match credit.recv().await {
+                    Ok(c) => window = window.saturating_add(c),
+                    Err(_) => return,
+                }
+                continue;
+            }
+            let mut buf = shared.buf();
+            let want = usize::try_from(window).unwrap_or(MAX_DATA).min(MAX_DATA);
+            buf.resize(want, 0);
+            match (&*local).read(&mut buf).await {
+                Ok(0) => {
+                    shared.recycle(buf);
+                    let _ = shared.out.send(Out::Fin(id)).await;
+                    return;
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    window -= n as u64;
+                    shared.counters.out.fetch_add(n as u64, Ordering::Relaxed);
+                    if shared.out.send(Out::Data(id, buf)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => {
+                    let _ = shared.out.send(Out::Reset(id)).await;
+                    shared.unregister(id);
+                    return;
+                }
+            }
+        }
+    };
+    let down = async {
+        let mut acc = 0u64;
+        loop {
+            match inbound.recv().await {
+                Ok(Inbound::Data(buf)) => {
+                    let n = buf.len() as u64;
+                    let r = (&*local).write_all(&buf).await;
+                    shared.recycle(buf);
+                    if r.is_err() {
+                        let _ = shared.out.send(Out::Reset(id)).await;
+                        let _ = local.get_ref().shutdown(Shutdown::Both);
+                        stop_tx.close();
+                        return;
+                    }
+                    shared.counters.inn.fetch_add(n, Ordering::Relaxed);
+                    unacked.fetch_sub(n, Ordering::SeqCst);
+                    acc += n;
+                    if acc >= WINDOW_BATCH || inbound.is_empty() {
+                        let credit = u32::try_from(acc).unwrap_or(u32::MAX);
+                        acc -= u64::from(credit);
+                        let _ = shared.out.send(Out::Window(id, credit)).await;
+                    }
+                }
+                Ok(Inbound::Fin) => {
+                    let _ = local.get_ref().shutdown(Shutdown::Write);
+                    return;
+                }
+                Ok(Inbound::Reset) | Err(_) => {
+                    let _ = local.get_ref().shutdown(Shutdown::Both);
+                    stop_tx.close();
+                    return;
+                }
+            }
+        }
+    };
+    let up = up.or(async {
+        let _ = stop_rx.recv().await;
+    });
+    future::zip(up, down).await;
+    shared.unregister(id);
+    drop(guard);
+}

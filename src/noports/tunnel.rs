@@ -1,0 +1,771 @@
+//! Data plane: the cipher and splice of one relay session, used by `srv`, the daemon and the
+//! clients (noports.md §5).
+//!
+//! Three crypto modes, a closed set ([`SessionCrypto`]):
+//! - `Plain`: bytes as they are (`--no-et`);
+//! - `Official`: AES-256-CTR, one keystream per direction starting at the IV, no framing
+//!   (noports.md §5.2–§5.4), byte-compatible with the official srv;
+//! - `Suite`: our "nps1" suite (docs/suite-v1.md): AEAD records, and in multi mode every local
+//!   connection multiplexed over the one relay socket pair ([`super::mux`]).
+//!
+//! Every wait on a peer has a deadline; every splice uses two fixed 64 KiB buffers allocated
+//! once per connection.
+
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
+
+use super::control::{ControlDecoder, ControlMsg};
+use super::mux;
+use super::suite::SuiteKeys;
+use crate::crypto::aes_ctr::CtrStream;
+use crate::crypto::{b64, random, CryptoError};
+use crate::runtime;
+
+/// Connect timeout for relay sockets: 10 s, as the official client's control socket (§5.1).
+pub const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect timeout for the daemon's local target.
+pub const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Splice buffer per direction: one allocation per connection, sized for throughput.
+pub const SPLICE_BUF: usize = 64 * 1024;
+
+/// The key material of one session's data plane.
+pub enum SessionCrypto {
+    /// No encryption (`encryptRvdTraffic:false`).
+    Plain,
+    /// The official AES-256-CTR stream (noports.md §5.2).
+    Official {
+        /// AES-256 key.
+        key: [u8; 32],
+        /// Initial 128-bit counter block.
+        iv: [u8; 16],
+    },
+    /// Our negotiated AEAD suite (docs/suite-v1.md).
+    Suite(SuiteKeys),
+}
+
+impl fmt::Debug for SessionCrypto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SessionCrypto::Plain => "Plain",
+            SessionCrypto::Official { .. } => "Official(***)",
+            SessionCrypto::Suite(_) => "Suite(***)",
+        })
+    }
+}
+
+impl SessionCrypto {
+    /// Builds the official mode from the base64 strings of `RV_AES`/`RV_IV` (§3 step 5).
+    ///
+    /// # Errors
+    /// `CryptoError::Base64` or `CryptoError::Length` unless they decode to 32 and 16 bytes.
+    pub fn official_b64(key_b64: &str, iv_b64: &str) -> Result<Self, CryptoError> {
+        let key: [u8; 32] = b64::decode(key_b64)?
+            .try_into()
+            .map_err(|_| CryptoError::Length("AES key"))?;
+        let iv: [u8; 16] = b64::decode(iv_b64)?
+            .try_into()
+            .map_err(|_| CryptoError::Length("AES IV"))?;
+        Ok(SessionCrypto::Official { key, iv })
+    }
+}
+
+/// Where to reach the relay, and the auth line (with or without its `\n`) to send first.
+#[derive(Clone)]
+pub struct RelayTarget {
+    /// Host name or address from the relay response.
+    pub host: String,
+    /// portA (client) or portB (daemon).
+    pub port: u16,
+    /// The signed auth line (noports.md §4.3), or `None` when this side is unauthenticated.
+    pub auth_line: Option<String>,
+}
+
+impl fmt::Debug for RelayTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} (auth: {})",
+            self.host,
+            self.port,
+            self.auth_line.is_some()
+        )
+    }
+}
+
+/// What a finished tunnel moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelStats {
+    /// Local connections bridged.
+    pub connections: u64,
+    /// Plaintext bytes read from local sockets and sent towards the relay.
+    pub bytes_out: u64,
+    /// Plaintext bytes received from the relay and written to local sockets.
+    pub bytes_in: u64,
+}
+
+/// Why a tunnel ended abnormally.
+#[derive(Debug)]
+pub enum TunnelError {
+    /// A TCP connect failed (`what` names the target: "relay", "local").
+    Connect {
+        /// Which connection.
+        what: &'static str,
+        /// `host:port`.
+        addr: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// An I/O error on an established socket.
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A deadline passed.
+    Timeout(&'static str),
+    /// An AEAD record failed authentication: the relay or the network changed bytes.
+    Tampered,
+    /// The peer broke the suite's framing rules.
+    Protocol(&'static str),
+    /// The relay connection ended without the suite's CLOSE record.
+    Truncated,
+    /// Key material was unusable.
+    Crypto(CryptoError),
+}
+
+impl fmt::Display for TunnelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunnelError::Connect { what, addr, source } => {
+                write!(f, "connecting to {what} {addr}: {source}")
+            }
+            TunnelError::Io { op, source } => write!(f, "{op}: {source}"),
+            TunnelError::Timeout(what) => write!(f, "timed out {what}"),
+            TunnelError::Tampered => {
+                f.write_str("record authentication failed: data was tampered with")
+            }
+            TunnelError::Protocol(what) => write!(f, "protocol violation: {what}"),
+            TunnelError::Truncated => f.write_str("relay connection closed without CLOSE record"),
+            TunnelError::Crypto(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TunnelError {}
+
+impl From<CryptoError> for TunnelError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Tampered => TunnelError::Tampered,
+            other => TunnelError::Crypto(other),
+        }
+    }
+}
+
+pub(crate) fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> TunnelError {
+    move |source| TunnelError::Io { op, source }
+}
+
+/// Connects to `host:port` (first resolved address, §5.1) within `limit`.
+///
+/// # Errors
+/// `Connect` (including resolution failures) or `Timeout`.
+pub async fn connect_tcp(
+    host: &str,
+    port: u16,
+    what: &'static str,
+    limit: Duration,
+) -> Result<Async<TcpStream>, TunnelError> {
+    let addr_text = format!("{host}:{port}");
+    let fail = |source| TunnelError::Connect {
+        what,
+        addr: addr_text.clone(),
+        source,
+    };
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(fail)?
+        .next()
+        .ok_or_else(|| fail(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
+    let sock = runtime::timeout(limit, Async::<TcpStream>::connect(addr))
+        .await
+        .map_err(|_| TunnelError::Timeout(what))?
+        .map_err(fail)?;
+    let _ = sock.get_ref().set_nodelay(true);
+    Ok(sock)
+}
+
+/// Opens a socket to the relay and writes the auth line (in clear, §4.3).
+///
+/// # Errors
+/// As [`connect_tcp`], or `Io` if the auth line cannot be written.
+pub async fn connect_relay(relay: &RelayTarget) -> Result<Async<TcpStream>, TunnelError> {
+    let sock = connect_tcp(&relay.host, relay.port, "relay", RELAY_CONNECT_TIMEOUT).await?;
+    if let Some(line) = &relay.auth_line {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.trim_end_matches('\n').as_bytes());
+        bytes.push(b'\n');
+        (&sock)
+            .write_all(&bytes)
+            .await
+            .map_err(io_err("writing auth line"))?;
+    }
+    Ok(sock)
+}
+
+/// Byte counters shared by concurrent connections of one tunnel.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) out: AtomicU64,
+    pub(crate) inn: AtomicU64,
+    pub(crate) conns: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> TunnelStats {
+        TunnelStats {
+            connections: self.conns.load(Ordering::Relaxed),
+            bytes_out: self.out.load(Ordering::Relaxed),
+            bytes_in: self.inn.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Live-connection count with change notification, for the grace rule of §5.5.
+pub(crate) struct Tracker {
+    active: AtomicUsize,
+    changed_tx: async_channel::Sender<()>,
+    changed_rx: async_channel::Receiver<()>,
+}
+
+/// Counts one live connection until dropped.
+pub(crate) struct TrackGuard(Arc<Tracker>);
+
+impl Drop for TrackGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        let _ = self.0.changed_tx.try_send(());
+    }
+}
+
+impl Tracker {
+    pub(crate) fn new() -> Arc<Self> {
+        let (changed_tx, changed_rx) = async_channel::bounded(1);
+        Arc::new(Tracker {
+            active: AtomicUsize::new(0),
+            changed_tx,
+            changed_rx,
+        })
+    }
+
+    pub(crate) fn enter(self: &Arc<Self>) -> TrackGuard {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        TrackGuard(self.clone())
+    }
+
+    /// Resolves when the session should end under the grace rule (§5.5): at `idle` if no
+    /// connection is live, else when the live count next drops to zero. With `single`, also
+    /// as soon as the first connection has come and gone.
+    pub(crate) async fn grace(&self, idle: Duration, single: bool) {
+        let mut timer = Timer::after(idle);
+        let mut grace = false;
+        let mut seen = false;
+        loop {
+            let n = self.active.load(Ordering::SeqCst);
+            seen |= n > 0;
+            if n == 0 && (grace || (single && seen)) {
+                return;
+            }
+            let changed = async {
+                let _ = self.changed_rx.recv().await;
+                false
+            };
+            if grace {
+                changed.await;
+            } else {
+                grace = changed
+                    .or(async {
+                        (&mut timer).await;
+                        true
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// Copies `from` → `to` through an optional keystream until EOF, then half-closes `to`.
+/// `pre` is written first (bytes the relay read after an auth line).
+async fn pump(
+    from: &Async<TcpStream>,
+    to: &Async<TcpStream>,
+    pre: &[u8],
+    mut cipher: Option<CtrStream>,
+    buf: &mut [u8],
+    count: &AtomicU64,
+) -> io::Result<()> {
+    if !pre.is_empty() {
+        let mut p = pre.to_vec();
+        if let Some(c) = cipher.as_mut() {
+            c.apply(&mut p);
+        }
+        (&*to).write_all(&p).await?;
+        count.fetch_add(p.len() as u64, Ordering::Relaxed);
+    }
+    loop {
+        let n = (&*from).read(buf).await?;
+        let Some(chunk) = buf.get_mut(..n).filter(|c| !c.is_empty()) else {
+            let _ = to.get_ref().shutdown(Shutdown::Write);
+            return Ok(());
+        };
+        if let Some(c) = cipher.as_mut() {
+            c.apply(chunk);
+        }
+        (&*to).write_all(chunk).await?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// One direction of a splice: the keystream applied to it and bytes to send before it.
+pub struct Direction<'a> {
+    /// Bytes already read from the source that must go first (after an auth line).
+    pub pre: &'a [u8],
+    /// Keystream XORed into this direction, if any.
+    pub cipher: Option<CtrStream>,
+    /// Bytes counted here.
+    pub count: &'a AtomicU64,
+}
+
+/// Bridges `a` and `b` both ways until both directions reach EOF (each EOF is forwarded as a
+/// half-close) or either fails (then both sockets are shut down). Allocates its two
+/// [`SPLICE_BUF`] buffers once.
+///
+/// # Cancel safety
+/// Dropping the future leaves the sockets to their owners; bytes in flight are lost.
+pub async fn splice(
+    a: &Async<TcpStream>,
+    b: &Async<TcpStream>,
+    ab: Direction<'_>,
+    ba: Direction<'_>,
+) -> io::Result<()> {
+    let mut buf_ab = vec![0u8; SPLICE_BUF];
+    let mut buf_ba = vec![0u8; SPLICE_BUF];
+    let kill = || {
+        let _ = a.get_ref().shutdown(Shutdown::Both);
+        let _ = b.get_ref().shutdown(Shutdown::Both);
+    };
+    let fwd = async {
+        let r = pump(a, b, ab.pre, ab.cipher, &mut buf_ab, ab.count).await;
+        if r.is_err() {
+            kill();
+        }
+        r
+    };
+    let back = async {
+        let r = pump(b, a, ba.pre, ba.cipher, &mut buf_ba, ba.count).await;
+        if r.is_err() {
+            kill();
+        }
+        r
+    };
+    let (r1, r2) = future::zip(fwd, back).await;
+    r1.and(r2)
+}
+
+/// Bridges a local socket with a relay socket under one official key/IV (or none).
+async fn bridge(
+    local: &Async<TcpStream>,
+    relay: &Async<TcpStream>,
+    kv: Option<(&[u8; 32], &[u8; 16])>,
+    c: &Counters,
+) -> io::Result<()> {
+    let cipher = || kv.map(|(k, iv)| CtrStream::new(k, iv));
+    c.conns.fetch_add(1, Ordering::Relaxed);
+    let up = Direction {
+        pre: &[],
+        cipher: cipher(),
+        count: &c.out,
+    };
+    let down = Direction {
+        pre: &[],
+        cipher: cipher(),
+        count: &c.inn,
+    };
+    splice(local, relay, up, down).await
+}
+
+/// Daemon side, single mode (§5.1): connects the local target first, then the relay, writes
+/// the auth line and bridges until the connection ends.
+///
+/// # Errors
+/// Connect failures, `Tampered`/`Protocol`/`Truncated` in the suite.
+pub async fn daemon_single(
+    relay: RelayTarget,
+    local: (String, u16),
+    crypto: SessionCrypto,
+    idle: Duration,
+) -> Result<TunnelStats, TunnelError> {
+    let local_sock = connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT).await?;
+    let relay_sock = connect_relay(&relay).await?;
+    match crypto {
+        SessionCrypto::Suite(keys) => {
+            mux::run(
+                relay_sock,
+                &keys,
+                mux::Side::Daemon {
+                    local,
+                    pre: Some(local_sock),
+                    single: true,
+                },
+                idle,
+            )
+            .await
+        }
+        SessionCrypto::Plain => bridge_one(&local_sock, &relay_sock, None).await,
+        SessionCrypto::Official { key, iv } => {
+            bridge_one(&local_sock, &relay_sock, Some((&key, &iv))).await
+        }
+    }
+}
+
+async fn bridge_one(
+    local: &Async<TcpStream>,
+    relay: &Async<TcpStream>,
+    kv: Option<(&[u8; 32], &[u8; 16])>,
+) -> Result<TunnelStats, TunnelError> {
+    let c = Counters::default();
+    bridge(local, relay, kv, &c)
+        .await
+        .map_err(io_err("bridging"))?;
+    Ok(c.snapshot())
+}
+
+/// Client side, single mode (§5.1, sshnp): waits up to `idle` for the first local
+/// connection, stops listening, connects the relay and bridges.
+///
+/// # Errors
+/// `Timeout` when nobody connects locally in time; otherwise as [`daemon_single`].
+pub async fn client_single(
+    relay: RelayTarget,
+    listener: Async<TcpListener>,
+    crypto: SessionCrypto,
+    idle: Duration,
+) -> Result<TunnelStats, TunnelError> {
+    let (local, _) = runtime::timeout(idle, listener.accept())
+        .await
+        .map_err(|_| TunnelError::Timeout("waiting for the local connection"))?
+        .map_err(io_err("accepting the local connection"))?;
+    drop(listener);
+    let _ = local.get_ref().set_nodelay(true);
+    let relay_sock = connect_relay(&relay).await?;
+    match crypto {
+        SessionCrypto::Suite(keys) => {
+            mux::run(relay_sock, &keys, mux::Side::ClientSingle(local), idle).await
+        }
+        SessionCrypto::Plain => bridge_one(&local, &relay_sock, None).await,
+        SessionCrypto::Official { key, iv } => {
+            bridge_one(&local, &relay_sock, Some((&key, &iv))).await
+        }
+    }
+}
+
+/// The daemon's connected and authenticated control socket (multi mode). Reply to the client
+/// once you hold one: that is the moment the Dart srv prints `rv started successfully`.
+pub struct DaemonControl {
+    relay: RelayTarget,
+    sock: Async<TcpStream>,
+    crypto: SessionCrypto,
+}
+
+impl fmt::Debug for DaemonControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DaemonControl({:?}, {:?})", self.relay, self.crypto)
+    }
+}
+
+/// Connects the daemon's control socket and sends its auth line (§5.4).
+///
+/// # Errors
+/// As [`connect_relay`].
+pub async fn daemon_connect(
+    relay: RelayTarget,
+    crypto: SessionCrypto,
+) -> Result<DaemonControl, TunnelError> {
+    let sock = connect_relay(&relay).await?;
+    Ok(DaemonControl {
+        relay,
+        sock,
+        crypto,
+    })
+}
+
+impl DaemonControl {
+    /// Serves `connect` requests until the control socket ends (§5.4, §5.5: the daemon follows
+    /// the client, which owns the session lifetime). Each request connects `local`, then a new
+    /// relay data socket. A failed local connect ends only that connection (C srv behaviour).
+    ///
+    /// # Errors
+    /// I/O errors on the control socket; `Tampered`/`Protocol`/`Truncated` in the suite.
+    pub async fn run(
+        self,
+        local: (String, u16),
+        idle: Duration,
+    ) -> Result<TunnelStats, TunnelError> {
+        let DaemonControl {
+            relay,
+            sock,
+            crypto,
+        } = self;
+        let (key, iv) = match crypto {
+            SessionCrypto::Suite(keys) => {
+                return mux::run(
+                    sock,
+                    &keys,
+                    mux::Side::Daemon {
+                        local,
+                        pre: None,
+                        single: false,
+                    },
+                    idle,
+                )
+                .await;
+            }
+            SessionCrypto::Plain => (None, None),
+            SessionCrypto::Official { key, iv } => (Some(key), Some(iv)),
+        };
+        let mut ctl = key.zip(iv).map(|(k, iv)| CtrStream::new(&k, &iv));
+        let counters = Arc::new(Counters::default());
+        let local = Arc::new(local);
+        let mut dec = ControlDecoder::new();
+        let mut buf = vec![0u8; 4096];
+        let mut tasks: Vec<runtime::Task<()>> = Vec::new();
+        loop {
+            let n = (&sock)
+                .read(&mut buf)
+                .await
+                .map_err(io_err("reading control socket"))?;
+            let Some(chunk) = buf.get_mut(..n).filter(|c| !c.is_empty()) else {
+                break;
+            };
+            if let Some(c) = ctl.as_mut() {
+                c.apply(chunk);
+            }
+            dec.feed(chunk);
+            while let Some(msg) = dec.next() {
+                let kv = match msg {
+                    Ok(ControlMsg::Connect { key_b64, iv_b64 }) if ctl.is_some() => {
+                        match SessionCrypto::official_b64(&key_b64, &iv_b64) {
+                            Ok(SessionCrypto::Official { key, iv }) => Some((key, iv)),
+                            _ => {
+                                log::warn!("control socket: bad connect key material");
+                                continue;
+                            }
+                        }
+                    }
+                    Ok(ControlMsg::ConnectNoEncrypt) if ctl.is_none() => None,
+                    Ok(other) => {
+                        log::warn!(
+                            "control socket: {other:?} does not match the session's encryption"
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        log::warn!("control socket: {e}");
+                        if dec.is_poisoned() {
+                            return Err(TunnelError::Protocol("control stream overflow"));
+                        }
+                        continue;
+                    }
+                };
+                tasks.retain(|t| !t.is_finished());
+                let (relay, local, counters) = (relay.clone(), local.clone(), counters.clone());
+                tasks.push(runtime::spawn(async move {
+                    if let Err(e) = daemon_data_conn(&relay, &local, kv, &counters).await {
+                        log::warn!("data connection to {}:{}: {e}", local.0, local.1);
+                    }
+                }));
+            }
+        }
+        let _ = idle;
+        Ok(counters.snapshot())
+    }
+}
+
+async fn daemon_data_conn(
+    relay: &RelayTarget,
+    local: &(String, u16),
+    kv: Option<([u8; 32], [u8; 16])>,
+    c: &Counters,
+) -> Result<(), TunnelError> {
+    let local_sock = connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT).await;
+    let relay_sock = connect_relay(relay).await?;
+    // On a failed local connect we still open (and at once close) the relay data socket, so
+    // the relay pairs it with the client's waiting socket and the client's user sees a close
+    // instead of a hang.
+    let local_sock = local_sock?;
+    bridge(
+        &local_sock,
+        &relay_sock,
+        kv.as_ref().map(|(k, iv)| (k, iv)),
+        c,
+    )
+    .await
+    .map_err(io_err("bridging"))
+}
+
+/// Daemon side, multi mode: [`daemon_connect`] then [`DaemonControl::run`].
+///
+/// # Errors
+/// As those two.
+pub async fn daemon_multi(
+    relay: RelayTarget,
+    local: (String, u16),
+    crypto: SessionCrypto,
+    idle: Duration,
+) -> Result<TunnelStats, TunnelError> {
+    daemon_connect(relay, crypto).await?.run(local, idle).await
+}
+
+/// Client side, multi mode (npt, §5.4): one control socket, then per accepted local
+/// connection a fresh key/IV in a `connect` message and a new relay data socket (official),
+/// or one multiplexed stream (suite). Ends under the grace rule of §5.5, or when the daemon
+/// closes the control socket.
+///
+/// # Errors
+/// Relay connect failures; `Tampered`/`Protocol`/`Truncated` in the suite.
+pub async fn client_multi(
+    relay: RelayTarget,
+    listener: Async<TcpListener>,
+    crypto: SessionCrypto,
+    idle: Duration,
+) -> Result<TunnelStats, TunnelError> {
+    let control = connect_relay(&relay).await?;
+    let (key, iv) = match crypto {
+        SessionCrypto::Suite(keys) => {
+            return mux::run(control, &keys, mux::Side::Client(listener), idle).await
+        }
+        SessionCrypto::Plain => (None, None),
+        SessionCrypto::Official { key, iv } => (Some(key), Some(iv)),
+    };
+    let mut ctl = key.zip(iv).map(|(k, iv)| CtrStream::new(&k, &iv));
+    let counters = Arc::new(Counters::default());
+    let tracker = Tracker::new();
+    let mut tasks: Vec<runtime::Task<()>> = Vec::new();
+    let accept_loop = async {
+        loop {
+            let (local, peer) = listener
+                .accept()
+                .await
+                .map_err(io_err("accepting local connections"))?;
+            let _ = local.get_ref().set_nodelay(true);
+            log::debug!("local connection from {peer}");
+            let guard = tracker.enter();
+            let (msg, kv) = if ctl.is_some() {
+                let (k, iv) = (random::bytes::<32>(), random::bytes::<16>());
+                (ControlMsg::connect(&k, &iv), Some((k, iv)))
+            } else {
+                (ControlMsg::ConnectNoEncrypt, None)
+            };
+            let relay = relay.clone();
+            let counters = counters.clone();
+            let data =
+                match connect_tcp(&relay.host, relay.port, "relay", RELAY_CONNECT_TIMEOUT).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        log::warn!("{e}");
+                        continue;
+                    }
+                };
+            let mut line = Vec::new();
+            msg.encode(&mut line);
+            if let Some(c) = ctl.as_mut() {
+                c.apply(&mut line);
+            }
+            (&control)
+                .write_all(&line)
+                .await
+                .map_err(io_err("writing control socket"))?;
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(runtime::spawn(async move {
+                let _guard = guard;
+                if let Some(auth) = &relay.auth_line {
+                    let bytes = format!("{}\n", auth.trim_end_matches('\n'));
+                    if let Err(e) = (&data).write_all(bytes.as_bytes()).await {
+                        log::warn!("writing auth line: {e}");
+                        return;
+                    }
+                }
+                let kv = kv.as_ref().map(|(k, iv)| (k, iv));
+                if let Err(e) = bridge(&local, &data, kv, &counters).await {
+                    log::debug!("data connection from {peer}: {e}");
+                }
+            }));
+        }
+    };
+    let control_watch = async {
+        let mut buf = [0u8; 512];
+        loop {
+            match (&control).read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => log::info!("control socket: ignoring {n} bytes from the daemon"),
+                Err(e) => {
+                    return Err(TunnelError::Io {
+                        op: "reading control socket",
+                        source: e,
+                    })
+                }
+            }
+        }
+    };
+    let grace = async {
+        tracker.grace(idle, false).await;
+        Ok(())
+    };
+    let r: Result<(), TunnelError> = accept_loop.or(control_watch).or(grace).await;
+    let _ = control.get_ref().shutdown(Shutdown::Both);
+    r.map(|()| counters.snapshot())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// noports.md §5.7: the known-answer vector, whole and split 5 + 21.
+    #[test]
+    fn official_known_answer_vector() {
+        let Ok(SessionCrypto::Official { key, iv }) = SessionCrypto::official_b64(
+            "1DPU9OP3CYvamnVBMwGgL7fm8yB1klAap0Uc5Z9R79g=",
+            "MTIzNDU2Nzg5MEFCQ0RFRg==",
+        ) else {
+            panic!("vector key material must decode");
+        };
+        let want = "f79020f51385b6a0c2d7371d058d93c1ac7b02624df784e5af5b";
+        let mut whole = *b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        CtrStream::new(&key, &iv).apply(&mut whole);
+        assert_eq!(crate::crypto::hash::hex(&whole), want);
+        let mut split = *b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let mut c = CtrStream::new(&key, &iv);
+        let (a, b) = split.split_at_mut(5);
+        c.apply(a);
+        c.apply(b);
+        assert_eq!(crate::crypto::hash::hex(&split), want);
+    }
+
+    #[test]
+    fn official_b64_rejects_wrong_lengths() {
+        assert!(SessionCrypto::official_b64("AAAA", "MTIzNDU2Nzg5MEFCQ0RFRg==").is_err());
+        assert!(SessionCrypto::official_b64(
+            "1DPU9OP3CYvamnVBMwGgL7fm8yB1klAap0Uc5Z9R79g=",
+            "AAAA"
+        )
+        .is_err());
+    }
+}
