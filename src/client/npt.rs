@@ -1,13 +1,13 @@
 //! `npt`: open a local port that reaches a TCP port on (or near) a device (noports.md §7.3).
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
 use async_io::Async;
 
-use super::session::{establish, Progress, SessionParams, SuitePref};
+use super::session::{establish, Kind, Progress, SessionParams, SuitePref};
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::crypto::rsa::RsaPrivateKey;
 use crate::noports::names::validate_device_name;
@@ -178,8 +178,10 @@ impl Config {
                 device,
                 relay,
                 device_name,
-                remote_host,
-                remote_port,
+                kind: Kind::Npt {
+                    remote_host,
+                    remote_port,
+                },
                 timeout,
                 encrypt: !a.no_encrypt_rvd_traffic,
                 // A detached srv speaks the official suite (its contract has no suite keys).
@@ -281,7 +283,7 @@ async fn one_session(
     local_port: &mut u16,
     progress: Progress,
 ) -> Result<(), String> {
-    let est = establish(client, &config.params, ephemeral, progress)
+    let est = establish(client, &config.params, ephemeral, progress, &[])
         .await
         .map_err(|e| e.0)?;
     if *local_port == 0 {
@@ -291,7 +293,8 @@ async fn one_session(
     }
     progress.say("Creating connection to socket rendezvous");
     if config.exit_when_connected {
-        let port = spawn_detached_srv(&est, *local_port, config.params.timeout).await?;
+        let port =
+            super::detached::spawn_srv(&est, *local_port, config.params.timeout, true).await?;
         println!("{port}");
         return Ok(());
     }
@@ -322,69 +325,4 @@ async fn one_session(
         stats.bytes_in
     );
     Ok(())
-}
-
-/// `-x`: hand the session to a detached `srv` (the official contract, noports.md §5.6) and
-/// return its local port once it reports readiness.
-async fn spawn_detached_srv(
-    est: &super::session::Established,
-    local_port: u16,
-    idle: Duration,
-) -> Result<u16, String> {
-    let port = if local_port == 0 {
-        let probe = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| e.to_string())?;
-        probe.local_addr().map_err(|e| e.to_string())?.port()
-    } else {
-        local_port
-    };
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("srv")
-        .args(["-h", &est.relay.host, "-p", &est.relay.port.to_string()])
-        .args([
-            "--local-port",
-            &port.to_string(),
-            "--local-host",
-            "localhost",
-        ])
-        .args(["--timeout", &idle.as_secs().max(1).to_string()])
-        .args(["--bind-local-port", "--multi"]);
-    if let Some(line) = &est.relay.auth_line {
-        cmd.arg("--rv-auth").env("RV_AUTH", line.trim_end());
-    }
-    if let Some((k, iv)) = &est.official_b64 {
-        cmd.arg("--rv-e2ee").env("RV_AES", k).env("RV_IV", iv);
-    }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start srv: {e}"))?;
-    let stderr = child.stderr.take().ok_or("srv has no stderr")?;
-    let (tx, rx) = async_channel::bounded::<Result<(), String>>(1);
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            if line.contains("rv started successfully") {
-                let _ = tx.send_blocking(Ok(()));
-                // Keep draining so srv never blocks on a full pipe.
-                for _ in lines.by_ref() {}
-                return;
-            }
-            if line.contains("Exception running srv") {
-                let _ = tx.send_blocking(Err(line));
-                return;
-            }
-        }
-        let _ = tx.send_blocking(Err("srv exited before it was ready".into()));
-    });
-    match runtime::timeout(Duration::from_secs(10), rx.recv()).await {
-        Ok(Ok(Ok(()))) => Ok(port),
-        Ok(Ok(Err(e))) => Err(e),
-        _ => {
-            let _ = child.kill();
-            Err("TimeoutException: srv did not become ready".into())
-        }
-    }
 }

@@ -6,7 +6,7 @@ use crate::at::{AtClient, AtError, AtSign, Monitor, MonitorStart, Notification, 
 use crate::crypto::aead::EphemeralSecret;
 use crate::crypto::rsa::RsaPrivateKey;
 use crate::crypto::{b64, random};
-use crate::noports::messages::{Feature, NptRequest, PingResponse, SessionResponse};
+use crate::noports::messages::{Feature, NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::relay_msg::{self, RelayRequest, RelayResponse};
 use crate::noports::suite::{self, Role};
 use crate::noports::tunnel::{RelayTarget, SessionCrypto};
@@ -47,12 +47,23 @@ impl Progress {
     }
 }
 
+/// What the session is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// `npt_request`: any host:port as seen from the device, multi mode.
+    Npt {
+        remote_host: String,
+        remote_port: u16,
+    },
+    /// `ssh_request`: the device's sshd, single mode.
+    Ssh { public_keys: bool },
+}
+
 pub struct SessionParams {
     pub device: AtSign,
     pub relay: AtSign,
     pub device_name: String,
-    pub remote_host: String,
-    pub remote_port: u16,
+    pub kind: Kind,
     pub timeout: Duration,
     pub encrypt: bool,
     pub suite: SuitePref,
@@ -128,11 +139,22 @@ pub async fn establish(
     p: &SessionParams,
     ephemeral: &RsaPrivateKey,
     progress: Progress,
+    before_request: &[(&str, &str)],
 ) -> Result<Established, SessionError> {
     let started = Instant::now();
     let sid = random::uuid_v4();
     let monitor = client.monitor("sshnp@|sshrvd@", MonitorStart::Live).await?;
     let (events, _router) = route(monitor, p, &sid);
+    for (key, value) in before_request {
+        client
+            .notify(
+                &p.device,
+                &format!("{key}.{}.sshnp", p.device_name),
+                value,
+                SESSION_NOTIFY,
+            )
+            .await?;
+    }
 
     progress.say("Sending daemon feature check request");
     client
@@ -240,34 +262,56 @@ pub async fn establish(
         .rvd_nonce
         .clone()
         .unwrap_or_else(|| "null".to_string());
-    let req = NptRequest {
-        session_id: sid.clone(),
-        rvd_host: relay.host.clone(),
-        rvd_port: relay.port_b,
-        requested_port: p.remote_port,
-        requested_host: p.remote_host.clone(),
-        authenticate_to_rvd: true,
-        client_nonce: client_nonce.clone(),
-        rvd_nonce: rvd_nonce.clone(),
-        encrypt_rvd_traffic: p.encrypt,
-        client_ephemeral_pk: ephemeral.public_key().to_spki_b64(),
-        client_ephemeral_pk_type: "rsa2048".into(),
-        timeout_ms: p.timeout.as_millis().min(i64::MAX as u128) as i64,
-        suite: suite_secret.as_ref().map(|_| SUITE_NAME.to_string()),
-        client_suite_pk: suite_secret
-            .as_ref()
-            .map(|s| b64::encode(&s.public_bytes())),
+    let suite = suite_secret.as_ref().map(|_| SUITE_NAME.to_string());
+    let client_suite_pk = suite_secret
+        .as_ref()
+        .map(|s| b64::encode(&s.public_bytes()));
+    let (payload, verb) = match &p.kind {
+        Kind::Npt {
+            remote_host,
+            remote_port,
+        } => {
+            let req = NptRequest {
+                session_id: sid.clone(),
+                rvd_host: relay.host.clone(),
+                rvd_port: relay.port_b,
+                requested_port: *remote_port,
+                requested_host: remote_host.clone(),
+                authenticate_to_rvd: true,
+                client_nonce: client_nonce.clone(),
+                rvd_nonce: rvd_nonce.clone(),
+                encrypt_rvd_traffic: p.encrypt,
+                client_ephemeral_pk: ephemeral.public_key().to_spki_b64(),
+                client_ephemeral_pk_type: "rsa2048".into(),
+                timeout_ms: p.timeout.as_millis().min(i64::MAX as u128) as i64,
+                suite,
+                client_suite_pk,
+            };
+            (req.to_object(), "npt_request")
+        }
+        Kind::Ssh { .. } => {
+            let req = SshRequest {
+                session_id: sid.clone(),
+                host: relay.host.clone(),
+                port: relay.port_b,
+                authenticate_to_rvd: true,
+                client_nonce: Some(client_nonce.clone()),
+                rvd_nonce: Some(rvd_nonce.clone()),
+                encrypt_rvd_traffic: p.encrypt,
+                client_ephemeral_pk: Some(ephemeral.public_key().to_spki_b64()),
+                client_ephemeral_pk_type: Some("rsa2048".into()),
+                suite,
+                client_suite_pk,
+            };
+            (req.to_object(), "ssh_request")
+        }
     };
-    let signed = envelope::sign(&req.to_object(), &client.keys().encrypt_private)
+    let signed = envelope::sign(&payload, &client.keys().encrypt_private)
         .map_err(|e| SessionError(format!("cannot sign the session request: {e}")))?;
     progress.say("Sending session request to the device daemon");
+    let key = format!("{verb}.{}.sshnp", p.device_name);
     client
-        .notify(
-            &p.device,
-            &format!("npt_request.{}.sshnp", p.device_name),
-            &signed,
-            SESSION_NOTIFY,
-        )
+        .notify(&p.device, &key, &signed, SESSION_NOTIFY)
         .await?;
 
     progress.say("Waiting for response from the device daemon");

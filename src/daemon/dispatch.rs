@@ -10,7 +10,7 @@ use crate::at::{AtClient, AtSign, Monitor, Notification, NotifyOptions};
 use crate::crypto::aead::EphemeralSecret;
 use crate::crypto::{b64, random, rsa::RsaPublicKey};
 use crate::noports::json::Object;
-use crate::noports::messages::{NptRequest, PingResponse, SessionResponse};
+use crate::noports::messages::{NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::names::valid_session_id;
 use crate::noports::suite::{self, Role};
 use crate::noports::tunnel::{self, RelayTarget, SessionCrypto};
@@ -293,7 +293,15 @@ impl Daemon {
             suite: None,
             daemon_suite_pk: None,
         };
-        let crypto = self.session_crypto(req, &mut response)?;
+        let offer = SuiteOffer {
+            session_id: &req.session_id,
+            suite: req.suite.as_deref(),
+            client_suite_pk: req.client_suite_pk.as_deref(),
+            encrypt: req.encrypt_rvd_traffic,
+            pk_type: &req.client_ephemeral_pk_type,
+            pk: &req.client_ephemeral_pk,
+        };
+        let crypto = self.session_crypto(&offer, &mut response)?;
         let relay = RelayTarget {
             host: req.rvd_host.clone(),
             port: req.rvd_port,
@@ -330,11 +338,11 @@ impl Daemon {
     /// AES-CTR stream (keys wrapped for the client's ephemeral RSA key), else plain.
     fn session_crypto(
         &self,
-        req: &NptRequest,
+        req: &SuiteOffer<'_>,
         response: &mut SessionResponse,
     ) -> Result<SessionCrypto, String> {
-        if req.suite.as_deref() == Some(SUITE_NAME) {
-            if let Some(peer) = req.client_suite_pk.as_deref() {
+        if req.suite == Some(SUITE_NAME) {
+            if let Some(peer) = req.client_suite_pk {
                 let peer: [u8; 32] = b64::decode(peer)
                     .ok()
                     .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
@@ -342,22 +350,19 @@ impl Daemon {
                 let secret = EphemeralSecret::generate();
                 response.suite = Some(SUITE_NAME.to_string());
                 response.daemon_suite_pk = Some(b64::encode(&secret.public_bytes()));
-                let keys = suite::derive(Role::Daemon, secret, &peer, &req.session_id)
+                let keys = suite::derive(Role::Daemon, secret, &peer, req.session_id)
                     .map_err(|e| e.to_string())?;
                 return Ok(SessionCrypto::Suite(keys));
             }
         }
-        if !req.encrypt_rvd_traffic {
+        if !req.encrypt {
             return Ok(SessionCrypto::Plain);
         }
-        if req.client_ephemeral_pk_type != "rsa2048" {
-            return Err(format!(
-                "Unknown ephemeralPKType: {}",
-                req.client_ephemeral_pk_type
-            ));
+        if req.pk_type != "rsa2048" {
+            return Err(format!("Unknown ephemeralPKType: {}", req.pk_type));
         }
-        let client_pk = RsaPublicKey::from_spki_b64(&req.client_ephemeral_pk)
-            .map_err(|e| format!("clientEphemeralPK: {e}"))?;
+        let client_pk =
+            RsaPublicKey::from_spki_b64(req.pk).map_err(|e| format!("clientEphemeralPK: {e}"))?;
         let key = random::bytes::<32>();
         let iv = random::bytes::<16>();
         let wrap = |b: &[u8]| -> Result<String, String> {
@@ -371,15 +376,135 @@ impl Daemon {
         Ok(SessionCrypto::Official { key, iv })
     }
 
-    async fn on_ssh_request(&self, from: &AtSign, value: &str, _decision: &Decision) {
-        // sshnp sessions need an ephemeral ssh key flow that is not built yet; say so clearly.
-        let sid = envelope::parse(value)
-            .ok()
-            .and_then(|e| e.payload.get_str("sessionId").map(str::to_string))
-            .filter(|s| valid_session_id(s));
-        log::warn!("ssh_request from {from}: not supported by this daemon yet");
-        if let Some(sid) = sid {
-            self.reply(from, &sid, "Failed to start up the daemon side of the srv socket tunnel : ssh_request is not supported by this daemon yet").await;
+    async fn on_ssh_request(&self, from: &AtSign, value: &str, decision: &Decision) {
+        let req = match envelope::parse(value)
+            .map_err(|e| e.to_string())
+            .and_then(|e| SshRequest::from_object(&e.payload).map_err(|e| e.to_string()))
+        {
+            Ok(r) if valid_session_id(&r.session_id) => r,
+            Ok(r) => {
+                log::warn!(
+                    "ssh_request from {from}: invalid session id {:?}",
+                    r.session_id
+                );
+                return;
+            }
+            Err(e) => {
+                log::warn!("ssh_request from {from}: Failed to extract parameters: {e}");
+                return;
+            }
+        };
+        let sid = req.session_id.clone();
+        if let Err(msg) = self.verify_envelope(from, value).await {
+            // As the official daemon: a bad signature on ssh_request is logged, not answered.
+            log::warn!("ssh_request from {from} session {sid}: {msg}");
+            return;
+        }
+        let port = self.config.local_sshd_port;
+        if !self.config.permit_open.allows("localhost", port) {
+            let msg = format!("Daemon does not permit connections to localhost:{port}");
+            log::warn!("ssh_request from {from} session {sid}: refused: {msg}");
+            self.reply(from, &sid, &msg).await;
+            return;
+        }
+        if !decision.client_permit.allows("localhost", port) {
+            let msg = format!("Client is not permitted connections to localhost:{port}");
+            log::warn!("ssh_request from {from} session {sid}: refused: {msg}");
+            self.reply(from, &sid, &msg).await;
+            return;
+        }
+        match self.start_ssh(&req).await {
+            Ok(payload) => match envelope::sign(&payload, &self.client.keys().encrypt_private) {
+                Ok(signed) => {
+                    log::warn!(
+                        "ssh session {sid} for {from} to localhost:{port} via {}:{}: started",
+                        req.host,
+                        req.port
+                    );
+                    self.reply(from, &sid, &signed).await;
+                }
+                Err(e) => log::warn!("ssh session {sid}: cannot sign the response: {e}"),
+            },
+            Err(e) => {
+                let msg =
+                    format!("Failed to start up the daemon side of the srv socket tunnel : {e}");
+                log::warn!("ssh_request from {from} session {sid}: {msg}");
+                self.reply(from, &sid, &msg).await;
+            }
         }
     }
+
+    /// Encrypted ssh sessions need no ephemeral ssh key (as the C daemon): the tunnel is
+    /// bridged in single mode to the local sshd, and the user's own key logs in.
+    async fn start_ssh(&self, req: &SshRequest) -> Result<Object, String> {
+        if !req.encrypt_rvd_traffic {
+            return Err("Encrypt rvd traffic flag is false, this feature must be enabled".into());
+        }
+        let (client_nonce, rvd_nonce) = match (&req.client_nonce, &req.rvd_nonce) {
+            (Some(c), Some(r)) => (c.clone(), r.clone()),
+            _ if req.authenticate_to_rvd => {
+                return Err("clientNonce and rvdNonce are required for relay authentication".into())
+            }
+            _ => (String::new(), String::new()),
+        };
+        let auth_line = if req.authenticate_to_rvd {
+            Some(
+                relay_msg::auth_line(
+                    &req.session_id,
+                    &client_nonce,
+                    &rvd_nonce,
+                    &self.client.keys().encrypt_private,
+                )
+                .map_err(|e| format!("cannot sign the relay auth line: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let mut response = SessionResponse {
+            session_id: req.session_id.clone(),
+            session_aes_key: None,
+            session_iv: None,
+            ephemeral_private_key: None,
+            suite: None,
+            daemon_suite_pk: None,
+        };
+        let offer = SuiteOffer {
+            session_id: &req.session_id,
+            suite: req.suite.as_deref(),
+            client_suite_pk: req.client_suite_pk.as_deref(),
+            encrypt: true,
+            pk_type: req.client_ephemeral_pk_type.as_deref().unwrap_or(""),
+            pk: req.client_ephemeral_pk.as_deref().unwrap_or(""),
+        };
+        let crypto = self.session_crypto(&offer, &mut response)?;
+        let relay = RelayTarget {
+            host: req.host.clone(),
+            port: req.port,
+            auth_line,
+        };
+        let local = ("localhost".to_string(), self.config.local_sshd_port);
+        let sid = req.session_id.clone();
+        runtime::spawn(async move {
+            match tunnel::daemon_single(relay, local, crypto, Duration::from_secs(30)).await {
+                Ok(s) => log::warn!(
+                    "ssh session {sid} ended: {} bytes out, {} bytes in",
+                    s.bytes_out,
+                    s.bytes_in
+                ),
+                Err(e) => log::warn!("ssh session {sid} ended with error: {e}"),
+            }
+        })
+        .detach();
+        Ok(response.to_object())
+    }
+}
+
+/// What a request offers for the data plane.
+struct SuiteOffer<'a> {
+    session_id: &'a str,
+    suite: Option<&'a str>,
+    client_suite_pk: Option<&'a str>,
+    encrypt: bool,
+    pk_type: &'a str,
+    pk: &'a str,
 }

@@ -1,0 +1,312 @@
+//! `sshnp`: ssh to a device through NoPorts, driving the system's OpenSSH (noports.md §1.4, §7.2).
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+use async_io::Async;
+
+use super::session::{establish, Kind, Progress, SessionParams, SuitePref};
+use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
+use crate::crypto::rsa::RsaPrivateKey;
+use crate::noports::names::validate_device_name;
+use crate::noports::tunnel;
+use crate::runtime::{self, cli};
+
+const DIALECT: cli::Dialect<'static> = cli::Dialect {
+    aliases: &[
+        ("--keyFile", "--key-file"),
+        ("--dpt", "--daemon-ping-timeout"),
+        ("--ls", "--list-devices"),
+        ("--et", "--encrypt-rvd-traffic"),
+        ("--no-et", "--no-encrypt-rvd-traffic"),
+        ("--ac", "--authenticate-client-to-rvd"),
+        ("--ad", "--authenticate-device-to-rvd"),
+    ],
+    switches: &['s', 'v', 'x', 'q'],
+};
+
+/// The local srv waits this long for ssh to connect (noports.md §7.1).
+const LOCAL_CONNECT_WINDOW: Duration = Duration::from_secs(30);
+
+#[derive(FromArgs)]
+#[argh(help_triggers("--help"))]
+/// ssh to a device with no open ports, through NoPorts.
+struct Args {
+    /// client atSign (mandatory)
+    #[argh(option, short = 'f')]
+    from: Option<String>,
+    /// device atSign (mandatory)
+    #[argh(option, short = 't')]
+    to: Option<String>,
+    /// relay (srvd) atSign (mandatory)
+    #[argh(option, short = 'r')]
+    srvd: Option<String>,
+    /// legacy name of --srvd
+    #[argh(option, short = 'h')]
+    host: Option<String>,
+    /// device name (default "default")
+    #[argh(option, short = 'd')]
+    device: Option<String>,
+    /// local port for ssh (0 = pick one)
+    #[argh(option, short = 'l', default = "0")]
+    local_port: u16,
+    /// ssh identity file
+    #[argh(option, short = 'i')]
+    identity_file: Option<String>,
+    /// accepted for compatibility (ssh asks for the passphrase itself)
+    #[argh(option)]
+    identity_passphrase: Option<String>,
+    /// send the identity's public key to the device's authorized_keys first
+    #[argh(switch, short = 's')]
+    send_ssh_public_key: bool,
+    /// extra ssh options, e.g. "-o ServerAliveInterval=30" (repeatable, comma-separated)
+    #[argh(option, short = 'o')]
+    local_ssh_options: Vec<String>,
+    /// remote username (default: the one the device advertises)
+    #[argh(option, short = 'u')]
+    remote_user_name: Option<String>,
+    /// accepted for compatibility
+    #[argh(option, short = 'U')]
+    tunnel_user_name: Option<String>,
+    /// atKeys file (default ~/.atsign/keys/<from>_key.atKeys)
+    #[argh(option, short = 'k')]
+    key_file: Option<String>,
+    /// atDirectory host or host:port (default root.atsign.org:64)
+    #[argh(option, default = "String::from(\"root.atsign.org\")")]
+    root_domain: String,
+    /// accepted for compatibility (the device's --local-sshd-port decides)
+    #[argh(option, default = "22")]
+    remote_sshd_port: u16,
+    /// seconds to wait for the daemon's feature check (default 20)
+    #[argh(option, default = "20")]
+    daemon_ping_timeout: u64,
+    /// print the ssh command and leave the tunnel waiting for it, instead of running ssh
+    #[argh(switch, short = 'x')]
+    output_execution_command: bool,
+    /// info logging
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+    /// no progress output
+    #[argh(switch, short = 'q')]
+    quiet: bool,
+    /// encrypt relay traffic (always on; accepted for compatibility)
+    #[argh(switch)]
+    encrypt_rvd_traffic: bool,
+    /// not supported: relay traffic is always encrypted
+    #[argh(switch)]
+    no_encrypt_rvd_traffic: bool,
+    /// accepted for compatibility (always on)
+    #[argh(switch)]
+    authenticate_client_to_rvd: bool,
+    /// accepted for compatibility (always on)
+    #[argh(switch)]
+    authenticate_device_to_rvd: bool,
+    /// data plane: auto, official or nps1
+    #[argh(option, default = "String::from(\"auto\")")]
+    suite: String,
+}
+
+fn mandatory<'a>(v: &'a Option<String>, msg: &str) -> Result<&'a str, String> {
+    v.as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| msg.to_string())
+}
+
+pub fn main(argv: &[String]) -> ExitCode {
+    let a: Args = match cli::parse_dialect(argv, DIALECT) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    runtime::init_logging(a.verbose);
+    match runtime::block_on(run(a)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("\nError : {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(a: Args) -> Result<ExitCode, String> {
+    let from = AtSign::parse(mandatory(&a.from, "Option from is mandatory.")?)
+        .map_err(|e| e.to_string())?;
+    let device = AtSign::parse(mandatory(
+        &a.to,
+        "Option to is mandatory, unless list-devices is passed.",
+    )?)
+    .map_err(|e| e.to_string())?;
+    let relay_text = a.srvd.clone().or(a.host.clone());
+    let relay = AtSign::parse(mandatory(
+        &relay_text,
+        "srvdAtSign is mandatory, unless list-devices is passed.",
+    )?)
+    .map_err(|e| e.to_string())?;
+    if a.no_encrypt_rvd_traffic {
+        return Err("--no-et is not supported: relay traffic is always encrypted".into());
+    }
+    let device_name = match &a.device {
+        Some(d) => validate_device_name(d)?,
+        None => {
+            eprintln!("Warning: Using default value of \"default\" for optional arg \"--device\". Note that the --device arg will be mandatory in future releases.");
+            "default".to_string()
+        }
+    };
+    let suite =
+        match a.suite.as_str() {
+            "auto" if !a.output_execution_command => SuitePref::Auto,
+            "auto" | "official" => SuitePref::Official,
+            "nps1" if !a.output_execution_command => SuitePref::Ours,
+            "nps1" => return Err(
+                "--suite nps1 cannot be used with -x (a detached srv speaks the official suite)"
+                    .into(),
+            ),
+            other => {
+                return Err(format!(
+                    "\"{other}\" is not an allowed value for option \"suite\"."
+                ))
+            }
+        };
+    let identity = a.identity_file.as_deref().map(PathBuf::from);
+    let public_key = match (&identity, a.send_ssh_public_key) {
+        (Some(id), true) => {
+            let mut p = id.clone().into_os_string();
+            p.push(".pub");
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| format!("cannot read {}: {e}", p.to_string_lossy()))?;
+            let mut parts = text.split_whitespace();
+            match (parts.next(), parts.next()) {
+                (Some(t), Some(k)) => Some(format!("{t} {k}")),
+                _ => return Err(format!("{} is not an ssh public key", p.to_string_lossy())),
+            }
+        }
+        _ => None,
+    };
+    let key_file = match &a.key_file {
+        Some(k) => PathBuf::from(k),
+        None => AtKeys::default_path(&from).map_err(|e| e.to_string())?,
+    };
+    let keys = AtKeys::load(&key_file).map_err(|e| e.to_string())?;
+    let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+    let progress = Progress {
+        quiet: a.quiet || a.verbose,
+    };
+    let client = AtClient::connect(ClientConfig {
+        atsign: from,
+        keys,
+        root,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+
+    progress.say("Resolving remote username for user session");
+    let user = match &a.remote_user_name {
+        Some(u) => Some(u.clone()),
+        None => client
+            .get_shared(&device, &format!("username.{device_name}.sshnp"))
+            .await
+            .ok(),
+    };
+    let _ = (
+        &a.tunnel_user_name,
+        &a.identity_passphrase,
+        a.remote_sshd_port,
+    );
+    if let Some(u) = &user {
+        if u.is_empty()
+            || u.starts_with('-')
+            || u.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == '@')
+        {
+            return Err(format!("remote username {u:?} is not usable"));
+        }
+    }
+    let params = SessionParams {
+        device,
+        relay,
+        device_name,
+        kind: Kind::Ssh {
+            public_keys: a.send_ssh_public_key,
+        },
+        timeout: LOCAL_CONNECT_WINDOW,
+        encrypt: true,
+        suite,
+        ping_timeout: Duration::from_secs(a.daemon_ping_timeout.max(1)),
+    };
+    let ephemeral = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
+    let before: Vec<(&str, &str)> = match &public_key {
+        Some(k) => {
+            progress.say("Sharing ssh public key");
+            vec![("sshpublickey", k.as_str())]
+        }
+        None => Vec::new(),
+    };
+    let est = establish(&client, &params, &ephemeral, progress, &before)
+        .await
+        .map_err(|e| e.0)?;
+    progress.say("Creating connection to socket rendezvous");
+
+    let ssh_args = |port: u16| -> Vec<String> {
+        let mut v = vec!["-p".to_string(), port.to_string()];
+        if identity.is_some() {
+            v.extend(
+                [
+                    "-o",
+                    "StrictHostKeyChecking=accept-new",
+                    "-o",
+                    "IdentitiesOnly=yes",
+                ]
+                .map(String::from),
+            );
+        }
+        for o in a.local_ssh_options.iter().flat_map(|o| o.split(',')) {
+            v.extend(o.split_whitespace().map(String::from));
+        }
+        v.push(match &user {
+            Some(u) => format!("{u}@localhost"),
+            None => "localhost".to_string(),
+        });
+        if let Some(id) = &identity {
+            v.push("-i".into());
+            v.push(id.to_string_lossy().into_owned());
+        }
+        v
+    };
+
+    if a.output_execution_command {
+        let port =
+            super::detached::spawn_srv(&est, a.local_port, LOCAL_CONNECT_WINDOW, false).await?;
+        println!("ssh {}", ssh_args(port).join(" "));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], a.local_port))
+        .map_err(|e| format!("cannot listen on localhost:{}: {e}", a.local_port))?;
+    let port = listener
+        .get_ref()
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .port();
+    let tunnel_task = runtime::spawn(tunnel::client_single(
+        est.relay,
+        listener,
+        est.crypto,
+        LOCAL_CONNECT_WINDOW,
+    ));
+    progress.say("Starting user session");
+    let args = ssh_args(port);
+    let (tx, rx) = async_channel::bounded(1);
+    std::thread::spawn(move || {
+        let status = std::process::Command::new("ssh").args(&args).status();
+        let _ = tx.send_blocking(status);
+    });
+    let status = rx
+        .recv()
+        .await
+        .map_err(|_| "ssh runner vanished".to_string())?;
+    drop(tunnel_task);
+    match status {
+        Ok(s) => Ok(ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8)),
+        Err(e) => Err(format!("cannot run ssh: {e}")),
+    }
+}
