@@ -208,11 +208,9 @@ async fn run(a: Args) -> Result<ExitCode, String> {
             .await
             .ok(),
     };
-    let _ = (
-        &a.tunnel_user_name,
-        &a.identity_passphrase,
-        a.remote_sshd_port,
-    );
+    // Accepted for compatibility with the official command line; nothing to do with them.
+    let _ = (&a.tunnel_user_name, &a.identity_passphrase, a.remote_sshd_port, a.encrypt_rvd_traffic);
+    let _ = (a.authenticate_client_to_rvd, a.authenticate_device_to_rvd);
     if let Some(u) = &user {
         if u.is_empty()
             || u.starts_with('-')
