@@ -32,6 +32,8 @@ use crate::runtime;
 pub const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connect timeout for the daemon's local target.
 pub const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a bridged connection may stay half-closed without moving data.
+pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(30);
 /// Splice buffer per direction: one allocation per connection, sized for throughput.
 pub const SPLICE_BUF: usize = 64 * 1024;
 
@@ -311,6 +313,7 @@ async fn pump(
     mut cipher: Option<CtrStream>,
     buf: &mut [u8],
     count: &AtomicU64,
+    progress: &AtomicU64,
 ) -> io::Result<()> {
     if !pre.is_empty() {
         let mut p = pre.to_vec();
@@ -331,6 +334,7 @@ async fn pump(
         }
         (&*to).write_all(chunk).await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
+        progress.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -344,9 +348,11 @@ pub struct Direction<'a> {
     pub count: &'a AtomicU64,
 }
 
-/// Bridges `a` and `b` both ways until both directions reach EOF (each EOF is forwarded as a
-/// half-close) or either fails (then both sockets are shut down). Allocates its two
-/// [`SPLICE_BUF`] buffers once.
+/// Bridges `a` and `b` both ways. Each EOF is forwarded as a half-close; once one direction
+/// has ended, the other may go on only while it moves data: after `linger` without progress
+/// both sockets are shut down, so "either side closes" ends the pair (noports.md §4.4) without
+/// cutting off a peer that half-closed and still receives. An error shuts both down at once.
+/// Allocates its two [`SPLICE_BUF`] buffers once.
 ///
 /// # Cancel safety
 /// Dropping the future leaves the sockets to their owners; bytes in flight are lost.
@@ -355,28 +361,48 @@ pub async fn splice(
     b: &Async<TcpStream>,
     ab: Direction<'_>,
     ba: Direction<'_>,
+    linger: Duration,
 ) -> io::Result<()> {
     let mut buf_ab = vec![0u8; SPLICE_BUF];
     let mut buf_ba = vec![0u8; SPLICE_BUF];
+    let progress = AtomicU64::new(0);
+    let finished = AtomicUsize::new(0);
     let kill = || {
         let _ = a.get_ref().shutdown(Shutdown::Both);
         let _ = b.get_ref().shutdown(Shutdown::Both);
     };
     let fwd = async {
-        let r = pump(a, b, ab.pre, ab.cipher, &mut buf_ab, ab.count).await;
+        let r = pump(a, b, ab.pre, ab.cipher, &mut buf_ab, ab.count, &progress).await;
+        finished.fetch_add(1, Ordering::SeqCst);
         if r.is_err() {
             kill();
         }
         r
     };
     let back = async {
-        let r = pump(b, a, ba.pre, ba.cipher, &mut buf_ba, ba.count).await;
+        let r = pump(b, a, ba.pre, ba.cipher, &mut buf_ba, ba.count, &progress).await;
+        finished.fetch_add(1, Ordering::SeqCst);
         if r.is_err() {
             kill();
         }
         r
     };
-    let (r1, r2) = future::zip(fwd, back).await;
+    let watchdog = async {
+        let mut last = None;
+        loop {
+            Timer::after(linger).await;
+            if finished.load(Ordering::SeqCst) == 0 {
+                continue;
+            }
+            let now = progress.load(Ordering::Relaxed);
+            if last == Some(now) {
+                kill();
+                return future::pending().await;
+            }
+            last = Some(now);
+        }
+    };
+    let (r1, r2) = future::zip(fwd, back).or(watchdog).await;
     r1.and(r2)
 }
 
@@ -399,22 +425,38 @@ async fn bridge(
         cipher: cipher(),
         count: &c.inn,
     };
-    splice(local, relay, up, down).await
+    splice(local, relay, up, down, HALF_CLOSE_LINGER).await
 }
 
-/// Daemon side, single mode (§5.1): connects the local target first, then the relay, writes
-/// the auth line and bridges until the connection ends.
+/// Daemon side, single mode: [`daemon_single_ready`] without a readiness signal.
 ///
 /// # Errors
-/// Connect failures, `Tampered`/`Protocol`/`Truncated` in the suite.
+/// As [`daemon_single_ready`].
 pub async fn daemon_single(
     relay: RelayTarget,
     local: (String, u16),
     crypto: SessionCrypto,
     idle: Duration,
 ) -> Result<TunnelStats, TunnelError> {
+    daemon_single_ready(relay, local, crypto, idle, async_channel::bounded(1).0).await
+}
+
+/// Daemon side, single mode (§5.1): connects the local target first, then the relay, writes
+/// the auth line and bridges until the connection ends. `ready` gets one message once both
+/// sockets are connected and the auth line is sent (where srv prints its readiness line).
+///
+/// # Errors
+/// Connect failures, `Tampered`/`Protocol`/`Truncated` in the suite.
+pub async fn daemon_single_ready(
+    relay: RelayTarget,
+    local: (String, u16),
+    crypto: SessionCrypto,
+    idle: Duration,
+    ready: async_channel::Sender<()>,
+) -> Result<TunnelStats, TunnelError> {
     let local_sock = connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT).await?;
     let relay_sock = connect_relay(&relay).await?;
+    let _ = ready.try_send(());
     match crypto {
         SessionCrypto::Suite(keys) => {
             mux::run(
@@ -634,20 +676,35 @@ pub async fn daemon_multi(
     daemon_connect(relay, crypto).await?.run(local, idle).await
 }
 
-/// Client side, multi mode (npt, §5.4): one control socket, then per accepted local
-/// connection a fresh key/IV in a `connect` message and a new relay data socket (official),
-/// or one multiplexed stream (suite). Ends under the grace rule of §5.5, or when the daemon
-/// closes the control socket.
+/// Client side, multi mode: [`client_multi_ready`] without a readiness signal.
 ///
 /// # Errors
-/// Relay connect failures; `Tampered`/`Protocol`/`Truncated` in the suite.
+/// As [`client_multi_ready`].
 pub async fn client_multi(
     relay: RelayTarget,
     listener: Async<TcpListener>,
     crypto: SessionCrypto,
     idle: Duration,
 ) -> Result<TunnelStats, TunnelError> {
+    client_multi_ready(relay, listener, crypto, idle, async_channel::bounded(1).0).await
+}
+
+/// Client side, multi mode (npt, §5.4): one control socket, then per accepted local
+/// connection a fresh key/IV in a `connect` message and a new relay data socket (official),
+/// or one multiplexed stream (suite). Ends under the grace rule of §5.5, or when the daemon
+/// closes the control socket. `ready` gets one message once the control socket is connected.
+///
+/// # Errors
+/// Relay connect failures; `Tampered`/`Protocol`/`Truncated` in the suite.
+pub async fn client_multi_ready(
+    relay: RelayTarget,
+    listener: Async<TcpListener>,
+    crypto: SessionCrypto,
+    idle: Duration,
+    ready: async_channel::Sender<()>,
+) -> Result<TunnelStats, TunnelError> {
     let control = connect_relay(&relay).await?;
+    let _ = ready.try_send(());
     let (key, iv) = match crypto {
         SessionCrypto::Suite(keys) => {
             return mux::run(control, &keys, mux::Side::Client(listener), idle).await

@@ -1,12 +1,28 @@
-//! The relay `srvd` and the data-plane bridge `srv`.
+//! The relay `srvd` and the data-plane bridge `srv` (noports.md §4, §5.6, §9.5, §9.6).
+//!
+//! - [`session`]: the session table: ports, auth lines, pairing, splicing, expiry, limits.
+//!   Library-level, so tests drive it with real sockets and no atServer.
+//! - `srvd`: the applet: atProtocol glue (monitor `request_ports`, fetch keys, reply N4).
+//! - `srv`: the applet shell around `noports::tunnel` (RV_* environment, readiness line,
+//!   exit 200).
+//!
+//! Run: `srvd -a @relay -i relay.example.net [--port-range 40000-40999] [--allow @alice,@bob]`.
 use std::process::ExitCode;
 
-pub fn srvd_main(_argv: &[String]) -> ExitCode {
-    eprintln!("noports: applet 'srvd' is not implemented yet");
-    ExitCode::from(1)
+pub mod session;
+mod srv;
+mod srvd;
+
+pub use session::{
+    EndReason, RelayConfig, RelayError, SessionPorts, SessionReport, SessionSpec, SessionTable,
+};
+
+/// Entry point of the `srvd` applet; `argv[0]` is the applet name.
+pub fn srvd_main(argv: &[String]) -> ExitCode {
+    srvd::main(argv)
 }
 
-pub fn srv_main(_argv: &[String]) -> ExitCode {
-    eprintln!("noports: applet 'srv' is not implemented yet");
-    ExitCode::from(1)
+/// Entry point of the `srv` applet; `argv[0]` is the applet name.
+pub fn srv_main(argv: &[String]) -> ExitCode {
+    srv::main(argv)
 }

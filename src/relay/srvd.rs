@@ -1,0 +1,407 @@
+//! The `srvd` applet: atProtocol glue around [`super::session::SessionTable`] (noports.md §4.1,
+//! §4.6, §9.5). Monitors `sshrvd@`, validates each `request_ports` request, fetches the two
+//! atSigns' public keys (cached by the at client), opens a session and replies N4.
+//!
+//! Differences from the reference, all on the side of refusing: the notification sender must
+//! be the request's `atSignA` (the reference trusts the claim, §12); both sides must
+//! authenticate unless `--allow-unauthenticated`; sessions and sockets are capped.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use argh::FromArgs;
+use futures_lite::FutureExt;
+
+use super::session::{new_rvd_nonce, RelayConfig, SessionSpec, SessionTable};
+use crate::at::{
+    AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, Notification, NotifyOptions, RootAddr,
+};
+use crate::noports::relay_msg::{RelayRequest, RelayResponse};
+use crate::runtime::{self, Backoff};
+
+/// N4 record ttl (noports.md §4.1).
+const RESPONSE_TTL_MS: u64 = 10_000;
+/// N4 notification ttln (noports.md §4.1).
+const RESPONSE_TTLN_MS: u64 = 60_000;
+/// Deadline for handling one request (key lookups and the reply).
+const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+/// File descriptors kept back for the at client, logging and the like.
+const FD_RESERVE: usize = 64;
+
+#[derive(FromArgs)]
+/// NoPorts relay (socket rendezvous daemon).
+struct Args {
+    /// the relay's atSign
+    #[argh(option, short = 'a')]
+    atsign: String,
+    /// host name or IP address returned to clients
+    #[argh(option, short = 'i')]
+    ip: String,
+    /// atKeys file (default ~/.atsign/keys/<atSign>_key.atKeys)
+    #[argh(option, short = 'k')]
+    key_file: Option<String>,
+    /// only this atSign may request sessions (default open)
+    #[argh(option, short = 'm', default = "String::from(\"open\")")]
+    manager: String,
+    /// comma-separated client atSigns allowed to request sessions
+    #[argh(option)]
+    allow: Option<String>,
+    /// info logging
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+    /// accepted for compatibility; traffic snooping is not implemented
+    #[argh(switch, short = 's')]
+    snoop: bool,
+    /// root server (default root.atsign.org)
+    #[argh(option, default = "String::from(\"root.atsign.org\")")]
+    root_domain: String,
+    /// address session listeners bind (default 0.0.0.0)
+    #[argh(option, default = "String::from(\"0.0.0.0\")")]
+    bind: String,
+    /// inclusive port range for session listeners, LOW-HIGH (default: any)
+    #[argh(option)]
+    port_range: Option<String>,
+    /// most concurrent sessions (default: from the fd limit, at most 1000)
+    #[argh(option)]
+    max_sessions: Option<usize>,
+    /// most relayed sockets (default: what the fd limit leaves)
+    #[argh(option)]
+    max_connections: Option<usize>,
+    /// seconds before an unpaired session expires (default 30)
+    #[argh(option, default = "30")]
+    session_timeout: u64,
+    /// accept legacy and unauthenticated session requests
+    #[argh(switch)]
+    allow_unauthenticated: bool,
+}
+
+struct Config {
+    atsign: AtSign,
+    ip: String,
+    key_file: std::path::PathBuf,
+    manager: Option<AtSign>,
+    allow: Option<Vec<AtSign>>,
+    root: RootAddr,
+    relay: RelayConfig,
+    allow_unauthenticated: bool,
+}
+
+/// The soft RLIMIT_NOFILE, read from /proc (std has no getrlimit).
+fn fd_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+fn parse_range(text: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = text
+        .split_once('-')
+        .ok_or("--port-range must be LOW-HIGH")?;
+    let lo: u16 = lo.trim().parse().map_err(|_| "--port-range: bad LOW")?;
+    let hi: u16 = hi.trim().parse().map_err(|_| "--port-range: bad HIGH")?;
+    if lo == 0 || hi < lo.saturating_add(1) {
+        return Err("--port-range needs 1 <= LOW < HIGH".into());
+    }
+    Ok((lo, hi))
+}
+
+impl Config {
+    fn from_args(a: Args) -> Result<Config, String> {
+        let atsign = AtSign::parse(&a.atsign).map_err(|e| e.to_string())?;
+        let key_file = match a.key_file {
+            Some(k) => k.into(),
+            None => AtKeys::default_path(&atsign).map_err(|e| e.to_string())?,
+        };
+        let manager = match a.manager.as_str() {
+            "open" => None,
+            m => Some(AtSign::parse(m).map_err(|e| e.to_string())?),
+        };
+        let allow = a
+            .allow
+            .as_deref()
+            .map(AtSign::parse_list)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+        let bind: IpAddr = a
+            .bind
+            .parse()
+            .map_err(|_| format!("--bind: not an IP address: {}", a.bind))?;
+        let port_range = a.port_range.as_deref().map(parse_range).transpose()?;
+        if a.snoop {
+            log::warn!("--snoop is accepted but not implemented");
+        }
+        // Budget file descriptors: each session holds two listeners, each relayed socket one.
+        let budget = fd_limit()
+            .unwrap_or(1024)
+            .saturating_sub(FD_RESERVE)
+            .max(64);
+        let max_sessions = a.max_sessions.unwrap_or((budget / 4).min(1000)).max(1);
+        let max_connections = a
+            .max_connections
+            .unwrap_or_else(|| budget.saturating_sub(2 * max_sessions).max(16));
+        if 2 * max_sessions + max_connections > budget {
+            log::warn!(
+                "limits exceed the file-descriptor budget ({budget}); a flood may hit EMFILE"
+            );
+        }
+        Ok(Config {
+            atsign,
+            ip: a.ip,
+            key_file,
+            manager,
+            allow,
+            root,
+            relay: RelayConfig {
+                bind,
+                port_range,
+                max_sessions,
+                max_connections,
+                session_timeout: Duration::from_secs(a.session_timeout.max(1)),
+                ..RelayConfig::default()
+            },
+            allow_unauthenticated: a.allow_unauthenticated,
+        })
+    }
+}
+
+/// Entry point; `argv[0]` is the applet name.
+pub(crate) fn main(argv: &[String]) -> ExitCode {
+    let args: Args = match runtime::cli::parse(argv) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    runtime::init_logging(args.verbose);
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("srvd: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if !config.key_file.exists() {
+        eprintln!(
+            "Unable to find .atKeys file : {}",
+            config.key_file.display()
+        );
+        return ExitCode::from(1);
+    }
+    runtime::block_on(async move {
+        let stop = async {
+            runtime::shutdown_signal().await;
+            log::warn!("srvd: shutting down on signal");
+            Ok(())
+        };
+        match run(Arc::new(config)).or(stop).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn connect(config: &Config) -> Result<AtClient, String> {
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        let keys = AtKeys::load(&config.key_file).map_err(|e| e.to_string())?;
+        let cfg = ClientConfig {
+            atsign: config.atsign.clone(),
+            keys,
+            root: config.root.clone(),
+        };
+        match AtClient::connect(cfg).await {
+            Ok(c) => return Ok(c),
+            Err(e @ crate::at::AtError::Unauthorized(_)) => return Err(e.to_string()),
+            Err(e) => {
+                let d = backoff.next_delay();
+                log::warn!(
+                    "cannot reach the atServer of {} ({e}); retrying in {:.1}s",
+                    config.atsign,
+                    d.as_secs_f32()
+                );
+                runtime::sleep(d).await;
+            }
+        }
+    }
+}
+
+async fn run(config: Arc<Config>) -> Result<(), String> {
+    let client = connect(&config).await?;
+    let table = SessionTable::new(config.relay.clone());
+    let mut monitor = client
+        .monitor("sshrvd@", MonitorStart::Live)
+        .await
+        .map_err(|e| e.to_string())?;
+    log::warn!(
+        "srvd {} started as {} (ip {}, max {} sessions, {} sockets)",
+        env!("CARGO_PKG_VERSION"),
+        config.atsign,
+        config.ip,
+        config.relay.max_sessions,
+        config.relay.max_connections
+    );
+    while let Some(n) = monitor.next().await {
+        if !n.key.contains("sshrvd") || n.operation == "delete" {
+            continue;
+        }
+        let (client, table, config) = (client.clone(), table.clone(), config.clone());
+        // Bounded by its own deadline, so a slow key lookup never stalls the monitor.
+        runtime::spawn(async move {
+            let from = n.from.to_string();
+            if runtime::timeout(REQUEST_DEADLINE, handle(&client, &table, &config, n))
+                .await
+                .is_err()
+            {
+                log::warn!("session request from {from}: timed out");
+            }
+        })
+        .detach();
+    }
+    table.shutdown();
+    Err("monitor ended".into())
+}
+
+/// Validates one request and, if acceptable, opens the session and replies N4. Every refusal
+/// is logged with its reason and gets no reply, as in the reference (§4.1).
+async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, n: Notification) {
+    let from = n.from.clone();
+    log::info!("New session request from {from}");
+    let Some(value) = n.value.as_deref() else {
+        log::warn!("session request from {from}: no value");
+        return;
+    };
+    let req = if n.key_name().contains(".request_ports.sshrvd") {
+        match RelayRequest::parse(value) {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("session request from {from}: {e}");
+                return;
+            }
+        }
+    } else {
+        // Legacy N3L: the value is the session id; no authentication at all (§1.6).
+        RelayRequest {
+            session_id: value.trim().to_string(),
+            atsign_a: from.to_string(),
+            atsign_b: String::new(),
+            authenticate_socket_a: false,
+            authenticate_socket_b: false,
+            client_nonce: String::new(),
+            extra: Default::default(),
+        }
+    };
+    let sid = req.session_id.clone();
+    if let Err(why) = admit(cfg, &from, &req) {
+        log::warn!("Session {sid} for {} is denied: {why}", req.atsign_a);
+        return;
+    }
+    let key = |who: &str, needed: bool| {
+        let who = who.to_string();
+        async move {
+            if !needed {
+                return Ok(None);
+            }
+            let at = AtSign::parse(&who).map_err(|e| format!("{who}: {e}"))?;
+            client
+                .public_key(&at)
+                .await
+                .map(Some)
+                .map_err(|e| format!("public key of {who}: {e}"))
+        }
+    };
+    let (key_a, key_b) = futures_lite::future::zip(
+        key(&req.atsign_a, req.authenticate_socket_a),
+        key(&req.atsign_b, req.authenticate_socket_b),
+    )
+    .await;
+    let (key_a, key_b) = match (key_a, key_b) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => {
+            log::warn!("Unable to provide the socket pair for session {sid} due to: {e}");
+            return;
+        }
+    };
+    let legacy = req.client_nonce.is_empty() && !req.authenticate_socket_a;
+    let rvd_nonce = new_rvd_nonce();
+    let spec = SessionSpec {
+        session_id: sid.clone(),
+        atsign_a: req.atsign_a.clone(),
+        atsign_b: req.atsign_b.clone(),
+        client_nonce: req.client_nonce.clone(),
+        rvd_nonce: rvd_nonce.clone(),
+        key_a,
+        key_b,
+        single_pair: false,
+    };
+    let ports = match table.open(spec) {
+        Ok(p) => p,
+        Err(e) => {
+            log::warn!("Unable to provide the socket pair for session {sid} due to: {e}");
+            return;
+        }
+    };
+    let response = RelayResponse {
+        host: cfg.ip.clone(),
+        port_a: ports.port_a,
+        port_b: ports.port_b,
+        rvd_nonce: (!legacy).then_some(rvd_nonce),
+    }
+    .to_text();
+    log::info!("Sending response data for requested session {sid} : [{response}]");
+    let opts = NotifyOptions {
+        ttl_ms: Some(RESPONSE_TTL_MS),
+        ttln_ms: Some(RESPONSE_TTLN_MS),
+        ..Default::default()
+    };
+    if let Err(e) = client
+        .notify(&from, &format!("{sid}.sshrvd"), &response, opts)
+        .await
+    {
+        log::warn!("session {sid}: sending the response to {from}: {e}");
+    }
+}
+
+/// The admission policy: who may ask, and for what.
+fn admit(cfg: &Config, from: &AtSign, req: &RelayRequest) -> Result<(), String> {
+    if req.session_id.is_empty()
+        || req.session_id.len() > 128
+        || req.session_id.contains([',', '\n', ':', '@'])
+    {
+        return Err("malformed session id".into());
+    }
+    // The reference trusts the claimed atSignA (§12); we require the authenticated sender.
+    if req.atsign_a != from.as_str() {
+        return Err(format!("sender {from} is not atSignA {}", req.atsign_a));
+    }
+    if let Some(m) = &cfg.manager {
+        if m != from {
+            return Err(format!("{from} is not the manager {m}"));
+        }
+    }
+    if let Some(list) = &cfg.allow {
+        if !list.contains(from) {
+            return Err(format!("{from} is not in the allow list"));
+        }
+    }
+    if !(req.authenticate_socket_a && req.authenticate_socket_b) && !cfg.allow_unauthenticated {
+        return Err("unauthenticated sockets requested (see --allow-unauthenticated)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_range("40000-40999"), Ok((40000, 40999)));
+        for bad in ["", "5", "0-10", "10-10", "20-10", "a-b", "1-70000"] {
+            assert!(parse_range(bad).is_err(), "{bad}");
+        }
+    }
+}
