@@ -1,0 +1,71 @@
+//! The atDirectory (atprotocol.md §3): `<atSign without @>\n` → `<host>:<port>\r\n@` or
+//! `null\r\n@`, with the anti-enumeration rule (2nd miss delayed 3 s, 3rd miss closes).
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::io::AsyncReadExt;
+use futures_lite::AsyncRead;
+
+use super::conn::LineBuf;
+use super::server::Hub;
+
+/// Delay before answering the second not-found lookup on a connection.
+const SECOND_MISS_DELAY: Duration = Duration::from_secs(3);
+
+/// The directory's answer for one request line (without the `\r\n@` framing); `None` = miss.
+pub(crate) fn resolve(hub: &Hub, line: &str) -> Option<String> {
+    let name = line.trim().to_lowercase();
+    if name.is_empty() || name.starts_with('@') {
+        return None;
+    }
+    let server = hub.get(&format!("@{name}"))?;
+    let port = server.port.load(Ordering::SeqCst);
+    Some(format!("{}:{port}", hub.host))
+}
+
+/// Serves one directory connection.
+pub(crate) async fn serve<R: AsyncRead + Unpin>(
+    hub: Arc<Hub>,
+    mut reader: R,
+    tx: async_channel::Sender<Vec<u8>>,
+) {
+    let _ = tx.send(b"@".to_vec()).await;
+    let mut lines = LineBuf::default();
+    let mut buf = vec![0u8; 4096];
+    let mut misses = 0u32;
+    loop {
+        while let Some(line) = lines.next_line() {
+            let Ok(line) = line else {
+                let _ = tx
+                    .send(b"error:AT0005-Exception: Buffer limit exceeded\r\n@".to_vec())
+                    .await;
+                return;
+            };
+            let cmd = line.trim();
+            if cmd == "@exit" {
+                return;
+            }
+            match resolve(&hub, cmd) {
+                Some(addr) => {
+                    let _ = tx.send(format!("{addr}\r\n@").into_bytes()).await;
+                }
+                None => {
+                    misses += 1;
+                    if misses >= 3 {
+                        log::warn!("directory: third unknown lookup on one connection, closing");
+                        return;
+                    }
+                    if misses == 2 {
+                        crate::runtime::sleep(SECOND_MISS_DELAY).await;
+                    }
+                    let _ = tx.send(b"null\r\n@".to_vec()).await;
+                }
+            }
+        }
+        match crate::runtime::timeout(hub.unauth_idle, reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(n)) => lines.feed(buf.get(..n).unwrap_or_default()),
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! One client connection to a hosted atSign's server: greeting, request loop, the
+//! authentication state machine (atprotocol.md §4, verbs allowed per state §4.5) and dispatch.
+//! Data verbs live in `handlers.rs`, enrollment verbs in `enroll.rs`.
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_channel::Sender;
+use futures_lite::io::AsyncReadExt;
+use futures_lite::AsyncRead;
+
+use super::conn::{LineBuf, TooLong};
+use super::enroll::{EnrollState, Enrollment};
+use super::error::{AtCode, AtErr, VerbResult};
+use super::meta::now_ms;
+use super::server::{AtServer, Hub};
+use super::verbs::{parse, Verb};
+use crate::crypto::{b64, hash, random};
+
+/// Authenticated connections may stay idle this long (reference: 30 days, §2.6).
+const AUTH_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// A `from:` challenge must be answered within 60 s (§4.1).
+const CHALLENGE_TTL_MS: i64 = 60_000;
+/// Failed `cram`/`pkam` attempts per connection before replies slow down, and before close.
+const AUTH_FAILS_BEFORE_DELAY: u32 = 3;
+const AUTH_FAILS_BEFORE_CLOSE: u32 = 10;
+
+/// Who the connection is (§1 table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Auth {
+    Unauthenticated,
+    /// Owner via CRAM (`cram`), legacy PKAM (`enrollment: None`) or APKAM (`Some(id)`).
+    Owner {
+        enrollment: Option<String>,
+        cram: bool,
+    },
+}
+
+/// What the loop does after a command.
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+/// Per-connection state.
+pub(crate) struct Session {
+    pub hub: Arc<Hub>,
+    pub server: Arc<AtServer>,
+    pub tx: Sender<Vec<u8>>,
+    pub auth: Auth,
+    session_id: String,
+    /// (challenge text, expiry) of the last `from:` for the own atSign.
+    challenge: Option<(String, i64)>,
+    json_errors: bool,
+    failed_auth: u32,
+    pub enroll_requests: Vec<i64>,
+    pub bad_otps: u32,
+}
+
+impl Session {
+    pub(crate) fn new(hub: Arc<Hub>, server: Arc<AtServer>, tx: Sender<Vec<u8>>) -> Session {
+        Session {
+            hub,
+            server,
+            tx,
+            auth: Auth::Unauthenticated,
+            session_id: format!("_{}", random::uuid_v4()),
+            challenge: None,
+            json_errors: false,
+            failed_auth: 0,
+            enroll_requests: Vec::new(),
+            bad_otps: 0,
+        }
+    }
+
+    /// The atSign this server hosts, `@alice`.
+    pub(crate) fn me(&self) -> &str {
+        &self.server.atsign
+    }
+
+    pub(crate) fn is_owner(&self) -> bool {
+        matches!(self.auth, Auth::Owner { .. })
+    }
+
+    /// The APKAM enrollment id of this connection, if any.
+    pub(crate) fn enrollment_id(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::Owner {
+                enrollment: Some(e),
+                ..
+            } => Some(e),
+            _ => None,
+        }
+    }
+
+    fn prompt(&self) -> String {
+        match self.auth {
+            Auth::Unauthenticated => "@".to_string(),
+            Auth::Owner { .. } => format!("{}@", self.server.atsign),
+        }
+    }
+
+    /// Queues `body\nprompt` as one write.
+    pub(crate) async fn reply(&self, body: &str) {
+        let msg = format!("{body}\n{}", self.prompt());
+        let _ = self.tx.send(msg.into_bytes()).await;
+    }
+
+    async fn reply_err(&self, e: &AtErr) {
+        let body = e.render(self.is_owner(), self.json_errors);
+        self.reply(&body).await;
+    }
+
+    /// Fails unless the connection is authenticated as the owner.
+    pub(crate) fn need_owner(&self) -> VerbResult<()> {
+        if self.is_owner() {
+            Ok(())
+        } else {
+            Err(AtErr::new(
+                AtCode::AuthFailed,
+                "Command cannot be executed without auth",
+            ))
+        }
+    }
+
+    /// Runs the request loop until the peer leaves, idles out or misbehaves.
+    pub(crate) async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R) {
+        let _ = self.tx.send(b"@".to_vec()).await;
+        let mut lines = LineBuf::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            while let Some(line) = lines.next_line() {
+                let line = match line {
+                    Ok(l) => l,
+                    Err(TooLong) => {
+                        log::warn!(
+                            "{}: request over {} bytes, closing",
+                            self.me(),
+                            super::conn::MAX_LINE
+                        );
+                        self.reply_err(&AtErr::new(AtCode::BufferLimit, "Buffer limit exceeded"))
+                            .await;
+                        return;
+                    }
+                };
+                if let Flow::Close = self.handle_line(&line).await {
+                    return;
+                }
+                if self.tx.is_closed() {
+                    return;
+                }
+            }
+            let idle = if self.is_owner() {
+                AUTH_IDLE
+            } else {
+                self.hub.unauth_idle
+            };
+            let read = crate::runtime::timeout(idle, reader.read(&mut buf));
+            let closed = async {
+                // Revocation or a dead writer closes the queue: stop reading.
+                while !self.tx.is_closed() {
+                    crate::runtime::sleep(Duration::from_millis(500)).await;
+                }
+                Ok(Ok(0))
+            };
+            match futures_lite::future::or(read, closed).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => lines.feed(buf.get(..n).unwrap_or_default()),
+                Err(_) => {
+                    log::info!("{}: idle timeout", self.me());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Parses and executes one command, replying on the queue.
+    pub(crate) async fn handle_line(&mut self, line: &str) -> Flow {
+        let verb = match parse(line) {
+            Ok(v) => v,
+            Err(e) => {
+                log::warn!("{}: rejected command: {}", self.me(), e.msg);
+                self.reply_err(&e).await;
+                return Flow::Continue;
+            }
+        };
+        if matches!(verb, Verb::Exit) {
+            return Flow::Close;
+        }
+        if let Err(e) = self.check_enrollment_alive() {
+            self.reply_err(&e).await;
+            return Flow::Close;
+        }
+        let is_auth_verb = matches!(verb, Verb::Pkam { .. } | Verb::Cram { .. });
+        let result = self.dispatch(verb).await;
+        match result {
+            Ok(Some(body)) => self.reply(&body).await,
+            Ok(None) => {}
+            Err(e) => {
+                let close = e.close;
+                if is_auth_verb && e.code == AtCode::AuthFailed {
+                    self.failed_auth += 1;
+                    if self.failed_auth >= AUTH_FAILS_BEFORE_DELAY {
+                        let secs =
+                            u64::from((self.failed_auth - AUTH_FAILS_BEFORE_DELAY + 1).min(5));
+                        crate::runtime::sleep(Duration::from_secs(secs)).await;
+                    }
+                }
+                self.reply_err(&e).await;
+                if close || self.failed_auth >= AUTH_FAILS_BEFORE_CLOSE {
+                    return Flow::Close;
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// On APKAM connections the enrollment must still be approved (§11.7).
+    fn check_enrollment_alive(&self) -> VerbResult<()> {
+        let Some(id) = self.enrollment_id() else {
+            return Ok(());
+        };
+        match Enrollment::load(&self.server, id) {
+            Some(e) if e.state == EnrollState::Approved => Ok(()),
+            _ => Err(AtErr::status(
+                AtCode::ApkamExpired,
+                format!("enrollment_id: {id} is expired or invalid"),
+            )
+            .closing()),
+        }
+    }
+
+    async fn dispatch(&mut self, verb: Verb) -> VerbResult<Option<String>> {
+        match verb {
+            Verb::Empty => Err(AtErr::syntax("invalid command")),
+            Verb::Exit => Ok(None),
+            Verb::From {
+                atsign,
+                client_version,
+            } => Ok(Some(self.from(&atsign, client_version))),
+            Verb::Pkam {
+                hash,
+                ecc,
+                enrollment_id,
+                sig,
+            } => self.pkam(hash, ecc, enrollment_id, &sig).map(Some),
+            Verb::Cram { digest } => self.cram(&digest).map(Some),
+            Verb::Pol => Err(AtErr::new(AtCode::AuthFailed, "Pol Authentication Failed")),
+            Verb::Noop(ms) => {
+                if ms > 5000 {
+                    return Err(AtErr::new(
+                        AtCode::IllegalArguments,
+                        "noop:<durationInMillis> where the duration maximum is 5000 milliseconds",
+                    ));
+                }
+                crate::runtime::sleep(Duration::from_millis(ms)).await;
+                Ok(Some("data:ok".into()))
+            }
+            Verb::Info { brief } => Ok(Some(self.info(brief))),
+            Verb::Lookup {
+                bypass,
+                mode,
+                name,
+                owner,
+            } => self.lookup(bypass, mode, &name, &owner).map(Some),
+            Verb::Plookup {
+                bypass,
+                mode,
+                name,
+                owner,
+            } => self.plookup(bypass, mode, &name, &owner).map(Some),
+            Verb::Llookup { mode, key } => self.llookup(mode, &key).map(Some),
+            Verb::Update { meta, key, value } => self.update(&meta, &key, value, false).map(Some),
+            Verb::UpdateMeta { meta, key } => {
+                self.update(&meta, &key, String::new(), true).map(Some)
+            }
+            Verb::Delete { key } => self.delete(&key).map(Some),
+            Verb::Scan {
+                show_hidden,
+                for_atsign,
+                regex,
+            } => self.scan(show_hidden, for_atsign, regex).map(Some),
+            Verb::Notify(req) => self.notify(req).map(Some),
+            Verb::NotifyStatus(id) => Ok(Some(self.notify_status(&id))),
+            Verb::NotifyList { regex } => self.notify_list(regex).map(Some),
+            Verb::NotifyFetch(id) => self.notify_fetch(&id).map(Some),
+            Verb::NotifyRemove(id) => self.notify_remove(&id).map(Some),
+            Verb::Monitor {
+                self_notifications,
+                epoch,
+                regex,
+            } => self
+                .monitor(self_notifications, epoch, regex)
+                .await
+                .map(|()| None),
+            Verb::Stats => {
+                self.need_owner()?;
+                let c = self.server.state().keys.last_commit();
+                Ok(Some(format!(
+                    "data: [{{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"{c}\"}}]"
+                )))
+            }
+            Verb::Enroll { op, force, json } => {
+                self.enroll(&op, force, json.as_deref()).await.map(Some)
+            }
+            Verb::OtpGet { ttl } => self.otp_get(ttl).map(Some),
+            Verb::OtpPut { passcode, ttl } => self.otp_put(&passcode, ttl).map(Some),
+            Verb::KeysGet { key_name } => self.keys_get(&key_name).map(Some),
+        }
+    }
+
+    fn info(&self, brief: bool) -> String {
+        let up = now_ms() - self.hub.started_ms;
+        if brief {
+            return format!("data:{{\"version\":\"3.0.52\",\"uptimeAsMillis\":{up}}}");
+        }
+        let s = up / 1000;
+        format!(
+            "data:{{\"version\":\"3.0.52\",\"uptimeAsWords\":\"{} days, {} hours, {} minutes, {} seconds\"}}",
+            s / 86400,
+            s / 3600 % 24,
+            s / 60 % 60,
+            s % 60
+        )
+    }
+
+    /// `from:` (§4.1): a challenge for the own atSign, a `proof:` for any other.
+    fn from(&mut self, atsign: &str, client_version: Option<String>) -> String {
+        if let Some(v) = client_version {
+            self.json_errors = version_gt(&v, (3, 0, 37));
+        }
+        let proof = random::uuid_v4();
+        let challenge = format!("{}{}:{}", self.session_id, atsign, proof);
+        if atsign == self.server.atsign {
+            self.challenge = Some((challenge.clone(), now_ms() + CHALLENGE_TTL_MS));
+            format!("data:{challenge}")
+        } else {
+            self.challenge = None;
+            format!("data:proof:{challenge}")
+        }
+    }
+
+    fn take_challenge(&mut self) -> VerbResult<String> {
+        match self.challenge.take() {
+            Some((c, exp)) if now_ms() <= exp => Ok(c),
+            _ => Err(AtErr::new(AtCode::AuthFailed, "pkam authentication failed")),
+        }
+    }
+
+    /// `pkam:` (§4.2), legacy and APKAM.
+    fn pkam(
+        &mut self,
+        hash: crate::crypto::rsa::HashAlgo,
+        ecc: bool,
+        eid: Option<String>,
+        sig: &str,
+    ) -> VerbResult<String> {
+        let failed = || AtErr::new(AtCode::AuthFailed, "pkam authentication failed");
+        let challenge = self.take_challenge()?;
+        let public_b64 = match &eid {
+            Some(id) => {
+                let e = Enrollment::load(&self.server, id).ok_or_else(|| {
+                    AtErr::status(
+                        AtCode::ApkamExpired,
+                        format!("enrollment_id: {id} is expired or invalid"),
+                    )
+                })?;
+                match e.state {
+                    EnrollState::Approved => e.apkam_public_key,
+                    EnrollState::Pending => {
+                        return Err(AtErr::status(
+                            AtCode::ApkamPending,
+                            format!("enrollment_id: {id} is pending"),
+                        ))
+                    }
+                    EnrollState::Denied => {
+                        return Err(AtErr::status(
+                            AtCode::ApkamDenied,
+                            format!("enrollment_id: {id} is denied"),
+                        ))
+                    }
+                    EnrollState::Revoked => {
+                        return Err(AtErr::status(
+                            AtCode::ApkamRevoked,
+                            format!("enrollment_id: {id} is revoked"),
+                        ))
+                    }
+                }
+            }
+            None => self
+                .server
+                .state()
+                .value("privatekey:at_pkam_publickey")
+                .ok_or_else(failed)?,
+        };
+        if ecc {
+            log::warn!("{}: ECC PKAM is not supported", self.me());
+            return Err(failed());
+        }
+        let key =
+            crate::crypto::rsa::RsaPublicKey::from_spki_b64(&public_b64).map_err(|_| failed())?;
+        let sig = b64::decode(sig).map_err(|_| failed())?;
+        if !key.verify(hash, challenge.as_bytes(), &sig) {
+            log::warn!("{}: pkam signature check failed", self.me());
+            return Err(failed());
+        }
+        if let Some(id) = &eid {
+            self.server.add_session(id, self.tx.clone());
+        }
+        self.auth = Auth::Owner {
+            enrollment: eid,
+            cram: false,
+        };
+        self.failed_auth = 0;
+        log::info!("{}: pkam authenticated", self.me());
+        Ok("data:success".into())
+    }
+
+    /// `cram:` (§4.3): hex SHA-512 of secret + challenge.
+    fn cram(&mut self, digest: &str) -> VerbResult<String> {
+        let failed = || AtErr::new(AtCode::AuthFailed, "Authentication Failed");
+        let challenge = self.take_challenge().map_err(|_| failed())?;
+        let secret = self
+            .server
+            .state()
+            .value("privatekey:at_secret")
+            .ok_or_else(failed)?;
+        let expected = hash::sha512_hex(format!("{secret}{challenge}").as_bytes());
+        if !hash::ct_eq(expected.as_bytes(), digest.to_ascii_lowercase().as_bytes()) {
+            log::warn!("{}: cram digest mismatch", self.me());
+            return Err(failed());
+        }
+        self.auth = Auth::Owner {
+            enrollment: None,
+            cram: true,
+        };
+        self.failed_auth = 0;
+        log::info!("{}: cram authenticated", self.me());
+        Ok("data:success".into())
+    }
+}
+
+/// `v` (e.g. `3.3.0`) is strictly greater than `min`.
+fn version_gt(v: &str, min: (u64, u64, u64)) -> bool {
+    let mut it = v
+        .split(['.', '-', '+'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let t = (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    );
+    t > min
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_gt;
+
+    #[test]
+    fn versions() {
+        assert!(version_gt("3.3.0", (3, 0, 37)));
+        assert!(version_gt("3.0.38", (3, 0, 37)));
+        assert!(!version_gt("3.0.37", (3, 0, 37)));
+        assert!(!version_gt("garbage", (3, 0, 37)));
+    }
+}
