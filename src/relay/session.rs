@@ -334,10 +334,23 @@ enum Wake {
     Tick,
 }
 
+/// Session events. Sockets carry a per-side sequence number in accept order: pairing takes
+/// them in that order, so a control socket cannot be overtaken by a data socket whose
+/// signature happened to verify first (the reference pairs by completion order, §4.4).
 enum Event {
-    Ready(Side, Ready),
+    Accepted(Side, u64),
+    Ready(Side, u64, Ready),
+    Failed(Side, u64),
     Rejected,
     PairDone { first: bool },
+}
+
+/// A side's queue in accept order; `None` while still authenticating.
+type Queue = VecDeque<(u64, Option<Ready>)>;
+
+fn remove_seq(q: &mut Queue, seq: u64) -> Option<Ready> {
+    let i = q.iter().position(|(s, _)| *s == seq)?;
+    q.remove(i).and_then(|(_, r)| r)
 }
 
 #[derive(Default)]
@@ -414,6 +427,7 @@ async fn accept_loop(
         Side::B => spec.key_b.clone(),
     };
     let key = key.map(Arc::new);
+    let mut seq = 0u64;
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -432,14 +446,17 @@ async fn accept_loop(
             continue;
         };
         let _ = sock.get_ref().set_nodelay(true);
+        seq += 1;
+        let seq = seq;
         let Some(key) = key.clone() else {
+            let _ = events.send(Event::Accepted(side, seq)).await;
             let ready = Ready {
                 sock,
                 leftover: Vec::new(),
                 peer,
                 _slot: slot,
             };
-            let _ = events.send(Event::Ready(side, ready)).await;
+            let _ = events.send(Event::Ready(side, seq, ready)).await;
             continue;
         };
         if in_auth.load(Ordering::SeqCst) >= inner.cfg.max_pending_per_side {
@@ -451,6 +468,7 @@ async fn accept_loop(
             continue;
         }
         in_auth.fetch_add(1, Ordering::SeqCst);
+        let _ = events.send(Event::Accepted(side, seq)).await;
         let (spec, events, in_auth, limit) = (
             spec.clone(),
             events.clone(),
@@ -471,6 +489,7 @@ async fn accept_loop(
                     let _ = events
                         .send(Event::Ready(
                             side,
+                            seq,
                             Ready {
                                 sock,
                                 leftover,
@@ -485,7 +504,7 @@ async fn accept_loop(
                         "session {}: Authentication failed on side {side} from {peer}: {e}",
                         spec.session_id
                     );
-                    let _ = events.send(Event::Rejected).await;
+                    let _ = events.send(Event::Failed(side, seq)).await;
                 }
             }
         })
@@ -503,8 +522,8 @@ async fn run_session(
     let spec = Arc::new(spec);
     let (tx, rx) = async_channel::unbounded::<Event>();
     let bytes = Arc::new(Bytes::default());
-    let mut pending_a: VecDeque<Ready> = VecDeque::new();
-    let mut pending_b: VecDeque<Ready> = VecDeque::new();
+    let mut pending_a: Queue = VecDeque::new();
+    let mut pending_b: Queue = VecDeque::new();
     let mut pairs: Vec<runtime::Task<()>> = Vec::new();
     let (mut formed, mut live, mut rejected) = (0u64, 0usize, 0u64);
     let mut timer = Timer::after(inner.cfg.session_timeout);
@@ -549,63 +568,86 @@ async fn run_session(
                         return EndReason::Closed;
                     }
                 }
-                Event::Ready(side, r) => {
-                    if spec.single_pair && formed > 0 {
-                        log::warn!(
-                            "session {}: side {side}: refusing extra socket from {} (single pair)",
-                            spec.session_id,
-                            r.peer
-                        );
-                        rejected += 1;
-                        continue;
-                    }
+                Event::Accepted(side, seq) => {
                     let q = if side == Side::A {
                         &mut pending_a
                     } else {
                         &mut pending_b
                     };
-                    if q.len() >= max_pending {
-                        log::warn!(
-                            "session {}: side {side}: too many unpaired sockets; closing {}",
-                            spec.session_id,
-                            r.peer
-                        );
-                        rejected += 1;
-                        continue;
-                    }
-                    q.push_back(r);
-                    while !pending_a.is_empty() && !pending_b.is_empty() {
-                        let (Some(a), Some(b)) = (pending_a.pop_front(), pending_b.pop_front())
-                        else {
-                            break;
-                        };
-                        let first = formed == 0;
-                        formed += 1;
-                        live += 1;
-                        log::debug!(
-                            "session {}: pairing {} with {}",
-                            spec.session_id,
-                            a.peer,
-                            b.peer
-                        );
-                        let (tx, bytes) = (tx.clone(), bytes.clone());
-                        pairs.retain(|t| !t.is_finished());
-                        pairs.push(runtime::spawn(async move {
-                            let ab = Direction {
-                                pre: &a.leftover,
-                                cipher: None,
-                                count: &bytes.ab,
-                            };
-                            let ba = Direction {
-                                pre: &b.leftover,
-                                cipher: None,
-                                count: &bytes.ba,
-                            };
-                            let _ = splice(&a.sock, &b.sock, ab, ba, linger).await;
-                            let _ = tx.send(Event::PairDone { first }).await;
-                        }));
+                    q.push_back((seq, None));
+                }
+                Event::Failed(side, seq) => {
+                    let q = if side == Side::A {
+                        &mut pending_a
+                    } else {
+                        &mut pending_b
+                    };
+                    remove_seq(q, seq);
+                    rejected += 1;
+                }
+                Event::Ready(side, seq, r) => {
+                    let q = if side == Side::A {
+                        &mut pending_a
+                    } else {
+                        &mut pending_b
+                    };
+                    let waiting = q.iter().filter(|(_, r)| r.is_some()).count();
+                    let refuse = if spec.single_pair && formed > 0 {
+                        Some("refusing extra socket (single pair)")
+                    } else if waiting >= max_pending {
+                        Some("too many unpaired sockets")
+                    } else {
+                        None
+                    };
+                    match (refuse, q.iter_mut().find(|(s, _)| *s == seq)) {
+                        (None, Some(slot)) => slot.1 = Some(r),
+                        (why, _) => {
+                            let why = why.unwrap_or("socket no longer queued");
+                            log::warn!(
+                                "session {}: side {side}: {why}; closing {}",
+                                spec.session_id,
+                                r.peer
+                            );
+                            remove_seq(q, seq);
+                            rejected += 1;
+                        }
                     }
                 }
+            }
+            // Pair heads in accept order while both are authenticated.
+            while matches!(pending_a.front(), Some((_, Some(_))))
+                && matches!(pending_b.front(), Some((_, Some(_))))
+            {
+                let (Some((_, Some(a))), Some((_, Some(b)))) =
+                    (pending_a.pop_front(), pending_b.pop_front())
+                else {
+                    break;
+                };
+                let first = formed == 0;
+                formed += 1;
+                live += 1;
+                log::debug!(
+                    "session {}: pairing {} with {}",
+                    spec.session_id,
+                    a.peer,
+                    b.peer
+                );
+                let (tx, bytes) = (tx.clone(), bytes.clone());
+                pairs.retain(|t| !t.is_finished());
+                pairs.push(runtime::spawn(async move {
+                    let ab = Direction {
+                        pre: &a.leftover,
+                        cipher: None,
+                        count: &bytes.ab,
+                    };
+                    let ba = Direction {
+                        pre: &b.leftover,
+                        cipher: None,
+                        count: &bytes.ba,
+                    };
+                    let _ = splice(&a.sock, &b.sock, ab, ba, linger).await;
+                    let _ = tx.send(Event::PairDone { first }).await;
+                }));
             }
         }
     };
