@@ -43,7 +43,7 @@ fn run(bin: &std::path::Path) -> Result<(), String> {
     let npt = stack.npt(CLIENT, "demo", "127.0.0.1", service, &["-T", "5s"]);
     let port = npt_port(&npt)?;
     let setup_secs = setup.elapsed().as_secs_f64();
-    let suite = if daemon.output().contains("nps1") || npt.output().contains("nps1") { "nps1 (X25519 + ChaCha20-Poly1305)" } else { "official (AES-256-CTR)" };
+    let suite = if daemon.output().contains("(suite nps1)") { "nps1 (X25519 + ChaCha20-Poly1305)" } else { "official (AES-256-CTR)" };
     println!("npt listening on localhost:{port} after {setup_secs:.2} s of session set-up");
 
     let total = 64 * 1024 * 1024;

@@ -195,7 +195,7 @@ impl Config {
             local_port: a.local_port,
             exit_when_connected: a.exit_when_connected,
             keep_alive: a.keep_alive,
-            quiet: a.quiet || a.verbose,
+            quiet: a.quiet,
         })
     }
 }

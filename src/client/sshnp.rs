@@ -190,7 +190,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
     let keys = AtKeys::load(&key_file).map_err(|e| e.to_string())?;
     let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
     let progress = Progress {
-        quiet: a.quiet || a.verbose,
+        quiet: a.quiet,
     };
     let client = AtClient::connect(ClientConfig {
         atsign: from,

@@ -251,8 +251,9 @@ impl Daemon {
         match self.start_npt(&req).await {
             Ok(payload) => match envelope::sign(&payload, &self.client.keys().encrypt_private) {
                 Ok(signed) => {
+                    let suite = if payload.contains_key("daemonSuitePK") { "nps1" } else { "official" };
                     log::warn!(
-                        "npt session {sid} for {from} to {host}:{port} via {}:{}: started",
+                        "npt session {sid} for {from} to {host}:{port} via {}:{}: started (suite {suite})",
                         req.rvd_host,
                         req.rvd_port
                     );
