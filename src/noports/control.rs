@@ -1,0 +1,322 @@
+//! Multi-mode control messages (noports.md §5.4): `connect:<K>:<IV>\n` and
+//! `connect:no:encrypt\n`, written by the client on the (decrypted) control stream, one per
+//! tunnelled TCP connection.
+//!
+//! [`ControlDecoder`] is the "robust receiver" of §5.4: it buffers decrypted bytes across
+//! reads, splits on `\n`, and also splits back-to-back `connect:` messages written without a
+//! newline by older clients. It does no I/O and no decryption.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::cast_possible_truncation
+    )
+)]
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::crypto::b64;
+
+/// Most bytes of an unfinished control message the decoder buffers. A real message is at
+/// most 78 bytes (`connect:` + 44 + `:` + 24 + `\n`, §5.4); 4 KiB matches the C srv's read
+/// size and bounds what the peer can make us hold.
+pub const MAX_CONTROL_BUFFER: usize = 4 * 1024;
+
+/// Length of a 32-byte key in padded base64 (§5.4).
+const KEY_B64_LEN: usize = 44;
+/// Length of a 16-byte IV in padded base64 (§5.4).
+const IV_B64_LEN: usize = 24;
+
+const PREFIX: &str = "connect:";
+
+/// One control message (noports.md §5.4).
+#[derive(Clone, PartialEq, Eq)]
+pub enum ControlMsg {
+    /// `connect:<K>:<IV>`: open a data connection encrypted with this fresh key and IV.
+    Connect {
+        /// Base64 of the 32-byte AES-256 key.
+        key_b64: String,
+        /// Base64 of the 16-byte initial counter block.
+        iv_b64: String,
+    },
+    /// `connect:no:encrypt`: open a plaintext data connection.
+    ConnectNoEncrypt,
+}
+
+impl fmt::Debug for ControlMsg {
+    /// Never prints key material.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlMsg::Connect { .. } => f.write_str("Connect { key_b64: ***, iv_b64: *** }"),
+            ControlMsg::ConnectNoEncrypt => f.write_str("ConnectNoEncrypt"),
+        }
+    }
+}
+
+impl ControlMsg {
+    /// A `connect` message for raw key and IV bytes.
+    pub fn connect(key: &[u8; 32], iv: &[u8; 16]) -> Self {
+        ControlMsg::Connect {
+            key_b64: b64::encode(key),
+            iv_b64: b64::encode(iv),
+        }
+    }
+
+    /// A `connect` message for base64 key and IV, checked to decode to 32 and 16 bytes (so
+    /// neither can contain `:` or `\n`).
+    ///
+    /// # Errors
+    /// [`ControlError::BadKey`] or [`ControlError::BadIv`].
+    pub fn connect_b64(key_b64: &str, iv_b64: &str) -> Result<Self, ControlError> {
+        check_b64(key_b64, 32).ok_or(ControlError::BadKey)?;
+        check_b64(iv_b64, 16).ok_or(ControlError::BadIv)?;
+        Ok(ControlMsg::Connect {
+            key_b64: key_b64.to_owned(),
+            iv_b64: iv_b64.to_owned(),
+        })
+    }
+
+    /// Appends the wire form, including the trailing `\n`, to `out`. Write it as one write.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.to_line().as_bytes());
+    }
+
+    /// The wire form, including the trailing `\n`.
+    pub fn to_line(&self) -> String {
+        match self {
+            ControlMsg::Connect { key_b64, iv_b64 } => format!("{PREFIX}{key_b64}:{iv_b64}\n"),
+            ControlMsg::ConnectNoEncrypt => format!("{PREFIX}no:encrypt\n"),
+        }
+    }
+}
+
+fn check_b64(text: &str, len: usize) -> Option<Vec<u8>> {
+    b64::decode(text).ok().filter(|v| v.len() == len)
+}
+
+/// Why a control message was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlError {
+    /// More than [`MAX_CONTROL_BUFFER`] bytes without a complete message. The decoder is
+    /// poisoned and yields nothing more; close the control socket.
+    TooLong,
+    /// The message is not UTF-8 text (e.g. decrypted with the wrong key).
+    NotText,
+    /// The line does not start with `connect:`.
+    UnknownRequest,
+    /// `connect:` is not followed by exactly two `:`-separated fields.
+    Malformed,
+    /// The key is not base64 of 32 bytes.
+    BadKey,
+    /// The IV is not base64 of 16 bytes.
+    BadIv,
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ControlError::TooLong => "control message too long",
+            ControlError::NotText => "control message is not text",
+            ControlError::UnknownRequest => "unknown request on control socket",
+            ControlError::Malformed => "malformed connect request",
+            ControlError::BadKey => "connect request key is not base64 of 32 bytes",
+            ControlError::BadIv => "connect request iv is not base64 of 16 bytes",
+        })
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// Sans-IO control-stream decoder. Feed it decrypted bytes as they arrive; take messages with
+/// [`ControlDecoder::next`]. A malformed message yields one error and decoding continues with
+/// the next; only [`ControlError::TooLong`] is final.
+///
+/// # Cancel safety
+/// All state lives in the decoder, so a cancelled read loses nothing.
+#[derive(Default)]
+pub struct ControlDecoder {
+    buf: Vec<u8>,
+    ready: VecDeque<Result<ControlMsg, ControlError>>,
+    poisoned: bool,
+}
+
+impl fmt::Debug for ControlDecoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlDecoder")
+            .field("buffered", &self.buf.len())
+            .field("ready", &self.ready.len())
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+impl ControlDecoder {
+    /// Creates an empty decoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the decoder gave up after [`ControlError::TooLong`].
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Number of buffered bytes not yet part of a complete message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Appends decrypted bytes. Complete messages are decoded immediately, so the buffer never
+    /// holds more than about [`MAX_CONTROL_BUFFER`] bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(MAX_CONTROL_BUFFER) {
+            if self.poisoned {
+                return;
+            }
+            self.buf.extend_from_slice(chunk);
+            self.drain();
+            if self.buf.len() > MAX_CONTROL_BUFFER {
+                self.buf = Vec::new();
+                self.poisoned = true;
+                self.ready.push_back(Err(ControlError::TooLong));
+            }
+        }
+    }
+
+    /// Returns the next decoded message or error, or `None` if more bytes are needed.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Result<ControlMsg, ControlError>> {
+        self.ready.pop_front()
+    }
+
+    /// Decodes every complete message in the buffer.
+    fn drain(&mut self) {
+        // Newline-terminated lines first.
+        while let Some(n) = self.buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=n).collect();
+            self.decode_line(line.strip_suffix(b"\n").unwrap_or(&line));
+        }
+        // No newline in what is left: take complete messages an older client wrote without
+        // one. Everything before the last `connect:` is complete; the last one is complete
+        // once it has the full shape.
+        let start = self
+            .buf
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(self.buf.len());
+        if let Some(last) = rfind(&self.buf, PREFIX.as_bytes()).filter(|&i| i > start) {
+            let head: Vec<u8> = self.buf.drain(..last).collect();
+            self.decode_line(&head);
+        }
+        if is_complete_tail(&self.buf) {
+            let tail = std::mem::take(&mut self.buf);
+            self.decode_line(&tail);
+        }
+    }
+
+    /// Decodes one line, which may hold several back-to-back `connect:` messages.
+    fn decode_line(&mut self, line: &[u8]) {
+        let Ok(text) = std::str::from_utf8(line) else {
+            self.ready.push_back(Err(ControlError::NotText));
+            return;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let mut parts = text.split(PREFIX);
+        if parts.next().is_some_and(|before| !before.trim().is_empty()) {
+            self.ready.push_back(Err(ControlError::UnknownRequest));
+            return;
+        }
+        for frag in parts {
+            let frag = frag.trim();
+            // As the Dart daemon: every non-empty fragment is one request.
+            if !frag.is_empty() {
+                self.ready.push_back(decode_fields(frag));
+            }
+        }
+    }
+}
+
+/// Decodes the part after `connect:`.
+fn decode_fields(frag: &str) -> Result<ControlMsg, ControlError> {
+    let (k, iv) = frag.split_once(':').ok_or(ControlError::Malformed)?;
+    if iv.contains(':') {
+        return Err(ControlError::Malformed);
+    }
+    if k == "no" && iv == "encrypt" {
+        return Ok(ControlMsg::ConnectNoEncrypt);
+    }
+    ControlMsg::connect_b64(k, iv)
+}
+
+/// Whether `buf` (no newline, at most one `connect:` after leading whitespace) already holds a
+/// whole message: `connect:no:encrypt`, or `connect:` + 44 + `:` + 24 characters.
+fn is_complete_tail(buf: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(buf) else {
+        return false;
+    };
+    let Some(rest) = text.trim().strip_prefix(PREFIX) else {
+        return false;
+    };
+    if rest == "no:encrypt" {
+        return true;
+    }
+    matches!(rest.split_once(':'), Some((k, iv)) if k.len() == KEY_B64_LEN && iv.len() == IV_B64_LEN)
+}
+
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_encrypt_variants() {
+        let mut d = ControlDecoder::new();
+        d.feed(b"connect:no:encrypt\nconnect:no:encryptconnect:no:encrypt");
+        for _ in 0..3 {
+            assert_eq!(d.next(), Some(Ok(ControlMsg::ConnectNoEncrypt)));
+        }
+        assert_eq!(d.next(), None);
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn split_across_feeds() {
+        let mut d = ControlDecoder::new();
+        d.feed(b"conn");
+        assert_eq!(d.next(), None);
+        d.feed(b"ect:no:enc");
+        assert_eq!(d.next(), None);
+        d.feed(b"rypt\n");
+        assert_eq!(d.next(), Some(Ok(ControlMsg::ConnectNoEncrypt)));
+    }
+
+    #[test]
+    fn unknown_and_malformed() {
+        let mut d = ControlDecoder::new();
+        d.feed(b"hello\nconnect:a\nconnect:a:b:c\n\n  \n");
+        assert_eq!(d.next(), Some(Err(ControlError::UnknownRequest)));
+        assert_eq!(d.next(), Some(Err(ControlError::Malformed)));
+        assert_eq!(d.next(), Some(Err(ControlError::Malformed)));
+        assert_eq!(d.next(), None);
+    }
+
+    #[test]
+    fn oversize_poisons() {
+        let mut d = ControlDecoder::new();
+        d.feed(&[b'x'; MAX_CONTROL_BUFFER + 1]);
+        assert_eq!(d.next(), Some(Err(ControlError::TooLong)));
+        d.feed(b"connect:no:encrypt\n");
+        assert_eq!(d.next(), None);
+        assert!(d.is_poisoned());
+    }
+}
