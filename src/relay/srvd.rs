@@ -397,6 +397,65 @@ fn admit(cfg: &Config, from: &AtSign, req: &RelayRequest) -> Result<(), String> 
 mod tests {
     use super::*;
 
+    fn config(extra: &[&str]) -> Config {
+        let mut argv: Vec<String> = [
+            "srvd",
+            "-a",
+            "@relay",
+            "-i",
+            "relay.example",
+            "-k",
+            "/nonexistent",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+        argv.retain(|a| !a.is_empty());
+        let args: Args =
+            crate::runtime::cli::parse(&argv).unwrap_or_else(|_| panic!("bad test argv"));
+        Config::from_args(args).unwrap()
+    }
+
+    fn request(a: &str, auth: bool) -> RelayRequest {
+        RelayRequest {
+            session_id: "5c3e8a6d-9d3e-4f52-8a8c-111111111111".into(),
+            atsign_a: a.into(),
+            atsign_b: "@device".into(),
+            authenticate_socket_a: auth,
+            authenticate_socket_b: auth,
+            client_nonce: "cn".into(),
+            extra: Default::default(),
+        }
+    }
+
+    /// The admission table: sender binding, manager, allow list, unauthenticated requests.
+    #[test]
+    fn admission() {
+        let alice = AtSign::parse("@alice").unwrap();
+        let open = config(&[]);
+        assert!(admit(&open, &alice, &request("@alice", true)).is_ok());
+        // The claimed atSignA must be the authenticated sender (reference trusts the claim).
+        assert!(admit(&open, &alice, &request("@bob", true)).is_err());
+        assert!(admit(&open, &alice, &request("@alice", false)).is_err());
+        assert!(admit(
+            &config(&["--allow-unauthenticated"]),
+            &alice,
+            &request("@alice", false)
+        )
+        .is_ok());
+        let allow = config(&["--allow", "@bob,@carol"]);
+        assert!(admit(&allow, &alice, &request("@alice", true)).is_err());
+        let bob = AtSign::parse("@bob").unwrap();
+        assert!(admit(&allow, &bob, &request("@bob", true)).is_ok());
+        let managed = config(&["-m", "@bob"]);
+        assert!(admit(&managed, &alice, &request("@alice", true)).is_err());
+        assert!(admit(&managed, &bob, &request("@bob", true)).is_ok());
+        let mut bad = request("@alice", true);
+        bad.session_id = "a,b".into();
+        assert!(admit(&open, &alice, &bad).is_err());
+    }
+
     #[test]
     fn port_ranges() {
         assert_eq!(parse_range("40000-40999"), Ok((40000, 40999)));
