@@ -105,18 +105,30 @@ pub(crate) async fn accept_tls(
     }
 }
 
+/// The write side of a connection: its outbound queue, a signal that closes when the writer is
+/// gone, and the writer task.
+pub(crate) struct Outbound {
+    pub tx: Sender<Vec<u8>>,
+    /// `recv()` fails once the writer has stopped (queue closed, e.g. by a revocation, or a
+    /// write error): the reader should stop too.
+    pub stopped: Receiver<()>,
+    pub task: crate::runtime::Task<()>,
+}
+
 /// Splits a stream into its read half and an outbound queue drained by a writer task. Each
 /// queued message is written with one `write_all` + `flush`, so `body\nprompt` is one write.
-pub(crate) fn split_with_writer<S>(
-    stream: S,
-) -> (ReadHalf<S>, Sender<Vec<u8>>, crate::runtime::Task<()>)
+pub(crate) fn split_with_writer<S>(stream: S) -> (ReadHalf<S>, Outbound)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (r, w) = futures_lite::io::split(stream);
     let (tx, rx) = async_channel::bounded(OUT_QUEUE);
-    let task = crate::runtime::spawn(writer(w, rx));
-    (r, tx, task)
+    let (stop_tx, stopped) = async_channel::bounded(1);
+    let task = crate::runtime::spawn(async move {
+        writer(w, rx).await;
+        stop_tx.close();
+    });
+    (r, Outbound { tx, stopped, task })
 }
 
 async fn writer<S: AsyncWrite + Unpin>(mut w: WriteHalf<S>, rx: Receiver<Vec<u8>>) {

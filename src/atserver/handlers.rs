@@ -528,14 +528,11 @@ impl Session {
     ) -> VerbResult<()> {
         self.need_owner()?;
         let re = compile(regex.as_deref())?;
-        let namespaces = match self.enrollment_id() {
-            Some(id) => Some(
-                super::enroll::Enrollment::load(&self.server, id)
-                    .map(|e| e.namespaces)
-                    .unwrap_or_default(),
-            ),
-            None => None,
-        };
+        let namespaces = self.enrollment_id().map(|id| {
+            super::enroll::Enrollment::load(&self.server, id)
+                .map(|e| e.namespaces)
+                .unwrap_or_default()
+        });
         self.server.add_monitor(Monitor {
             tx: self.tx.clone(),
             re: re.clone(),

@@ -335,7 +335,8 @@ async fn handle_conn(
     let Some(tls) = accept_tls(&acceptor, tcp).await else {
         return;
     };
-    let (reader, tx, writer) = split_with_writer(tls);
+    let (reader, out) = split_with_writer(tls);
+    let tx = out.tx.clone();
     match slot {
         None => {
             log::warn!("inbound connection limit {} reached", hub.max_connections);
@@ -347,11 +348,11 @@ async fn handle_conn(
             None => root::serve(hub.clone(), reader, tx.clone()).await,
             Some(server) => {
                 session::Session::new(hub.clone(), server, tx.clone())
-                    .run(reader)
+                    .run(reader, out.stopped.clone())
                     .await
             }
         },
     }
     tx.close();
-    let _ = crate::runtime::timeout(Duration::from_secs(5), writer).await;
+    let _ = crate::runtime::timeout(Duration::from_secs(5), out.task).await;
 }

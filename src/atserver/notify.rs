@@ -292,6 +292,10 @@ impl NoteStore {
         self.by_seq.values()
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
     /// Drops expired notifications.
     pub(crate) fn sweep(&mut self, now: i64) {
         let dead: Vec<(u64, (bool, String))> = self

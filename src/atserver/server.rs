@@ -29,6 +29,19 @@ pub(crate) struct State {
     pub keys: KeyStore,
     pub notes: NoteStore,
     log: Log,
+    /// Records in the log file, live or superseded.
+    log_records: usize,
+}
+
+/// Compact when the log holds more than this many records and 4× the live ones.
+const COMPACT_MIN_RECORDS: usize = 20_000;
+
+/// Every live record, as a compacted log.
+fn snapshot(keys: &KeyStore, notes: &NoteStore) -> Vec<Vec<String>> {
+    let mut v = vec![vec!["C".to_string(), keys.last_commit().to_string()]];
+    v.extend(keys.iter().map(|(k, r)| put_record(k, r)));
+    v.extend(notes.iter().map(Notification::to_log));
+    v
 }
 
 impl State {
@@ -67,11 +80,27 @@ impl State {
         let now = now_ms();
         keys.sweep(now);
         notes.sweep(now);
-        let mut compact = vec![vec!["C".to_string(), keys.last_commit().to_string()]];
-        compact.extend(keys.iter().map(|(k, r)| put_record(k, r)));
-        compact.extend(notes.iter().map(Notification::to_log));
+        let compact = snapshot(&keys, &notes);
         log.rewrite(&compact)?;
-        Ok(State { keys, notes, log })
+        Ok(State {
+            keys,
+            notes,
+            log,
+            log_records: compact.len(),
+        })
+    }
+
+    /// Counts a log append and compacts the log when mostly superseded records remain.
+    fn after_write(&mut self) {
+        self.log_records += 1;
+        let live = self.keys.len() + self.notes.len();
+        if self.log_records > COMPACT_MIN_RECORDS && self.log_records > 4 * live {
+            let compact = snapshot(&self.keys, &self.notes);
+            match self.log.rewrite(&compact) {
+                Ok(()) => self.log_records = compact.len(),
+                Err(e) => log::warn!("log compaction failed (the old log stays): {e}"),
+            }
+        }
     }
 
     /// Looks a stored key up with the activity rules.
@@ -109,6 +138,7 @@ impl State {
         };
         self.log.append(&put_record(key, &rec))?;
         self.keys.insert(key.to_string(), rec);
+        self.after_write();
         Ok(commit)
     }
 
@@ -145,6 +175,7 @@ impl State {
         self.log
             .append(&["D".to_string(), commit.to_string(), key.to_string()])?;
         self.keys.remove(key, commit);
+        self.after_write();
         Ok(commit)
     }
 
@@ -155,6 +186,7 @@ impl State {
     pub(crate) fn save_note(&mut self, n: Notification) -> io::Result<()> {
         self.log.append(&n.to_log())?;
         self.notes.put(n);
+        self.after_write();
         Ok(())
     }
 
@@ -162,6 +194,7 @@ impl State {
     pub(crate) fn set_note_status(&mut self, id: &str, status: Status) -> io::Result<()> {
         self.log.append(&["S", id, status.as_str()])?;
         self.notes.set_status(id, status);
+        self.after_write();
         Ok(())
     }
 
@@ -169,6 +202,7 @@ impl State {
     pub(crate) fn remove_note(&mut self, id: &str) -> io::Result<()> {
         self.log.append(&["R", id])?;
         self.notes.remove(id);
+        self.after_write();
         Ok(())
     }
 
@@ -401,5 +435,38 @@ impl Hub {
             }
         };
         sender.state().set_note_status(&n.id, status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("atserver-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let mut st = State::open(&dir).unwrap();
+            assert_eq!(st.put_simple("x.ns@a", "1", "@a", None).unwrap(), 1);
+            assert_eq!(st.put_simple("y.ns@a", "2", "@a", None).unwrap(), 2);
+            assert_eq!(st.put_simple("private:p@a", "3", "@a", None).unwrap(), -1);
+            assert_eq!(st.delete("y.ns@a").unwrap(), 3);
+            assert_eq!(st.put_simple("gone.ns@a", "4", "@a", Some(1)).unwrap(), 4);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let mut st = State::open(&dir).unwrap();
+        assert_eq!(st.value("x.ns@a").as_deref(), Some("1"));
+        assert!(st.value("y.ns@a").is_none());
+        assert!(
+            st.keys.get("gone.ns@a").is_none(),
+            "expired keys are dropped at start"
+        );
+        assert_eq!(
+            st.put_simple("z.ns@a", "5", "@a", None).unwrap(),
+            5,
+            "commit ids continue"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -123,7 +123,11 @@ impl Session {
     }
 
     /// Runs the request loop until the peer leaves, idles out or misbehaves.
-    pub(crate) async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R) {
+    pub(crate) async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        mut reader: R,
+        stopped: async_channel::Receiver<()>,
+    ) {
         let _ = self.tx.send(b"@".to_vec()).await;
         let mut lines = LineBuf::default();
         let mut buf = vec![0u8; 16 * 1024];
@@ -155,11 +159,9 @@ impl Session {
                 self.hub.unauth_idle
             };
             let read = crate::runtime::timeout(idle, reader.read(&mut buf));
+            // Revocation or a dead writer closes the queue and then `stopped`: stop reading.
             let closed = async {
-                // Revocation or a dead writer closes the queue: stop reading.
-                while !self.tx.is_closed() {
-                    crate::runtime::sleep(Duration::from_millis(500)).await;
-                }
+                let _ = stopped.recv().await;
                 Ok(Ok(0))
             };
             match futures_lite::future::or(read, closed).await {

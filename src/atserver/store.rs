@@ -37,6 +37,9 @@ impl KeyStore {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Record)> {
         self.map.iter()
     }
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
     pub(crate) fn last_commit(&self) -> i64 {
         self.last_commit
     }
