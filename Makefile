@@ -26,7 +26,7 @@ static-full:
 # binary over loopback.
 test:
 	$(CARGO) build
-	$(CARGO) test -- --test-threads=2
+	$(CARGO) test --no-fail-fast -- --test-threads=2
 
 demo:
 	$(CARGO) build --release
@@ -38,3 +38,7 @@ bench:
 
 clean:
 	$(CARGO) clean
+
+# cargo-fuzz targets (nightly): envelope, json, response_line, notification.
+fuzz-build:
+	cd fuzz && cargo +nightly fuzz build
