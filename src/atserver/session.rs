@@ -465,4 +465,45 @@ mod tests {
         assert!(!version_gt("3.0.37", (3, 0, 37)));
         assert!(!version_gt("garbage", (3, 0, 37)));
     }
+
+    #[test]
+    fn random_commands_never_panic_the_handlers() {
+        // Every verb handler, authenticated as owner and not, against random token soup.
+        use super::*;
+        let dir = std::env::temp_dir().join(format!("atserver-soup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let alice = Arc::new(AtServer::open("@alice", &dir.join("alice")).unwrap());
+        let bob = Arc::new(AtServer::open("@bob", &dir.join("bob")).unwrap());
+        let hub = Arc::new(Hub::new(
+            vec![alice.clone(), bob],
+            "127.0.0.1".into(),
+            10,
+            Duration::from_secs(5),
+        ));
+        let (tx, rx) = async_channel::bounded(1 << 16);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        crate::runtime::block_on(async {
+            let mut s = Session::new(hub, alice, tx);
+            for i in 0..3000 {
+                let line = crate::atserver::verbs::tests::soup(&mut seed);
+                if line.to_ascii_lowercase().starts_with("noop") {
+                    continue;
+                }
+                s.auth = if i % 2 == 0 {
+                    Auth::Unauthenticated
+                } else {
+                    Auth::Owner {
+                        enrollment: None,
+                        cram: false,
+                    }
+                };
+                s.failed_auth = 0;
+                s.bad_otps = 0;
+                s.enroll_requests.clear();
+                let _ = s.handle_line(&line).await;
+                while rx.try_recv().is_ok() {}
+            }
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

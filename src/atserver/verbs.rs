@@ -625,7 +625,7 @@ fn parse_keys(s: &str) -> VerbResult<Verb> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::atserver::meta::{IV_NONCE, TTL};
 
@@ -765,6 +765,97 @@ mod tests {
             "noop:x",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Pseudo-random token soup shared by the no-panic tests.
+    pub(crate) fn soup(seed: &mut u64) -> String {
+        const TOKENS: &[&str] = &[
+            "update",
+            "lookup",
+            "llookup",
+            "plookup",
+            "delete",
+            ":",
+            "@",
+            "@alice",
+            "@bob",
+            " ",
+            "public:",
+            "ttl",
+            "ttr",
+            "ccd",
+            "isEncrypted",
+            "ivNonce",
+            "notify",
+            "status",
+            "list",
+            "id",
+            "cached:",
+            "{",
+            "}",
+            "\"",
+            "é",
+            "💥",
+            "\u{0}",
+            "monitor",
+            "selfNotifications",
+            "scan",
+            "showHidden",
+            "enroll",
+            "request",
+            "approve",
+            "revoke",
+            "otp",
+            "get",
+            "put",
+            "keys",
+            "keyName",
+            "meta",
+            "all",
+            "123",
+            "-1",
+            "null",
+            "true",
+            ".",
+            "\r",
+            "from",
+            "enrollmentId",
+            "x.sshnp",
+            "(",
+            "privatekey:",
+            "at_secret",
+            "info",
+            "stats",
+            "pol",
+            "[",
+            "\\",
+            "clientConfig",
+        ];
+        let mut next = || {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        };
+        let n = next() % 14;
+        (0..n)
+            .map(|_| TOKENS[(next() % TOKENS.len() as u64) as usize])
+            .collect()
+    }
+
+    #[test]
+    fn random_and_truncated_inputs_never_panic() {
+        // Untrusted lines reach these parsers first: none may panic on any input.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..5000 {
+            let s = soup(&mut seed);
+            for cut in (0..=s.len()).filter(|c| s.is_char_boundary(*c)) {
+                let t = &s[..cut];
+                let _ = parse(t);
+                let _ = AtKey::parse(t);
+                let _ = MetaPatch::parse_prefix(t);
+            }
         }
     }
 }
