@@ -127,17 +127,28 @@ pub fn derive(
 ) -> Result<SuiteKeys, CryptoError> {
     let my_pub = my_secret.public_bytes();
     let shared = zeroize::Zeroizing::new(my_secret.agree(peer_pub)?);
+    derive_from_shared(role, &shared, &my_pub, peer_pub, session_id)
+}
+
+/// The key schedule after the X25519 agreement (docs/suite-v1.md §2).
+fn derive_from_shared(
+    role: Role,
+    shared: &[u8; 32],
+    my_pub: &[u8; 32],
+    peer_pub: &[u8; 32],
+    session_id: &str,
+) -> Result<SuiteKeys, CryptoError> {
     let (client_pk, daemon_pk) = match role {
-        Role::Client => (my_pub, *peer_pub),
-        Role::Daemon => (*peer_pub, my_pub),
+        Role::Client => (my_pub, peer_pub),
+        Role::Daemon => (peer_pub, my_pub),
     };
     let mut salt = [0u8; 64];
-    salt[..32].copy_from_slice(&client_pk);
-    salt[32..].copy_from_slice(&daemon_pk);
+    salt[..32].copy_from_slice(client_pk);
+    salt[32..].copy_from_slice(daemon_pk);
     let mut c2d = [0u8; 32];
     let mut d2c = [0u8; 32];
-    hkdf_sha256(&salt, &shared[..], &info(INFO_C2D, session_id), &mut c2d)?;
-    hkdf_sha256(&salt, &shared[..], &info(INFO_D2C, session_id), &mut d2c)?;
+    hkdf_sha256(&salt, shared, &info(INFO_C2D, session_id), &mut c2d)?;
+    hkdf_sha256(&salt, shared, &info(INFO_D2C, session_id), &mut d2c)?;
     Ok(match role {
         Role::Client => SuiteKeys::from_raw(c2d, d2c),
         Role::Daemon => SuiteKeys::from_raw(d2c, c2d),
@@ -322,6 +333,84 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_frame(input).unwrap_err(), *want);
         }
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn arr(s: &str) -> [u8; 32] {
+        unhex(s).try_into().unwrap()
+    }
+
+    /// docs/suite-v1.md §7: RFC 7748 §6.1 key pairs, session id, the first two records, and
+    /// the same second record after a rekey (computed independently with Python
+    /// `cryptography`).
+    #[test]
+    fn known_answer_vector() {
+        let client_pk = arr("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        let daemon_pk = arr("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        let shared = arr("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+        let sid = "5c3e8a6d-9d3e-4f52-8a8c-111111111111";
+        let c = derive_from_shared(Role::Client, &shared, &client_pk, &daemon_pk, sid).unwrap();
+        let d = derive_from_shared(Role::Daemon, &shared, &daemon_pk, &client_pk, sid).unwrap();
+        assert_eq!(
+            c.send,
+            arr("f372482be2ea7a869e9088cf61ff458ec14aeab587db8ef5a9449c2a58ca99c8")
+        );
+        assert_eq!(
+            c.recv,
+            arr("d12638048c3cb0422f65e144b513a9a4671e43de1183a85a7f79933bd0352798")
+        );
+        assert_eq!((d.send, d.recv), (c.recv, c.send));
+        let record = |sealer: &mut RecordSealer, ty, body: &[u8]| {
+            let mut f = Vec::new();
+            put_header(&mut f, ty, 1);
+            f.extend_from_slice(body);
+            let h = sealer.seal(&mut f).unwrap();
+            [&h[..], &f].concat()
+        };
+        let (mut sealer, _) = c.split();
+        assert_eq!(
+            record(&mut sealer, FrameType::Open, b""),
+            unhex("0015b6f57f39939d1b78af20739961229075958b4fd1cb")
+        );
+        let data = unhex("001a9a33ed7243a56b82a55abe9f3ee316f107691e5d6c605e9bfd58");
+        assert_eq!(record(&mut sealer, FrameType::Data, b"hello"), data);
+        let (mut sealer, _) = c.clone().with_rekey_interval(1).split();
+        record(&mut sealer, FrameType::Open, b"");
+        let rekeyed = unhex("001a078c7fcfbfb326249be0cc9b6b39b853cc821b0bcc1794dec254");
+        assert_eq!(record(&mut sealer, FrameType::Data, b"hello"), rekeyed);
+        // The daemon opens both, and refuses a flipped bit or a replayed record.
+        let (_, mut opener) = d.split();
+        for (i, rec) in [
+            unhex("0015b6f57f39939d1b78af20739961229075958b4fd1cb"),
+            data.clone(),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (h, body) = rec.split_at(2);
+            let mut b = body.to_vec();
+            opener.open([h[0], h[1]], &mut b).unwrap();
+            assert_eq!(parse_frame(&b).unwrap().1, 1, "record {i}");
+        }
+        let (h, body) = data.split_at(2);
+        let mut replay = body.to_vec();
+        assert_eq!(
+            opener.open([h[0], h[1]], &mut replay),
+            Err(CryptoError::Tampered)
+        );
+        let (_, mut fresh) = d.split();
+        let mut flipped = unhex("0015b6f57f39939d1b78af20739961229075958b4fd1cb")[2..].to_vec();
+        flipped[3] ^= 1;
+        assert_eq!(
+            fresh.open([0x00, 0x15], &mut flipped),
+            Err(CryptoError::Tampered)
+        );
     }
 
     #[test]
