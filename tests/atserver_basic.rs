@@ -1,5 +1,6 @@
 //! atserver end to end over loopback TLS: directory, framing, authentication, key verbs,
 //! visibility, malformed input and limits (atprotocol.md §2–§7, §12).
+#![cfg(feature = "atserver")]
 #[path = "common/atserver.rs"]
 mod atserver_harness;
 

@@ -1,5 +1,6 @@
 //! atserver APKAM enrollment and CRAM activation end to end (atprotocol.md §4.3, §7.11–§7.13,
 //! §11.2, §11.5–§11.7).
+#![cfg(feature = "atserver")]
 #[path = "common/atserver.rs"]
 mod atserver_harness;
 

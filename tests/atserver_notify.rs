@@ -1,5 +1,6 @@
 //! atserver notifications end to end: notify → in-process delivery → monitor, notify:status,
 //! regex filtering, epoch replay, autoNotify of shared keys with caching (atprotocol.md §7.7–§8).
+#![cfg(feature = "atserver")]
 #[path = "common/atserver.rs"]
 mod atserver_harness;
 

@@ -1,5 +1,6 @@
 //! atserver durability: a clean restart loses nothing, and a `kill -9` during a burst of
 //! updates loses no acknowledged update (fsync'd append-only log, replayed at start).
+#![cfg(feature = "atserver")]
 #[path = "common/atserver.rs"]
 mod atserver_harness;
 
