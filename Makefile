@@ -1,6 +1,8 @@
 # noports-rs: build, test, demo, static build and packaging.
 CARGO ?= cargo
 MUSL_TARGET := x86_64-unknown-linux-musl
+# ring compiles C: point cc-rs at musl-gcc (Debian: apt-get install musl-tools) unless set.
+export CC_x86_64_unknown_linux_musl ?= musl-gcc
 
 .PHONY: all build release static test demo bench fuzz-build clean size
 

@@ -49,6 +49,13 @@ pub struct PutOptions {
     pub ccd: Option<bool>,
 }
 
+/// The key metadata both `notify` and `update` carry.
+struct KeyMeta {
+    ttl_ms: Option<u64>,
+    ttr: Option<i64>,
+    ccd: Option<bool>,
+}
+
 /// Where a monitor starts.
 #[derive(Debug, Clone, Copy, Default)]
 pub enum MonitorStart {
@@ -119,6 +126,39 @@ impl AtClient {
         Ok(AtClient { inner })
     }
 
+    /// Connect like [`AtClient::connect`], but keep retrying (exponential backoff with jitter,
+    /// up to a minute apart) while the atServer cannot be reached: a router's daemon starts
+    /// before its uplink. Gives up at once on what retrying cannot fix: a key file that does not
+    /// load, or an atServer that refuses our keys.
+    pub async fn connect_retrying(
+        atsign: &AtSign,
+        key_file: &std::path::Path,
+        root: &RootAddr,
+    ) -> Result<AtClient, AtError> {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        loop {
+            // AtKeys holds private keys and is not Clone: load it afresh for each attempt.
+            let keys = AtKeys::load(key_file)?;
+            let cfg = ClientConfig {
+                atsign: atsign.clone(),
+                keys,
+                root: root.clone(),
+            };
+            match AtClient::connect(cfg).await {
+                Ok(c) => return Ok(c),
+                Err(e @ (AtError::Unauthorized(_) | AtError::Invalid(_))) => return Err(e),
+                Err(e) => {
+                    let d = backoff.next_delay();
+                    log::warn!(
+                        "cannot reach the atServer of {atsign} ({e}); retrying in {:.1}s",
+                        d.as_secs_f32()
+                    );
+                    sleep(d).await;
+                }
+            }
+        }
+    }
+
     pub fn atsign(&self) -> &AtSign {
         &self.inner.atsign
     }
@@ -150,36 +190,59 @@ impl AtClient {
         value: &str,
         opts: NotifyOptions,
     ) -> Result<String, AtError> {
+        let id = random::uuid_v4();
+        let head = format!("notify:id:{id}:update:messageType:key");
+        let ttln = opts
+            .ttln_ms
+            .map(|t| format!(":ttln:{t}"))
+            .unwrap_or_default();
+        let meta = KeyMeta {
+            ttl_ms: opts.ttl_ms,
+            ttr: opts.ttr,
+            ccd: opts.ccd,
+        };
+        let cmd = self
+            .encrypted_command(&format!("{head}{ttln}"), &meta, to, key_name, ':', value)
+            .await?;
+        let answer = self.inner.request(&cmd).await?;
+        Ok(answer.trim().to_string())
+    }
+
+    /// `<verb><meta>:@to:<key_name>@me<sep><ciphertext>`: the value encrypted with the shared
+    /// key for `to`, metadata in the server's fixed order (atprotocol.md §6.2).
+    async fn encrypted_command(
+        &self,
+        verb: &str,
+        meta: &KeyMeta,
+        to: &AtSign,
+        key_name: &str,
+        sep: char,
+        value: &str,
+    ) -> Result<String, AtError> {
         check_key_name(key_name)?;
         let sk = self.inner.outbound_key(to).await?;
         let iv = random::bytes::<16>();
         let cipher = encrypt_b64(&sk.key, &iv, value);
-        let id = random::uuid_v4();
-        let mut cmd = format!("notify:id:{id}:update:messageType:key");
-        if let Some(ttln) = opts.ttln_ms {
-            cmd.push_str(&format!(":ttln:{ttln}"));
-        }
-        if let Some(ttl) = opts.ttl_ms {
+        let mut cmd = String::from(verb);
+        if let Some(ttl) = meta.ttl_ms {
             cmd.push_str(&format!(":ttl:{ttl}"));
         }
-        if let Some(ttr) = opts.ttr {
+        if let Some(ttr) = meta.ttr {
             cmd.push_str(&format!(":ttr:{ttr}"));
         }
-        if let Some(ccd) = opts.ccd {
+        if let Some(ccd) = meta.ccd {
             cmd.push_str(&format!(":ccd:{ccd}"));
         }
-        cmd.push_str(&format!(
-            ":isEncrypted:true:sharedKeyEnc:{}:pubKeyCS:{}:ivNonce:{}:{}:{}{}:{}",
-            sk.their_copy,
-            sk.peer_key_md5,
+        let (me, their, md5, iv) = (
+            &self.inner.atsign,
+            &sk.their_copy,
+            &sk.peer_key_md5,
             b64::encode(&iv),
-            to,
-            key_name,
-            self.inner.atsign,
-            cipher
+        );
+        cmd.push_str(&format!(
+            ":isEncrypted:true:sharedKeyEnc:{their}:pubKeyCS:{md5}:ivNonce:{iv}:{to}:{key_name}{me}{sep}{cipher}"
         ));
-        let answer = self.inner.request(&cmd).await?;
-        Ok(answer.trim().to_string())
+        Ok(cmd)
     }
 
     /// `notify:status:<id>` -> `delivered`, `queued`, `errored`, `expired` or `null`.
@@ -196,30 +259,14 @@ impl AtClient {
         value: &str,
         opts: PutOptions,
     ) -> Result<(), AtError> {
-        check_key_name(key_name)?;
-        let sk = self.inner.outbound_key(to).await?;
-        let iv = random::bytes::<16>();
-        let cipher = encrypt_b64(&sk.key, &iv, value);
-        let mut cmd = String::from("update");
-        if let Some(ttl) = opts.ttl_ms {
-            cmd.push_str(&format!(":ttl:{ttl}"));
-        }
-        if let Some(ttr) = opts.ttr {
-            cmd.push_str(&format!(":ttr:{ttr}"));
-        }
-        if let Some(ccd) = opts.ccd {
-            cmd.push_str(&format!(":ccd:{ccd}"));
-        }
-        cmd.push_str(&format!(
-            ":isEncrypted:true:sharedKeyEnc:{}:pubKeyCS:{}:ivNonce:{}:{}:{}{} {}",
-            sk.their_copy,
-            sk.peer_key_md5,
-            b64::encode(&iv),
-            to,
-            key_name,
-            self.inner.atsign,
-            cipher
-        ));
+        let meta = KeyMeta {
+            ttl_ms: opts.ttl_ms,
+            ttr: opts.ttr,
+            ccd: opts.ccd,
+        };
+        let cmd = self
+            .encrypted_command("update", &meta, to, key_name, ' ', value)
+            .await?;
         self.inner.request(&cmd).await.map(|_| ())
     }
 

@@ -236,38 +236,23 @@ impl Daemon {
             return;
         }
         let (host, port) = (req.requested_host.as_str(), req.requested_port);
-        if !self.config.permit_open.allows(host, port) {
-            let msg = format!("Daemon does not permit connections to {host}:{port}");
-            log::warn!("npt_request from {from} session {sid}: refused: {msg}");
-            self.reply(from, &sid, &msg).await;
+        if !self
+            .permitted("npt_request", from, &sid, host, port, decision)
+            .await
+        {
             return;
         }
-        if !decision.client_permit.allows(host, port) {
-            let msg = format!("Client is not permitted connections to {host}:{port}");
-            log::warn!("npt_request from {from} session {sid}: refused: {msg}");
-            self.reply(from, &sid, &msg).await;
-            return;
-        }
-        match self.start_npt(&req).await {
-            Ok(payload) => match envelope::sign(&payload, &self.client.keys().encrypt_private) {
-                Ok(signed) => {
-                    let suite = if payload.contains_key("daemonSuitePK") { "nps1" } else { "official" };
-                    log::warn!(
-                        "npt session {sid} for {from} to {host}:{port} via {}:{}: started (suite {suite})",
-                        req.rvd_host,
-                        req.rvd_port
-                    );
-                    self.reply(from, &sid, &signed).await;
-                }
-                Err(e) => log::warn!("npt session {sid}: cannot sign the response: {e}"),
-            },
-            Err(e) => {
-                let msg =
-                    format!("Failed to start up the daemon side of the srv socket tunnel : {e}");
-                log::warn!("npt_request from {from} session {sid}: {msg}");
-                self.reply(from, &sid, &msg).await;
-            }
-        }
+        let started = self.start_npt(&req).await;
+        let relay = format!("{}:{}", req.rvd_host, req.rvd_port);
+        self.answer(
+            "npt",
+            from,
+            &sid,
+            &format!("{host}:{port}"),
+            &relay,
+            started,
+        )
+        .await;
     }
 
     /// Build the session's key material, connect the control socket, and return the
@@ -402,37 +387,78 @@ impl Daemon {
             return;
         }
         let port = self.config.local_sshd_port;
-        if !self.config.permit_open.allows("localhost", port) {
-            let msg = format!("Daemon does not permit connections to localhost:{port}");
-            log::warn!("ssh_request from {from} session {sid}: refused: {msg}");
-            self.reply(from, &sid, &msg).await;
+        if !self
+            .permitted("ssh_request", from, &sid, "localhost", port, decision)
+            .await
+        {
             return;
         }
-        if !decision.client_permit.allows("localhost", port) {
-            let msg = format!("Client is not permitted connections to localhost:{port}");
-            log::warn!("ssh_request from {from} session {sid}: refused: {msg}");
-            self.reply(from, &sid, &msg).await;
-            return;
-        }
-        match self.start_ssh(&req).await {
+        let started = self.start_ssh(&req).await;
+        let relay = format!("{}:{}", req.host, req.port);
+        self.answer(
+            "ssh",
+            from,
+            &sid,
+            &format!("localhost:{port}"),
+            &relay,
+            started,
+        )
+        .await;
+    }
+
+    /// Both permit-open checks (noports.md §6.4); a refusal is logged and answered with the
+    /// official text.
+    async fn permitted(
+        &self,
+        what: &str,
+        from: &AtSign,
+        sid: &str,
+        host: &str,
+        port: u16,
+        decision: &Decision,
+    ) -> bool {
+        let refusal = if !self.config.permit_open.allows(host, port) {
+            format!("Daemon does not permit connections to {host}:{port}")
+        } else if !decision.client_permit.allows(host, port) {
+            format!("Client is not permitted connections to {host}:{port}")
+        } else {
+            return true;
+        };
+        log::warn!("{what} from {from} session {sid}: refused: {refusal}");
+        self.reply(from, sid, &refusal).await;
+        false
+    }
+
+    /// Send the signed session response, or the official failure text.
+    async fn answer(
+        &self,
+        what: &str,
+        from: &AtSign,
+        sid: &str,
+        target: &str,
+        relay: &str,
+        started: Result<Object, String>,
+    ) {
+        let failure = match started {
             Ok(payload) => match envelope::sign(&payload, &self.client.keys().encrypt_private) {
                 Ok(signed) => {
-                    log::warn!(
-                        "ssh session {sid} for {from} to localhost:{port} via {}:{}: started",
-                        req.host,
-                        req.port
-                    );
-                    self.reply(from, &sid, &signed).await;
+                    let suite = if payload.contains_key("daemonSuitePK") {
+                        "nps1"
+                    } else {
+                        "official"
+                    };
+                    log::warn!("{what} session {sid} for {from} to {target} via {relay}: started (suite {suite})");
+                    self.reply(from, sid, &signed).await;
+                    return;
                 }
-                Err(e) => log::warn!("ssh session {sid}: cannot sign the response: {e}"),
+                Err(e) => format!("cannot sign the response: {e}"),
             },
-            Err(e) => {
-                let msg =
-                    format!("Failed to start up the daemon side of the srv socket tunnel : {e}");
-                log::warn!("ssh_request from {from} session {sid}: {msg}");
-                self.reply(from, &sid, &msg).await;
-            }
-        }
+            Err(e) => e,
+        };
+        let msg =
+            format!("Failed to start up the daemon side of the srv socket tunnel : {failure}");
+        log::warn!("{what} session {sid} for {from}: {msg}");
+        self.reply(from, sid, &msg).await;
     }
 
     /// Encrypted ssh sessions need no ephemeral ssh key (as the C daemon): the tunnel is

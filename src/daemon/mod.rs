@@ -11,11 +11,9 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::at::{
-    AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions, PutOptions, RootAddr,
-};
+use crate::at::{AtClient, AtKeys, AtSign, MonitorStart, NotifyOptions, PutOptions, RootAddr};
 use crate::noports::names::validate_device_name;
-use crate::runtime::{self, cli, sleep, Backoff};
+use crate::runtime::{self, cli, sleep};
 pub use permit::PermitOpen;
 
 /// Official long-name aliases and combinable switches (noports.md §9.1).
@@ -190,15 +188,13 @@ pub fn main(argv: &[String]) -> ExitCode {
         }
     };
     runtime::init_logging(verbose);
-    let keys = match AtKeys::load(&config.key_file) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
-    };
+    // Fail fast on a missing or broken key file, before any network wait.
+    if let Err(e) = AtKeys::load(&config.key_file) {
+        eprintln!("{e}");
+        return ExitCode::from(1);
+    }
     runtime::block_on(async move {
-        let run = run(config, keys);
+        let run = run(config);
         let stop = async {
             runtime::shutdown_signal().await;
             log::warn!("sshnpd: shutting down on signal");
@@ -214,39 +210,10 @@ pub fn main(argv: &[String]) -> ExitCode {
     })
 }
 
-/// Connect with retries: a router boots before its uplink, so failing fast is wrong.
-async fn connect(config: &Config, keys: AtKeys) -> Result<AtClient, String> {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    let mut keys = Some(keys);
-    loop {
-        // AtKeys is not Clone (it holds private keys); reload from disk on a retry.
-        let k = match keys.take() {
-            Some(k) => k,
-            None => AtKeys::load(&config.key_file).map_err(|e| e.to_string())?,
-        };
-        let cfg = ClientConfig {
-            atsign: config.atsign.clone(),
-            keys: k,
-            root: config.root.clone(),
-        };
-        match AtClient::connect(cfg).await {
-            Ok(c) => return Ok(c),
-            Err(e @ crate::at::AtError::Unauthorized(_)) => return Err(e.to_string()),
-            Err(e) => {
-                let d = backoff.next_delay();
-                log::warn!(
-                    "cannot reach the atServer of {} ({e}); retrying in {:.1}s",
-                    config.atsign,
-                    d.as_secs_f32()
-                );
-                sleep(d).await;
-            }
-        }
-    }
-}
-
-async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
-    let client = connect(&config, keys).await?;
+async fn run(config: Config) -> Result<(), String> {
+    let client = AtClient::connect_retrying(&config.atsign, &config.key_file, &config.root)
+        .await
+        .map_err(|e| e.to_string())?;
     log::warn!(
         "sshnpd {} started as {} device {} managers [{}] permit-open [{}]",
         env!("CARGO_PKG_VERSION"),
