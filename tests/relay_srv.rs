@@ -57,9 +57,12 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// (flags, environment, expected message)
+type UsageCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn missing_environment_is_a_usage_error() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[UsageCase] = &[
         (
             &["--rv-auth"],
             &[],

@@ -256,18 +256,17 @@ fn many_connections_share_one_relay_pair() {
     .unwrap();
 }
 
+/// (client result, daemon result, bytes the app received, bytes it sent)
+type MitmOutcome = (
+    Result<(), TunnelError>,
+    Result<(), TunnelError>,
+    Vec<u8>,
+    Vec<u8>,
+);
+
 /// Runs one stream through a MITM proxy on the client's relay connection; returns the
 /// client's and daemon's results and what the local app received.
-fn through_mitm(
-    sid: &str,
-    m: Mitm,
-    keys: (SuiteKeys, SuiteKeys),
-) -> (
-    Result<(), TunnelError>,
-    Result<(), TunnelError>,
-    Vec<u8>,
-    Vec<u8>,
-) {
+fn through_mitm(sid: &str, m: Mitm, keys: (SuiteKeys, SuiteKeys)) -> MitmOutcome {
     block_on(timeout(DEADLINE, async {
         let t = table();
         let (mut client, daemon) = relay_session(&t, sid);

@@ -311,6 +311,7 @@ pub(crate) fn parse_frame(frame: &[u8]) -> Result<(FrameType, u32, &[u8]), Frame
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 

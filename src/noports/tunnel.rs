@@ -14,12 +14,17 @@
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_io::{Async, Timer};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
+use async_io::Async;
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+
+mod splice;
+
+pub use splice::{splice, Direction, SPLICE_BUF};
+pub(crate) use splice::{Counters, TrackGuard, Tracker};
 
 use super::control::{ControlDecoder, ControlMsg};
 use super::mux;
@@ -34,8 +39,6 @@ pub const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a bridged connection may stay half-closed without moving data.
 pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(30);
-/// Splice buffer per direction: one allocation per connection, sized for throughput.
-pub const SPLICE_BUF: usize = 64 * 1024;
 
 /// The key material of one session's data plane.
 pub enum SessionCrypto {
@@ -221,189 +224,6 @@ pub async fn connect_relay(relay: &RelayTarget) -> Result<Async<TcpStream>, Tunn
             .map_err(io_err("writing auth line"))?;
     }
     Ok(sock)
-}
-
-/// Byte counters shared by concurrent connections of one tunnel.
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) out: AtomicU64,
-    pub(crate) inn: AtomicU64,
-    pub(crate) conns: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn snapshot(&self) -> TunnelStats {
-        TunnelStats {
-            connections: self.conns.load(Ordering::Relaxed),
-            bytes_out: self.out.load(Ordering::Relaxed),
-            bytes_in: self.inn.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Live-connection count with change notification, for the grace rule of §5.5.
-pub(crate) struct Tracker {
-    active: AtomicUsize,
-    changed_tx: async_channel::Sender<()>,
-    changed_rx: async_channel::Receiver<()>,
-}
-
-/// Counts one live connection until dropped.
-pub(crate) struct TrackGuard(Arc<Tracker>);
-
-impl Drop for TrackGuard {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::SeqCst);
-        let _ = self.0.changed_tx.try_send(());
-    }
-}
-
-impl Tracker {
-    pub(crate) fn new() -> Arc<Self> {
-        let (changed_tx, changed_rx) = async_channel::bounded(1);
-        Arc::new(Tracker {
-            active: AtomicUsize::new(0),
-            changed_tx,
-            changed_rx,
-        })
-    }
-
-    pub(crate) fn enter(self: &Arc<Self>) -> TrackGuard {
-        self.active.fetch_add(1, Ordering::SeqCst);
-        TrackGuard(self.clone())
-    }
-
-    /// Resolves when the session should end under the grace rule (§5.5): at `idle` if no
-    /// connection is live, else when the live count next drops to zero. With `single`, also
-    /// as soon as the first connection has come and gone.
-    pub(crate) async fn grace(&self, idle: Duration, single: bool) {
-        let mut timer = Timer::after(idle);
-        let mut grace = false;
-        let mut seen = false;
-        loop {
-            let n = self.active.load(Ordering::SeqCst);
-            seen |= n > 0;
-            if n == 0 && (grace || (single && seen)) {
-                return;
-            }
-            let changed = async {
-                let _ = self.changed_rx.recv().await;
-                false
-            };
-            if grace {
-                changed.await;
-            } else {
-                grace = changed
-                    .or(async {
-                        (&mut timer).await;
-                        true
-                    })
-                    .await;
-            }
-        }
-    }
-}
-
-/// Copies `from` → `to` through an optional keystream until EOF, then half-closes `to`.
-/// `pre` is written first (bytes the relay read after an auth line).
-async fn pump(
-    from: &Async<TcpStream>,
-    to: &Async<TcpStream>,
-    pre: &[u8],
-    mut cipher: Option<CtrStream>,
-    buf: &mut [u8],
-    count: &AtomicU64,
-    progress: &AtomicU64,
-) -> io::Result<()> {
-    if !pre.is_empty() {
-        let mut p = pre.to_vec();
-        if let Some(c) = cipher.as_mut() {
-            c.apply(&mut p);
-        }
-        (&*to).write_all(&p).await?;
-        count.fetch_add(p.len() as u64, Ordering::Relaxed);
-    }
-    loop {
-        let n = (&*from).read(buf).await?;
-        let Some(chunk) = buf.get_mut(..n).filter(|c| !c.is_empty()) else {
-            let _ = to.get_ref().shutdown(Shutdown::Write);
-            return Ok(());
-        };
-        if let Some(c) = cipher.as_mut() {
-            c.apply(chunk);
-        }
-        (&*to).write_all(chunk).await?;
-        count.fetch_add(n as u64, Ordering::Relaxed);
-        progress.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
-/// One direction of a splice: the keystream applied to it and bytes to send before it.
-pub struct Direction<'a> {
-    /// Bytes already read from the source that must go first (after an auth line).
-    pub pre: &'a [u8],
-    /// Keystream XORed into this direction, if any.
-    pub cipher: Option<CtrStream>,
-    /// Bytes counted here.
-    pub count: &'a AtomicU64,
-}
-
-/// Bridges `a` and `b` both ways. Each EOF is forwarded as a half-close; once one direction
-/// has ended, the other may go on only while it moves data: after `linger` without progress
-/// both sockets are shut down, so "either side closes" ends the pair (noports.md §4.4) without
-/// cutting off a peer that half-closed and still receives. An error shuts both down at once.
-/// Allocates its two [`SPLICE_BUF`] buffers once.
-///
-/// # Cancel safety
-/// Dropping the future leaves the sockets to their owners; bytes in flight are lost.
-pub async fn splice(
-    a: &Async<TcpStream>,
-    b: &Async<TcpStream>,
-    ab: Direction<'_>,
-    ba: Direction<'_>,
-    linger: Duration,
-) -> io::Result<()> {
-    let mut buf_ab = vec![0u8; SPLICE_BUF];
-    let mut buf_ba = vec![0u8; SPLICE_BUF];
-    let progress = AtomicU64::new(0);
-    let finished = AtomicUsize::new(0);
-    let kill = || {
-        let _ = a.get_ref().shutdown(Shutdown::Both);
-        let _ = b.get_ref().shutdown(Shutdown::Both);
-    };
-    let fwd = async {
-        let r = pump(a, b, ab.pre, ab.cipher, &mut buf_ab, ab.count, &progress).await;
-        finished.fetch_add(1, Ordering::SeqCst);
-        if r.is_err() {
-            kill();
-        }
-        r
-    };
-    let back = async {
-        let r = pump(b, a, ba.pre, ba.cipher, &mut buf_ba, ba.count, &progress).await;
-        finished.fetch_add(1, Ordering::SeqCst);
-        if r.is_err() {
-            kill();
-        }
-        r
-    };
-    let watchdog = async {
-        let mut last = None;
-        loop {
-            Timer::after(linger).await;
-            if finished.load(Ordering::SeqCst) == 0 {
-                continue;
-            }
-            let now = progress.load(Ordering::Relaxed);
-            if last == Some(now) {
-                kill();
-                return future::pending().await;
-            }
-            last = Some(now);
-        }
-    };
-    let (r1, r2) = future::zip(fwd, back).or(watchdog).await;
-    r1.and(r2)
 }
 
 /// Bridges a local socket with a relay socket under one official key/IV (or none).

@@ -387,7 +387,8 @@ fn admit(cfg: &Config, from: &AtSign, req: &RelayRequest) -> Result<(), String> 
             return Err(format!("{from} is not in the allow list"));
         }
     }
-    if !(req.authenticate_socket_a && req.authenticate_socket_b) && !cfg.allow_unauthenticated {
+    let both = req.authenticate_socket_a && req.authenticate_socket_b;
+    if !both && !cfg.allow_unauthenticated {
         return Err("unauthenticated sockets requested (see --allow-unauthenticated)".into());
     }
     Ok(())
