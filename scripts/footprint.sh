@@ -25,5 +25,5 @@ pids+=($!); relay=$!
 sleep 8
 size=$(stat -c %s "$BIN")
 echo "binary           $BIN: $size bytes ($(awk "BEGIN{printf \"%.2f\", $size/1048576}") MiB)"
-echo "sshnpd idle RSS  $(awk '/VmRSS/{print $2" "$3}' /proc/$daemon/status)"
-echo "srvd idle RSS    $(awk '/VmRSS/{print $2" "$3}' /proc/$relay/status)"
+echo "sshnpd idle RSS  $(awk '/VmRSS|RssAnon|RssFile/{printf "%s %s %s  ", $1, $2, $3}' /proc/$daemon/status)"
+echo "srvd idle RSS    $(awk '/VmRSS|RssAnon|RssFile/{printf "%s %s %s  ", $1, $2, $3}' /proc/$relay/status)"
