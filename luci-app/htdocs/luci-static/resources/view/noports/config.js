@@ -1,0 +1,139 @@
+'use strict';
+'require view';
+'require form';
+'require rpc';
+'require poll';
+
+// NoPorts daemon settings: /etc/config/sshnpd, one daemon per 'sshnpd' section.
+
+var callServiceList = rpc.declare({
+	object: 'service',
+	method: 'list',
+	params: [ 'name' ],
+	expect: { '': {} }
+});
+
+function normalizeAtsign(value) {
+	var v = String(value == null ? '' : value).trim();
+	if (v.length && v.charAt(0) !== '@')
+		v = '@' + v;
+	return v;
+}
+
+function checkAtsign(v) {
+	v = String(v == null ? '' : v).trim().replace(/^@/, '');
+	if (!v.length)
+		return _('An atSign is required');
+	if (/[\s,@]/.test(v))
+		return _('An atSign may not contain spaces, commas or a second @');
+	return true;
+}
+
+function instanceStatus(res) {
+	var instances = (res && res.sshnpd && res.sshnpd.instances) || {},
+	    names = Object.keys(instances);
+	if (!names.length)
+		return _('Not running');
+	return names.map(function(n) {
+		return n + ': ' + (instances[n].running ? _('running') : _('not running'));
+	}).join(', ');
+}
+
+return view.extend({
+	load: function() {
+		return L.resolveDefault(callServiceList('sshnpd'), {});
+	},
+
+	render: function(services) {
+		var m, s, o;
+
+		m = new form.Map('sshnpd', _('NoPorts'),
+			_('The NoPorts daemon (sshnpd) lets the manager atSigns reach services on this device through an atSign-authenticated relay, with no open inbound ports. Enroll the device atSign on the Enrollment tab before enabling it.'));
+
+		s = m.section(form.NamedSection, '_status');
+		s.render = function() {
+			var el = E('div', { 'class': 'cbi-section' }, [
+				E('p', { 'id': 'noports-status' }, [ _('Service status') + ': ' + instanceStatus(services) ])
+			]);
+			poll.add(function() {
+				return L.resolveDefault(callServiceList('sshnpd'), {}).then(function(res) {
+					var node = document.getElementById('noports-status');
+					if (node)
+						node.textContent = _('Service status') + ': ' + instanceStatus(res);
+				});
+			}, 5);
+			return el;
+		};
+
+		s = m.section(form.TypedSection, 'sshnpd', _('Daemon configuration'));
+		s.anonymous = true;
+		s.addremove = false;
+
+		o = s.option(form.Flag, 'enabled', _('Enabled'));
+		o.default = o.disabled;
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'atsign', _('Device atSign'),
+			_('The atSign of this device, e.g. @my_router. Its keys are read from ~/.atsign/keys/&lt;atSign&gt;_key.atKeys.'));
+		o.rmempty = false;
+		o.validate = function(section_id, value) {
+			return checkAtsign(value);
+		};
+		o.write = function(section_id, value) {
+			return form.Value.prototype.write.call(this, section_id, normalizeAtsign(value));
+		};
+
+		o = s.option(form.Value, 'manager', _('Manager atSign(s)'),
+			_('The atSign(s) allowed to connect, separated by commas.'));
+		o.rmempty = false;
+		o.validate = function(section_id, value) {
+			var parts = String(value == null ? '' : value).split(','), i, r, dev;
+			for (i = 0; i < parts.length; i++) {
+				r = checkAtsign(parts[i]);
+				if (r !== true)
+					return r;
+			}
+			dev = this.section.formvalue(section_id, 'atsign');
+			if (dev && parts.map(normalizeAtsign).indexOf(normalizeAtsign(dev)) >= 0)
+				return _('A manager atSign must differ from the device atSign');
+			return true;
+		};
+		o.write = function(section_id, value) {
+			var list = String(value).split(',').map(normalizeAtsign).filter(function(v) { return v.length; });
+			return form.Value.prototype.write.call(this, section_id, list.join(','));
+		};
+
+		o = s.option(form.Value, 'device', _('Device name'),
+			_('Lowercase letters, digits, _ and -, starting with a letter, at most 36 characters.'));
+		o.rmempty = false;
+		o.placeholder = 'openwrt';
+		o.validate = function(section_id, value) {
+			if (!/^[a-z][a-z0-9_-]{0,35}$/.test(String(value == null ? '' : value)))
+				return _('Must start with a lowercase letter and contain only a-z, 0-9, _ and - (at most 36 characters)');
+			return true;
+		};
+
+		o = s.option(form.Value, 'otp', _('Enrollment passcode'),
+			_('One-time passcode from "at_activate otp -a &lt;device atSign&gt;" (or a semi-permanent passcode). Only used for enrollment; removed after success.'));
+		o.password = true;
+		o.optional = true;
+		o.validate = function(section_id, value) {
+			var v = String(value == null ? '' : value);
+			if (!v.length)
+				return true;
+			if (v.length < 6 || /\s/.test(v))
+				return _('At least 6 characters, no spaces');
+			return true;
+		};
+
+		o = s.option(form.Value, 'args', _('Additional arguments'),
+			_('Extra sshnpd flags separated by spaces, e.g. "-v --permit-open localhost:22,localhost:80". No quoting; use the list below for a value with spaces.'));
+		o.optional = true;
+
+		o = s.option(form.DynamicList, 'arg', _('Additional single arguments'),
+			_('Each entry is passed to sshnpd as exactly one argument.'));
+		o.optional = true;
+
+		return m.render();
+	}
+});
