@@ -44,3 +44,8 @@ clean:
 # cargo-fuzz targets (nightly): envelope, json, response_line, notification.
 fuzz-build:
 	cd fuzz && cargo +nightly fuzz build
+
+# OpenWrt .ipk (x86_64) from the static musl build, without the SDK: make static && make ipk
+.PHONY: ipk
+ipk:
+	./scripts/ipk.sh
