@@ -4,7 +4,7 @@
 # TCP measured in the same run (tests/tunnel_bench.rs).
 #
 # usage: scripts/bench.sh [MiB per run, default 256] [runs, default 3]
-# Builds with the release profile (opt-level "s", as shipped). Set BENCH_FAST_BUILD=1 to skip
+# Builds with the release profile (opt-level "s", as shipped) and the router feature set. Set BENCH_FAST_BUILD=1 to skip
 # LTO for a quicker compile (numbers then run slightly low).
 set -eu
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ if [ "${BENCH_FAST_BUILD:-0}" = 1 ]; then
     export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
 fi
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //') ($(nproc 2>/dev/null || echo ?) cores)"
-out=$(cargo test --release --quiet --test tunnel_bench -- --ignored --nocapture throughput 2>&1) || {
+out=$(cargo test --release --quiet --no-default-features --test tunnel_bench -- --ignored --nocapture throughput 2>&1) || {
     printf '%s\n' "$out" >&2
     exit 1
 }

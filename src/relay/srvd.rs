@@ -27,6 +27,8 @@ const RESPONSE_TTL_MS: u64 = 10_000;
 const RESPONSE_TTLN_MS: u64 = 60_000;
 /// Deadline for handling one request (key lookups and the reply).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+/// Requests handled concurrently; more are dropped (with a log line) rather than queued.
+const MAX_IN_FLIGHT: usize = 64;
 /// File descriptors kept back for the at client, logging and the like.
 const FD_RESERVE: usize = 64;
 
@@ -244,13 +246,22 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         config.relay.max_sessions,
         config.relay.max_connections
     );
+    let in_flight = Arc::new(async_lock::Semaphore::new(MAX_IN_FLIGHT));
     while let Some(n) = monitor.next().await {
         if !n.key.contains("sshrvd") || n.operation == "delete" {
             continue;
         }
+        let Some(permit) = in_flight.try_acquire_arc() else {
+            log::warn!(
+                "session request from {}: dropped, {MAX_IN_FLIGHT} requests already in progress",
+                n.from
+            );
+            continue;
+        };
         let (client, table, config) = (client.clone(), table.clone(), config.clone());
         // Bounded by its own deadline, so a slow key lookup never stalls the monitor.
         runtime::spawn(async move {
+            let _permit = permit;
             let from = n.from.to_string();
             if runtime::timeout(REQUEST_DEADLINE, handle(&client, &table, &config, n))
                 .await
