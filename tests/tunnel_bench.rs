@@ -215,3 +215,30 @@ fn throughput() {
         );
     }
 }
+
+/// Single-core cipher speed, for reading the ratios above: each tunnelled byte is encrypted
+/// once and decrypted once, on top of four loopback hops.
+#[test]
+#[ignore = "benchmark; run scripts/bench.sh"]
+fn cipher_speed() {
+    let mb = env_num("BENCH_MB", 256);
+    let mut buf = vec![0u8; 32 * 1024];
+    let rounds = (mb << 20) / buf.len();
+    let mut ctr = noports::crypto::aes_ctr::CtrStream::new(&[7u8; 32], &[9u8; 16]);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        ctr.apply(&mut buf);
+    }
+    let aes = (rounds * buf.len()) as f64 / start.elapsed().as_secs_f64() / 1e6;
+    let mut sealer = noports::crypto::aead::Sealer::new([5u8; 32]);
+    let mut rec = Vec::with_capacity(buf.len() + 16);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        rec.clear();
+        rec.extend_from_slice(&buf);
+        sealer.seal(&[0, 0], &mut rec).unwrap();
+    }
+    let chacha = (rounds * buf.len()) as f64 / start.elapsed().as_secs_f64() / 1e6;
+    println!("BENCH cipher AES-256-CTR (one core)       {aes:>9.1} MB/s");
+    println!("BENCH cipher ChaCha20-Poly1305 (one core) {chacha:>9.1} MB/s");
+}
