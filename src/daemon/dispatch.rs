@@ -54,7 +54,12 @@ pub struct Daemon {
     pub(super) pending_rpcs:
         async_lock::Mutex<HashMap<i64, async_channel::Sender<(String, Object)>>>,
     pub(super) policy_cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
+    /// Session ids already served, so a replayed (validly signed) request opens nothing.
+    seen_sessions: std::sync::Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a served session id is remembered: well past the notification lifetime (60 s).
+const REPLAY_WINDOW: Duration = Duration::from_secs(600);
 
 impl Daemon {
     pub fn new(config: Config, client: AtClient) -> Daemon {
@@ -63,6 +68,7 @@ impl Daemon {
             client,
             pending_rpcs: async_lock::Mutex::new(HashMap::new()),
             policy_cache: async_lock::Mutex::new(HashMap::new()),
+            seen_sessions: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,6 +91,14 @@ impl Daemon {
             let me = self.clone();
             runtime::spawn(async move { me.handle(n).await }).detach();
         }
+    }
+
+    /// Record `sid` as served; true if it was served before (within the replay window).
+    fn is_replay(&self, sid: &str) -> bool {
+        let mut seen = self.seen_sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        seen.retain(|_, at| now.duration_since(*at) < REPLAY_WINDOW);
+        seen.insert(sid.to_string(), now).is_some()
     }
 
     async fn authorize(&self, from: &AtSign) -> Decision {
@@ -233,6 +247,10 @@ impl Daemon {
         if let Err(msg) = self.verify_envelope(from, value).await {
             log::warn!("npt_request from {from} session {sid}: {msg}");
             self.reply(from, &sid, &msg).await;
+            return;
+        }
+        if self.is_replay(&sid) {
+            log::warn!("npt_request from {from} session {sid}: refused: session id already used (replay)");
             return;
         }
         let (host, port) = (req.requested_host.as_str(), req.requested_port);
@@ -384,6 +402,10 @@ impl Daemon {
         if let Err(msg) = self.verify_envelope(from, value).await {
             // As the official daemon: a bad signature on ssh_request is logged, not answered.
             log::warn!("ssh_request from {from} session {sid}: {msg}");
+            return;
+        }
+        if self.is_replay(&sid) {
+            log::warn!("ssh_request from {from} session {sid}: refused: session id already used (replay)");
             return;
         }
         let port = self.config.local_sshd_port;

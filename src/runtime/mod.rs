@@ -23,6 +23,10 @@ fn executor() -> &'static Executor<'static> {
         // is not async (e.g. waiting for a child process).
         std::thread::Builder::new()
             .name("noports-exec".into())
+            // Like the main thread's: deeply nested async state machines (TLS inside a
+            // session inside a server) need more than the 2 MiB default for spawned threads.
+            // Only touched pages cost memory.
+            .stack_size(8 << 20)
             .spawn(|| loop {
                 async_io::block_on(executor().run(futures_lite::future::pending::<()>()));
             })
