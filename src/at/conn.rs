@@ -73,12 +73,46 @@ impl std::fmt::Display for RootAddr {
     }
 }
 
+/// Extra trust anchors added by the process before its first connection.
+static EXTRA_ANCHORS: std::sync::Mutex<Vec<CertificateDer<'static>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Adds the certificates of a PEM file as trust anchors for every later connection (call before
+/// the first connection; the configuration is built once). Returns how many were added.
+pub fn add_trust_anchors_pem(path: &std::path::Path) -> Result<usize, AtError> {
+    use rustls::pki_types::pem::PemObject;
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| AtError::io(format!("reading {shown}"), e))?;
+    let mut certs = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        certs.push(cert.map_err(|e| AtError::Invalid(format!("{shown}: bad PEM: {e}")))?);
+    }
+    if certs.is_empty() {
+        return Err(AtError::Invalid(format!("{shown}: no certificates found")));
+    }
+    let n = certs.len();
+    EXTRA_ANCHORS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(certs);
+    Ok(n)
+}
+
 fn tls_config() -> Result<Arc<rustls::ClientConfig>, AtError> {
     static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let mut roots = rustls::RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            let extra = EXTRA_ANCHORS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            for cert in extra {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("extra trust anchor: bad certificate: {e}"))?;
+            }
             if let Some(path) = std::env::var_os(CA_FILE_ENV).filter(|p| !p.is_empty()) {
                 use rustls::pki_types::pem::PemObject;
                 let pem = std::fs::read(&path)

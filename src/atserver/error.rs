@@ -8,11 +8,14 @@ pub(crate) enum AtCode {
     InvalidSyntax,
     BufferLimit,
     SecondaryNotFound,
+    Handshake,
     Unauthorized,
     Internal,
     KeyNotFound,
     InvalidKey,
+    UnableToConnect,
     IllegalArguments,
+    Timeout,
     ApkamDenied,
     ApkamPending,
     ApkamRevoked,
@@ -29,11 +32,14 @@ impl AtCode {
             AtCode::InvalidSyntax => "AT0003",
             AtCode::BufferLimit => "AT0005",
             AtCode::SecondaryNotFound => "AT0007",
+            AtCode::Handshake => "AT0008",
             AtCode::Unauthorized => "AT0009",
             AtCode::Internal => "AT0011",
             AtCode::KeyNotFound => "AT0015",
             AtCode::InvalidKey => "AT0016",
+            AtCode::UnableToConnect => "AT0021",
             AtCode::IllegalArguments => "AT0022",
+            AtCode::Timeout => "AT0023",
             AtCode::ApkamDenied => "AT0025",
             AtCode::ApkamPending => "AT0026",
             AtCode::ApkamRevoked => "AT0027",
@@ -43,6 +49,33 @@ impl AtCode {
         }
     }
 
+    /// The code for a wire code such as `AT0015`, if this server uses it.
+    pub(crate) fn from_wire(code: &str) -> Option<AtCode> {
+        use AtCode::*;
+        [
+            DataStore,
+            InvalidSyntax,
+            BufferLimit,
+            SecondaryNotFound,
+            Handshake,
+            Unauthorized,
+            Internal,
+            KeyNotFound,
+            InvalidKey,
+            UnableToConnect,
+            IllegalArguments,
+            Timeout,
+            ApkamDenied,
+            ApkamPending,
+            ApkamRevoked,
+            ApkamExpired,
+            SelfRevoke,
+            AuthFailed,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
+
     /// The standard description (at_commons `error_message.dart`).
     pub(crate) fn description(self) -> &'static str {
         match self {
@@ -50,11 +83,14 @@ impl AtCode {
             AtCode::InvalidSyntax => "Invalid syntax",
             AtCode::BufferLimit => "Buffer limit exceeded",
             AtCode::SecondaryNotFound => "Secondary server not found",
+            AtCode::Handshake => "Handshake failure",
             AtCode::Unauthorized => "UnAuthorized client in request",
             AtCode::Internal => "Internal server exception",
             AtCode::KeyNotFound => "key not found",
             AtCode::InvalidKey => "Invalid key",
+            AtCode::UnableToConnect => "Unable to connect to secondary",
             AtCode::IllegalArguments => "Illegal arguments",
+            AtCode::Timeout => "Timeout waiting for response",
             AtCode::ApkamDenied => "Apkam Auth Denied",
             AtCode::ApkamPending => "Apkam Auth Failed",
             AtCode::ApkamRevoked => "Apkam Access Revoked",

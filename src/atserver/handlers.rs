@@ -11,18 +11,18 @@ use super::session::Session;
 use super::verbs::{Mode, NotifyReq};
 use crate::crypto::random;
 
-fn store_err(e: std::io::Error) -> AtErr {
+pub(crate) fn store_err(e: std::io::Error) -> AtErr {
     log::error!("key store write failed: {e}");
     AtErr::new(AtCode::DataStore, format!("store write failed: {e}")).closing()
 }
 
-fn compile(re: Option<&str>) -> VerbResult<regex_lite::Regex> {
+pub(crate) fn compile(re: Option<&str>) -> VerbResult<regex_lite::Regex> {
     regex_lite::Regex::new(re.unwrap_or(".*"))
         .map_err(|e| AtErr::syntax(format!("invalid regex: {e}")))
 }
 
 /// `data:` body for a found value in the requested mode (§6.3).
-fn render(mode: Mode, key: &str, value: &str, meta: &Meta) -> String {
+pub(crate) fn render(mode: Mode, key: &str, value: &str, meta: &Meta) -> String {
     match mode {
         Mode::Value => format!("data:{value}"),
         Mode::Meta => format!("data:{}", meta.to_json()),

@@ -106,6 +106,28 @@ pub(crate) fn get_str<'a>(o: &'a json::Object, k: &str) -> Option<&'a str> {
     }
 }
 
+/// The member `k` as text when it is a string, number or boolean (`None` for null/absent).
+pub(crate) fn get_scalar(o: &json::Object, k: &str) -> Option<String> {
+    match o.get(k)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(Number::U64(n)) => Some(n.to_string()),
+        Value::Number(Number::I64(n)) => Some(n.to_string()),
+        Value::Number(Number::F64(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Some((*f as i64).to_string())
+        }
+        _ => None,
+    }
+}
+
+/// The object member `k`.
+pub(crate) fn get_obj<'a>(o: &'a json::Object, k: &str) -> Option<&'a json::Object> {
+    match o.get(k)? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
 /// The integer member `k`, if present and an integer.
 pub(crate) fn get_int(o: &json::Object, k: &str) -> Option<i64> {
     match o.get(k)? {

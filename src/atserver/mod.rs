@@ -14,10 +14,15 @@
 //!
 //! Persistence: one append-only log per atSign (`DIR/atsigns/<name>/log`), fsync'd before each
 //! acknowledgement, replayed and compacted at start (see `store.rs`). Notifications between
-//! atSigns hosted here are delivered in-process with the verified sender (`server.rs`); there is
-//! no outbound server-to-server networking, so atSigns not hosted here are unreachable.
+//! atSigns hosted here are delivered in-process with the verified sender (`server.rs`).
+//!
+//! Federation (§4.4, §7.3, §7.4, §8): atSigns hosted elsewhere are found through the
+//! `--peer-root` atDirectories (`peer.rs`), reached over TLS with the `from`/`pol` handshake,
+//! looked up and cached (`remote.rs`), and sent queued notifications with retries
+//! (`delivery.rs`). Inbound `pol` is verified over our own connection back to the sender.
 //! Must not: import other applets.
 mod conn;
+mod delivery;
 mod enroll;
 mod error;
 mod handlers;
@@ -25,7 +30,9 @@ mod json;
 mod key;
 mod meta;
 mod notify;
+mod peer;
 mod provision;
+mod remote;
 mod root;
 mod server;
 mod session;
@@ -87,6 +94,17 @@ struct Args {
     /// seconds an unauthenticated connection may stay idle (default 600)
     #[argh(option, default = "600")]
     idle_timeout: u64,
+    /// atDirectory (HOST:PORT, repeatable or comma-separated) asked, in order, where atSigns
+    /// not hosted here live; enables server-to-server lookups and notification delivery, and
+    /// makes this directory forward look-ups for atSigns it does not host
+    #[argh(option)]
+    peer_root: Vec<String>,
+    /// extra trust anchors (PEM file, repeatable) for outbound connections to peer
+    /// directories and atServers (added to webpki roots, NOPORTS_CA_FILE and DIR/ca.pem).
+    /// Client certificates are neither presented nor required between servers (the
+    /// self-hosted lab setting; the reference server's optional check of §2.1 is off)
+    #[argh(option)]
+    trust: Vec<String>,
     /// log protocol steps (RUST_LOG overrides)
     #[argh(switch, short = 'v')]
     verbose: bool,
@@ -195,6 +213,29 @@ fn provision(dir: &Path, c: &Create) -> Result<(), String> {
     })
 }
 
+/// The outbound federation settings from `--peer-root` and `--trust`.
+fn peers_from_args(args: &Args, own_ca: &Path) -> Result<peer::Peers, String> {
+    let mut roots = Vec::new();
+    for r in args.peer_root.iter().flat_map(|s| s.split(',')) {
+        let r = r.trim();
+        if !r.is_empty() {
+            roots.push(
+                crate::at::conn::RootAddr::parse(r).map_err(|e| format!("--peer-root {r}: {e}"))?,
+            );
+        }
+    }
+    let mut trust: Vec<PathBuf> = args.trust.iter().map(PathBuf::from).collect();
+    trust.push(own_ca.to_path_buf());
+    for t in &trust {
+        crate::at::conn::add_trust_anchors_pem(t).map_err(|e| format!("--trust: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Ok(peer::Peers::default());
+    }
+    let tls = peer::client_config(&trust, None)?;
+    Ok(peer::Peers::new(roots, tls))
+}
+
 fn bind(ip: IpAddr, port: u16) -> std::io::Result<Async<TcpListener>> {
     Async::<TcpListener>::bind(SocketAddr::new(ip, port))
 }
@@ -233,6 +274,7 @@ async fn run(args: Args) -> Result<(), String> {
         provision(&dir, &c)?;
     }
     let certs = tls::load_or_create(&dir, &[host.clone(), ip.to_string()])?;
+    let peers = peers_from_args(&args, &certs.ca_path)?;
     let acceptor = TlsAcceptor::from(certs.config.clone());
     let mut servers = Vec::new();
     let mut listeners = Vec::new();
@@ -241,6 +283,7 @@ async fn run(args: Args) -> Result<(), String> {
         let server = Arc::new(
             AtServer::open(at.as_str(), &sdir).map_err(|e| format!("{}: {e}", sdir.display()))?,
         );
+        provision::ensure_signing_keys(&server).map_err(|e| format!("{}: {e}", at.as_str()))?;
         let l = bind_atsign(ip, &sdir)?;
         let port = l.get_ref().local_addr().map_err(|e| e.to_string())?.port();
         server.port.store(port, Ordering::SeqCst);
@@ -255,12 +298,14 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .port();
     listeners.push((root, None));
-    let hub = Arc::new(Hub::new(
+    let mut hub = Hub::new(
         servers,
         host.clone(),
         args.max_connections.max(1),
         Duration::from_secs(args.idle_timeout.max(1)),
-    ));
+    );
+    hub.peers = peers;
+    let hub = Arc::new(hub);
     let mut tasks = Vec::new();
     for (l, target) in listeners {
         tasks.push(crate::runtime::spawn(accept_loop(
@@ -277,8 +322,12 @@ async fn run(args: Args) -> Result<(), String> {
             for s in sweep_hub.all() {
                 s.state().sweep();
             }
+            sweep_hub.peers.sweep();
         }
     }));
+    if hub.peers.enabled() {
+        tasks.push(crate::runtime::spawn(delivery::run(hub.clone())));
+    }
     // Install the signal handlers before announcing readiness.
     let mut signal = Box::pin(crate::runtime::shutdown_signal());
     let _ = futures_lite::future::poll_once(&mut signal).await;

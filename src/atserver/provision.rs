@@ -30,6 +30,24 @@ fn io(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// Creates the server signing key pair if the atSign has none (atSigns made before federation).
+///
+/// # Errors
+/// Key generation or the log write failed.
+pub(crate) fn ensure_signing_keys(server: &AtServer) -> Result<(), String> {
+    let me = server.atsign.clone();
+    let has = {
+        let st = server.state();
+        st.value(&format!("public:signing_publickey{me}")).is_some()
+            && st.value(&format!("{me}:signing_privatekey{me}")).is_some()
+    };
+    if has {
+        return Ok(());
+    }
+    log::info!("{me}: creating the server signing key pair");
+    signing_keys(server)
+}
+
 /// The server signing key pair used for `pol` (§4.4).
 fn signing_keys(server: &AtServer) -> Result<(), String> {
     let k = RsaPrivateKey::generate().map_err(io)?;

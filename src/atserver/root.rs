@@ -1,5 +1,7 @@
 //! The atDirectory (atprotocol.md §3): `<atSign without @>\n` → `<host>:<port>\r\n@` or
 //! `null\r\n@`, with the anti-enumeration rule (2nd miss delayed 3 s, 3rd miss closes).
+//! AtSigns not hosted here are looked up in the `--peer-root` directories (forwarding, with a
+//! loop guard: a look-up that comes back while we forward it is a miss).
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,14 @@ pub(crate) fn resolve(hub: &Hub, line: &str) -> Option<String> {
     Some(format!("{}:{port}", hub.host))
 }
 
+/// Asks the `--peer-root` directories about an atSign not hosted here, so that clients of this
+/// directory reach atSigns hosted elsewhere with one `--root-domain`.
+async fn forward(hub: &Hub, line: &str) -> Option<String> {
+    let name = line.trim().to_lowercase();
+    let at = crate::at::AtSign::parse(&name).ok()?;
+    hub.peers.forward_lookup(at.as_str()).await
+}
+
 /// Serves one directory connection.
 pub(crate) async fn serve<R: AsyncRead + Unpin>(
     hub: Arc<Hub>,
@@ -46,7 +56,11 @@ pub(crate) async fn serve<R: AsyncRead + Unpin>(
             if cmd == "@exit" {
                 return;
             }
-            match resolve(&hub, cmd) {
+            let answer = match resolve(&hub, cmd) {
+                Some(a) => Some(a),
+                None => Box::pin(forward(&hub, cmd)).await,
+            };
+            match answer {
                 Some(addr) => {
                     let _ = tx.send(format!("{addr}\r\n@").into_bytes()).await;
                 }

@@ -233,6 +233,8 @@ pub(crate) struct AtServer {
     sessions: Mutex<Vec<(String, Sender<Vec<u8>>)>>,
     /// Listener port, set once bound.
     pub port: std::sync::atomic::AtomicU16,
+    /// Signed `pol` proofs we publish as `public:<session>` for 60 s (§4.4), in memory only.
+    proofs: Mutex<HashMap<String, (String, i64)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -251,12 +253,33 @@ impl AtServer {
             monitors: Mutex::new(Vec::new()),
             sessions: Mutex::new(Vec::new()),
             port: std::sync::atomic::AtomicU16::new(0),
+            proofs: Mutex::new(HashMap::new()),
         })
     }
 
     /// Locks the state. Never hold the guard across an `.await` or while locking another atSign.
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Publishes a signed proof `public:<session>` (session = `_<id>@me`) for 60 s.
+    pub(crate) fn add_proof(&self, session: &str, signature_b64: String) {
+        let now = now_ms();
+        let mut p = lock(&self.proofs);
+        p.retain(|_, (_, exp)| *exp >= now);
+        p.insert(
+            session.to_ascii_lowercase(),
+            (signature_b64, now + super::peer::PROOF_TTL_MS),
+        );
+    }
+
+    /// The published proof signature for `session`, while fresh.
+    pub(crate) fn proof(&self, session: &str) -> Option<String> {
+        let now = now_ms();
+        lock(&self.proofs)
+            .get(&session.to_ascii_lowercase())
+            .filter(|(_, exp)| *exp >= now)
+            .map(|(s, _)| s.clone())
     }
 
     /// Adds a monitor subscription.
@@ -368,6 +391,8 @@ pub(crate) struct Hub {
     pub max_connections: usize,
     pub unauth_idle: std::time::Duration,
     pub started_ms: i64,
+    /// Outbound federation: peer directories, connection pool, delivery settings.
+    pub peers: super::peer::Peers,
 }
 
 impl Hub {
@@ -384,6 +409,7 @@ impl Hub {
             max_connections,
             unauth_idle,
             started_ms: now_ms(),
+            peers: super::peer::Peers::default(),
         }
     }
 
@@ -397,7 +423,8 @@ impl Hub {
     }
 
     /// Stores a sent notification on `sender`, delivers it in-process to its recipient, and
-    /// records the outcome (`delivered`, or `errored` when the recipient is not hosted here).
+    /// records the outcome. Recipients hosted elsewhere stay `queued` for the delivery task
+    /// (`delivery.rs`); without `--peer-root` they are `errored` at once.
     ///
     /// # Errors
     /// The sender's log write failed (the notification was not accepted).
@@ -424,9 +451,13 @@ impl Hub {
                     }
                 }
             }
+            None if self.peers.enabled() => {
+                let _ = self.peers.wake.0.try_send(());
+                return Ok(());
+            }
             None => {
                 log::warn!(
-                    "{}: cannot deliver notification {} to {}: not hosted here",
+                    "{}: cannot deliver notification {} to {}: not hosted here and no --peer-root",
                     sender.atsign,
                     n.id,
                     n.to

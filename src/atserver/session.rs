@@ -33,6 +33,8 @@ pub(crate) enum Auth {
         enrollment: Option<String>,
         cram: bool,
     },
+    /// Another atServer acting for this atSign (`@bob`), proven by `pol` (§4.4).
+    Pol(String),
 }
 
 /// What the loop does after a command.
@@ -54,6 +56,8 @@ pub(crate) struct Session {
     failed_auth: u32,
     pub enroll_requests: Vec<i64>,
     pub bad_otps: u32,
+    /// (atSign, session key `_<id>@x`, proof, expiry) of the last foreign `from:` (§4.4).
+    pub foreign: Option<(String, String, String, i64)>,
 }
 
 impl Session {
@@ -69,6 +73,7 @@ impl Session {
             failed_auth: 0,
             enroll_requests: Vec::new(),
             bad_otps: 0,
+            foreign: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl Session {
         match self.auth {
             Auth::Unauthenticated => "@".to_string(),
             Auth::Owner { .. } => format!("{}@", self.server.atsign),
+            Auth::Pol(ref from) => format!("{from}@"),
         }
     }
 
@@ -107,6 +113,11 @@ impl Session {
 
     async fn reply_err(&self, e: &AtErr) {
         let body = e.render(self.is_owner(), self.json_errors);
+        if matches!(self.auth, Auth::Pol(_)) {
+            // Errors on pol connections carry the bare `@` prompt (§2.3).
+            let _ = self.tx.send(format!("{body}\n@").into_bytes()).await;
+            return;
+        }
         self.reply(&body).await;
     }
 
@@ -246,7 +257,7 @@ impl Session {
                 sig,
             } => self.pkam(hash, ecc, enrollment_id, &sig).map(Some),
             Verb::Cram { digest } => self.cram(&digest).map(Some),
-            Verb::Pol => Err(AtErr::new(AtCode::AuthFailed, "Pol Authentication Failed")),
+            Verb::Pol => Box::pin(self.pol()).await,
             Verb::Noop(ms) => {
                 if ms > 5000 {
                     return Err(AtErr::new(
@@ -263,13 +274,36 @@ impl Session {
                 mode,
                 name,
                 owner,
-            } => self.lookup(bypass, mode, &name, &owner).map(Some),
+            } => {
+                if self.pol_from().is_some() {
+                    return self.pol_lookup(mode, &name, &owner).map(Some);
+                }
+                if !self.is_owner() {
+                    if let Some(proof) = self.proof_lookup(&name, &owner) {
+                        return Ok(Some(proof));
+                    }
+                }
+                if self.is_foreign(&owner) {
+                    // Boxed: the network path would bloat every connection's future.
+                    return Box::pin(self.remote_lookup(bypass, mode, &name, &owner))
+                        .await
+                        .map(Some);
+                }
+                self.lookup(bypass, mode, &name, &owner).map(Some)
+            }
             Verb::Plookup {
                 bypass,
                 mode,
                 name,
                 owner,
-            } => self.plookup(bypass, mode, &name, &owner).map(Some),
+            } => {
+                if self.is_foreign(&owner) {
+                    return Box::pin(self.remote_plookup(bypass, mode, &name, &owner))
+                        .await
+                        .map(Some);
+                }
+                self.plookup(bypass, mode, &name, &owner).map(Some)
+            }
             Verb::Llookup { mode, key } => self.llookup(mode, &key).map(Some),
             Verb::Update { meta, key, value } => self.update(&meta, &key, value, false).map(Some),
             Verb::UpdateMeta { meta, key } => {
@@ -280,9 +314,18 @@ impl Session {
                 show_hidden,
                 for_atsign,
                 regex,
-            } => self.scan(show_hidden, for_atsign, regex).map(Some),
+            } => {
+                if self.pol_from().is_some() {
+                    return self.pol_scan(regex).map(Some);
+                }
+                self.scan(show_hidden, for_atsign, regex).map(Some)
+            }
+            Verb::Notify(req) if self.pol_from().is_some() => self.pol_notify(req).map(Some),
             Verb::Notify(req) => self.notify(req).map(Some),
             Verb::NotifyStatus(id) => Ok(Some(self.notify_status(&id))),
+            Verb::NotifyList { regex } if self.pol_from().is_some() => {
+                self.pol_notify_list(regex).map(Some)
+            }
             Verb::NotifyList { regex } => self.notify_list(regex).map(Some),
             Verb::NotifyFetch(id) => self.notify_fetch(&id).map(Some),
             Verb::NotifyRemove(id) => self.notify_remove(&id).map(Some),
@@ -301,6 +344,10 @@ impl Session {
                     "data: [{{\"id\":\"3\",\"name\":\"lastCommitID\",\"value\":\"{c}\"}}]"
                 )))
             }
+            Verb::Enroll { .. } if self.pol_from().is_some() => Err(AtErr::new(
+                AtCode::AuthFailed,
+                "enroll is not allowed on a pol connection",
+            )),
             Verb::Enroll { op, force, json } => {
                 self.enroll(&op, force, json.as_deref()).await.map(Some)
             }
@@ -332,11 +379,22 @@ impl Session {
         }
         let proof = random::uuid_v4();
         let challenge = format!("{}{}:{}", self.session_id, atsign, proof);
+        // A new `from` ends what an earlier `pol` proved.
+        if matches!(self.auth, Auth::Pol(_)) {
+            self.auth = Auth::Unauthenticated;
+        }
         if atsign == self.server.atsign {
             self.challenge = Some((challenge.clone(), now_ms() + CHALLENGE_TTL_MS));
+            self.foreign = None;
             format!("data:{challenge}")
         } else {
             self.challenge = None;
+            self.foreign = Some((
+                atsign.to_string(),
+                format!("{}{atsign}", self.session_id),
+                proof,
+                now_ms() + CHALLENGE_TTL_MS,
+            ));
             format!("data:proof:{challenge}")
         }
     }

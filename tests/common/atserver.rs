@@ -29,6 +29,8 @@ pub struct TestAtServer {
     pub root: String,
     pub ca: PathBuf,
     args: Vec<String>,
+    /// Extra environment variables for the child.
+    env: Vec<(String, String)>,
 }
 
 fn temp_dir() -> PathBuf {
@@ -74,6 +76,7 @@ impl TestAtServer {
             root: String::new(),
             ca: PathBuf::new(),
             args,
+            env: Vec::new(),
         };
         s.spawn();
         s
@@ -82,6 +85,7 @@ impl TestAtServer {
     fn spawn(&mut self) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_noports"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -112,6 +116,23 @@ impl TestAtServer {
         let (root, ca) = rest.split_once(" ca=").expect("ready line has ca=");
         self.root = root.to_string();
         self.ca = PathBuf::from(ca);
+        // Keep the directory port across restarts (peers and clients were told about it).
+        if let Some(port) = root.rsplit_once(':').map(|(_, p)| p.to_string()) {
+            if let Some(i) = self.args.iter().position(|a| a == "--root-port") {
+                if let Some(slot) = self.args.get_mut(i + 1) {
+                    *slot = port;
+                }
+            }
+        }
+    }
+
+    /// SIGTERM, then starts again with `extra` arguments and `env` variables added.
+    pub fn restart_with(&mut self, extra: &[&str], env: &[(&str, &str)]) {
+        assert!(self.stop(), "clean shutdown with exit 0");
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self.env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.spawn();
     }
 
     /// Stops with SIGTERM and waits (deadline 10 s); returns whether it exited with 0.
