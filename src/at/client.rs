@@ -95,6 +95,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Full keys (`public:x@a`, `@b:x@a`, `x@a`) go into commands verbatim: no whitespace or
+/// control characters, which would end the command or start another.
+fn check_full_key(key: &str) -> Result<(), AtError> {
+    if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AtError::Invalid(format!("invalid key {key:?}")));
+    }
+    Ok(())
+}
+
 /// Key names go into commands verbatim: refuse anything that would change the command's shape.
 fn check_key_name(name: &str) -> Result<(), AtError> {
     if name.is_empty()
@@ -309,6 +318,60 @@ impl AtClient {
         self.inner
             .decrypt_from(from, &data, iv.as_deref(), ske.as_deref())
             .await
+    }
+
+    /// `llookup:<key>`: one of our own keys as stored (no decryption), e.g.
+    /// `shared_key.bob@alice`. Absent keys are `AtError::Server` with code AT0015.
+    pub async fn llookup(&self, full_key: &str) -> Result<String, AtError> {
+        check_full_key(full_key)?;
+        self.inner.request(&format!("llookup:{full_key}")).await
+    }
+
+    /// `lookup:<name>@<owner>`: a key as seen by us (for another owner, fetched by our
+    /// atServer from theirs).
+    pub async fn lookup(&self, name: &str, owner: &AtSign) -> Result<String, AtError> {
+        check_key_name(name)?;
+        self.inner.request(&format!("lookup:{name}{owner}")).await
+    }
+
+    /// `plookup:<name>@<owner>`: a public key of another atSign.
+    pub async fn plookup(&self, name: &str, owner: &AtSign) -> Result<String, AtError> {
+        check_key_name(name)?;
+        self.inner.request(&format!("plookup:{name}{owner}")).await
+    }
+
+    /// `update:<key> <value>` without encryption (public or self keys the caller encodes).
+    pub async fn update_raw(&self, full_key: &str, value: &str) -> Result<(), AtError> {
+        check_full_key(full_key)?;
+        if value.contains('\n') || value.contains('\r') {
+            return Err(AtError::Invalid("value contains a line break".into()));
+        }
+        self.inner
+            .request(&format!("update:{full_key} {value}"))
+            .await
+            .map(|_| ())
+    }
+
+    /// `scan [regex]`: the keys we can see, as a list.
+    pub async fn scan(&self, regex: Option<&str>) -> Result<Vec<String>, AtError> {
+        let cmd = match regex {
+            Some(r) if r.contains('\n') || r.contains('\r') => {
+                return Err(AtError::Invalid("scan regex contains a line break".into()))
+            }
+            Some(r) => format!("scan {r}"),
+            None => "scan".to_string(),
+        };
+        let json = self.inner.request(&cmd).await?;
+        miniserde::json::from_str::<Vec<String>>(&json)
+            .map_err(|_| AtError::Malformed(format!("scan answer is not a list of keys: {json}")))
+    }
+
+    /// `noop:0`: proves the connection is alive.
+    pub async fn noop(&self) -> Result<(), AtError> {
+        match self.inner.request("noop:0").await?.as_str() {
+            "ok" => Ok(()),
+            other => Err(AtError::Malformed(format!("noop answered {other:?}"))),
+        }
     }
 
     /// Delete one of our keys, e.g. `@bob:device_info.dev.sshnp@alice`.
