@@ -265,6 +265,9 @@ impl OutConn {
     }
 }
 
+/// A cached directory answer: (host, port) and when it was learnt.
+type AddrEntry = ((String, u16), Instant);
+
 /// Pool key: (remote atSign, acting atSign for pol or `None` for unauthenticated).
 type PoolKey = (String, Option<String>);
 
@@ -272,7 +275,7 @@ type PoolKey = (String, Option<String>);
 pub(crate) struct Peers {
     roots: Vec<RootAddr>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    addrs: Mutex<HashMap<String, ((String, u16), Instant)>>,
+    addrs: Mutex<HashMap<String, AddrEntry>>,
     pool: Mutex<HashMap<PoolKey, Vec<(OutConn, Instant)>>>,
     /// Directory look-ups this process is forwarding right now (loop guard).
     forwarding: Mutex<HashSet<String>>,
