@@ -24,7 +24,11 @@ fn find(name: &str) -> Option<Entry> {
 }
 
 fn applet_names() -> String {
-    APPLETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
+    APPLETS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn usage() {
@@ -73,7 +77,11 @@ fn main() -> ExitCode {
     match args.get(1).map(String::as_str) {
         None | Some("-h") | Some("--help") => {
             usage();
-            if args.len() > 1 { ExitCode::SUCCESS } else { ExitCode::from(2) }
+            if args.len() > 1 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
         }
         Some("--version") | Some("-V") => {
             println!("noports {}", env!("CARGO_PKG_VERSION"));

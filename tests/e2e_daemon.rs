@@ -24,7 +24,11 @@ fn daemon_recovers_after_the_atserver_restarts() {
     // The daemon notices and re-establishes its monitor.
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     while daemon.count("monitor started") < 2 {
-        assert!(std::time::Instant::now() < deadline, "daemon did not reconnect:\n{}", daemon.output());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon did not reconnect:\n{}",
+            daemon.output()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let npt = stack.npt(CLIENT, "dev5", "127.0.0.1", service, &["-T", "2s"]);
@@ -41,7 +45,10 @@ fn fifty_sessions_in_a_row_do_not_grow_the_daemons_descriptors() {
         let mut npt = stack.npt(CLIENT, "dev6", "127.0.0.1", service, &["-T", "1s"]);
         let port = npt_port(&npt).unwrap();
         transfer_and_verify(port, 1000).unwrap();
-        assert!(npt.wait_exit(Duration::from_secs(30)).is_some(), "session {i} did not end");
+        assert!(
+            npt.wait_exit(Duration::from_secs(30)).is_some(),
+            "session {i} did not end"
+        );
         if i == 4 {
             // Let the first sessions' sockets close, then take the baseline.
             std::thread::sleep(Duration::from_secs(2));
@@ -51,5 +58,8 @@ fn fifty_sessions_in_a_row_do_not_grow_the_daemons_descriptors() {
     std::thread::sleep(Duration::from_secs(3));
     let after = open_fds(daemon.pid());
     assert!(baseline > 0);
-    assert!(after <= baseline + 3, "daemon fds grew from {baseline} to {after} over 45 sessions");
+    assert!(
+        after <= baseline + 3,
+        "daemon fds grew from {baseline} to {after} over 45 sessions"
+    );
 }

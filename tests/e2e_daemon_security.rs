@@ -57,11 +57,21 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
         let device = AtSign::parse(DEVICE).unwrap();
         let keys = AtKeys::load(&stack.keys(CLIENT)).unwrap();
         let root = RootAddr::parse(&stack.root).unwrap();
-        let client = AtClient::connect(ClientConfig { atsign: me, keys, root }).await.unwrap();
+        let client = AtClient::connect(ClientConfig {
+            atsign: me,
+            keys,
+            root,
+        })
+        .await
+        .unwrap();
         let mut replies = client.monitor("secdev", MonitorStart::Live).await.unwrap();
         let device_key = client.public_key(&device).await.unwrap();
         let ephemeral = RsaPrivateKey::generate().unwrap();
-        let opts = NotifyOptions { ttl_ms: Some(10_000), ttln_ms: Some(60_000), ..Default::default() };
+        let opts = NotifyOptions {
+            ttl_ms: Some(10_000),
+            ttln_ms: Some(60_000),
+            ..Default::default()
+        };
         let request = |sid: &str, port: u16| NptRequest {
             session_id: sid.to_string(),
             rvd_host: "127.0.0.1".into(),
@@ -82,46 +92,103 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
             let client = client.clone();
             let device = device.clone();
             let opts = opts.clone();
-            async move { client.notify(&device, "npt_request.secdev.sshnp", &value, opts).await.unwrap() }
+            async move {
+                client
+                    .notify(&device, "npt_request.secdev.sshnp", &value, opts)
+                    .await
+                    .unwrap()
+            }
         };
 
         // 1. A valid request: signed answer with wrapped keys, one relay connection, a valid
         //    device-signed auth line over the session's values.
         let sid = "11111111-2222-4333-8444-555555555555";
-        let signed = envelope::sign(&request(sid, service).to_object(), &client.keys().encrypt_private).unwrap();
+        let signed = envelope::sign(
+            &request(sid, service).to_object(),
+            &client.keys().encrypt_private,
+        )
+        .unwrap();
         send(signed.clone()).await;
-        let reply = timeout(Duration::from_secs(20), replies.next()).await.ok().flatten().expect("a reply to a valid request");
+        let reply = timeout(Duration::from_secs(20), replies.next())
+            .await
+            .ok()
+            .flatten()
+            .expect("a reply to a valid request");
         assert_eq!(reply.key_name(), format!("{sid}.secdev.sshnp"));
         let env = envelope::parse(reply.value.as_deref().unwrap()).unwrap();
-        env.verify(&device_key).expect("the answer is signed by the device");
+        env.verify(&device_key)
+            .expect("the answer is signed by the device");
         let resp = SessionResponse::from_object(&env.payload).unwrap();
         assert!(resp.session_aes_key.is_some() && resp.session_iv.is_some());
         std::thread::sleep(Duration::from_secs(2));
         {
             let lines = relay_lines.lock().unwrap();
             assert_eq!(lines.len(), 1, "exactly one control connection");
-            relay_msg::verify_auth_line(&lines[0], sid, "cn-1", "rn-1", &device_key).expect("valid device auth line");
+            relay_msg::verify_auth_line(&lines[0], sid, "cn-1", "rn-1", &device_key)
+                .expect("valid device auth line");
         }
 
         // 2. The same signed request again: a replay opens nothing.
         send(signed).await;
         // 3. A tampered payload (port changed after signing): refused with the official text.
-        let mut tampered = envelope::sign(&request("22222222-2222-4333-8444-555555555555", service).to_object(), &client.keys().encrypt_private).unwrap();
-        tampered = tampered.replacen(&format!("\"requestedPort\":{service}"), "\"requestedPort\":22", 1);
+        let mut tampered = envelope::sign(
+            &request("22222222-2222-4333-8444-555555555555", service).to_object(),
+            &client.keys().encrypt_private,
+        )
+        .unwrap();
+        tampered = tampered.replacen(
+            &format!("\"requestedPort\":{service}"),
+            "\"requestedPort\":22",
+            1,
+        );
         send(tampered).await;
-        let reply = timeout(Duration::from_secs(20), replies.next()).await.ok().flatten().expect("a reply to a tampered request");
-        assert!(reply.value.as_deref().unwrap().starts_with("Signature not verified"), "{:?}", reply.value);
+        let reply = timeout(Duration::from_secs(20), replies.next())
+            .await
+            .ok()
+            .flatten()
+            .expect("a reply to a tampered request");
+        assert!(
+            reply
+                .value
+                .as_deref()
+                .unwrap()
+                .starts_with("Signature not verified"),
+            "{:?}",
+            reply.value
+        );
         // 4. Garbage: no reply, nothing opened.
         send("{\"payload\":".into()).await;
         send("not json at all".into()).await;
         // 5. A validly signed request for a port outside permit-open: the official refusal.
         let sid5 = "55555555-2222-4333-8444-555555555555";
-        send(envelope::sign(&request(sid5, 1).to_object(), &client.keys().encrypt_private).unwrap()).await;
-        let reply = timeout(Duration::from_secs(20), replies.next()).await.ok().flatten().expect("a reply to a refused request");
-        assert_eq!(reply.value.as_deref(), Some("Daemon does not permit connections to 127.0.0.1:1"));
+        send(
+            envelope::sign(
+                &request(sid5, 1).to_object(),
+                &client.keys().encrypt_private,
+            )
+            .unwrap(),
+        )
+        .await;
+        let reply = timeout(Duration::from_secs(20), replies.next())
+            .await
+            .ok()
+            .flatten()
+            .expect("a reply to a refused request");
+        assert_eq!(
+            reply.value.as_deref(),
+            Some("Daemon does not permit connections to 127.0.0.1:1")
+        );
         std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(relay_lines.lock().unwrap().len(), 1, "nothing else reached the relay");
+        assert_eq!(
+            relay_lines.lock().unwrap().len(),
+            1,
+            "nothing else reached the relay"
+        );
     });
-    daemon.wait_for("session id already used (replay)", Duration::from_secs(5)).unwrap();
-    daemon.wait_for("Failed to extract parameters", Duration::from_secs(5)).unwrap();
+    daemon
+        .wait_for("session id already used (replay)", Duration::from_secs(5))
+        .unwrap();
+    daemon
+        .wait_for("Failed to extract parameters", Duration::from_secs(5))
+        .unwrap();
 }

@@ -24,25 +24,46 @@ fn npt_reaches_a_permitted_service_and_both_suites_move_verified_data() {
     let port = npt_port(&npt).unwrap();
     transfer_and_verify(port, 4 * 1024 * 1024).unwrap();
     transfer_and_verify(port, 1000).unwrap();
-    npt.wait_for("uses the nps1 data plane", Duration::from_secs(5)).unwrap();
+    npt.wait_for("uses the nps1 data plane", Duration::from_secs(5))
+        .unwrap();
     drop(npt);
 
     // Official suite on request: AES-256-CTR, one relay pair per connection.
-    let npt = stack.npt(CLIENT, "dev1", "127.0.0.1", service, &["-T", "3s", "-v", "--suite", "official"]);
+    let npt = stack.npt(
+        CLIENT,
+        "dev1",
+        "127.0.0.1",
+        service,
+        &["-T", "3s", "-v", "--suite", "official"],
+    );
     let port = npt_port(&npt).unwrap();
     transfer_and_verify(port, 2 * 1024 * 1024).unwrap();
     transfer_and_verify(port, 1000).unwrap();
-    npt.wait_for("uses the official data plane", Duration::from_secs(5)).unwrap();
+    npt.wait_for("uses the official data plane", Duration::from_secs(5))
+        .unwrap();
     drop(npt);
 
     // An atSign that is not a manager is ignored (no reply: npt times out waiting for the
     // daemon) and the daemon logs why.
-    let npt = stack.npt("@stranger", "dev1", "127.0.0.1", service, &["-T", "3s", "--daemon-ping-timeout", "5"]);
+    let npt = stack.npt(
+        "@stranger",
+        "dev1",
+        "127.0.0.1",
+        service,
+        &["-T", "3s", "--daemon-ping-timeout", "5"],
+    );
     let mut npt = npt;
-    let status = npt.wait_exit(Duration::from_secs(60)).expect("npt must give up, not hang");
+    let status = npt
+        .wait_exit(Duration::from_secs(60))
+        .expect("npt must give up, not hang");
     assert!(!status.success());
     npt.wait_for("Error :", Duration::from_secs(1)).unwrap();
-    daemon.wait_for("Notification ignored from @stranger which is not authorized", Duration::from_secs(5)).unwrap();
+    daemon
+        .wait_for(
+            "Notification ignored from @stranger which is not authorized",
+            Duration::from_secs(5),
+        )
+        .unwrap();
 }
 
 #[test]
@@ -51,10 +72,15 @@ fn permit_open_refusal_uses_the_official_error_text() {
     let service = start_plus_one_service();
     let _daemon = stack.start_daemon("dev2", CLIENT, "127.0.0.1:1");
     let mut npt = stack.npt(CLIENT, "dev2", "127.0.0.1", service, &["-T", "3s"]);
-    let status = npt.wait_exit(Duration::from_secs(60)).expect("npt must exit");
+    let status = npt
+        .wait_exit(Duration::from_secs(60))
+        .expect("npt must exit");
     assert!(!status.success());
-    npt.wait_for(&format!("Daemon does not permit connections to 127.0.0.1:{service}"), Duration::from_secs(1))
-        .unwrap();
+    npt.wait_for(
+        &format!("Daemon does not permit connections to 127.0.0.1:{service}"),
+        Duration::from_secs(1),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -63,7 +89,9 @@ fn exit_when_connected_prints_the_port_and_leaves_a_working_tunnel() {
     let service = start_plus_one_service();
     let _daemon = stack.start_daemon("dev3", CLIENT, &format!("127.0.0.1:{service}"));
     let mut npt = stack.npt(CLIENT, "dev3", "127.0.0.1", service, &["-x", "-T", "5s"]);
-    let status = npt.wait_exit(Duration::from_secs(60)).expect("npt -x must exit once connected");
+    let status = npt
+        .wait_exit(Duration::from_secs(60))
+        .expect("npt -x must exit once connected");
     assert!(status.success(), "npt -x failed:\n{}", npt.output());
     let port: u16 = npt
         .output()
@@ -81,11 +109,19 @@ fn keep_alive_re_establishes_on_the_same_port() {
     let npt = stack.npt(CLIENT, "dev4", "127.0.0.1", service, &["-K", "-T", "2s"]);
     let port = npt_port(&npt).unwrap();
     transfer_and_verify(port, 100_000).unwrap();
-    npt.wait_for("keep-alive is set: will wait 5 seconds and retry", Duration::from_secs(30)).unwrap();
+    npt.wait_for(
+        "keep-alive is set: will wait 5 seconds and retry",
+        Duration::from_secs(30),
+    )
+    .unwrap();
     // The second session listens on the same port.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while npt.count("npt is listening on localhost:") < 2 {
-        assert!(std::time::Instant::now() < deadline, "no second session:\n{}", npt.output());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second session:\n{}",
+            npt.output()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     transfer_and_verify(port, 100_000).unwrap();

@@ -13,7 +13,10 @@ fn bin() -> &'static Path {
 }
 
 fn sshd_path() -> Option<PathBuf> {
-    ["/usr/sbin/sshd", "/usr/bin/sshd"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/usr/sbin/sshd", "/usr/bin/sshd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 fn keygen(path: &Path) {
@@ -27,7 +30,11 @@ fn keygen(path: &Path) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A private sshd on 127.0.0.1 that accepts `user_key` for the current user.
@@ -55,7 +62,8 @@ fn start_sshd(dir: &Path, user_key_pub: &Path) -> (Proc, u16) {
     let mut c = Command::new(sshd);
     c.arg("-D").arg("-e").arg("-f").arg(&config);
     let p = Proc::spawn("sshd", c);
-    p.wait_for("Server listening on 127.0.0.1", Duration::from_secs(20)).unwrap();
+    p.wait_for("Server listening on 127.0.0.1", Duration::from_secs(20))
+        .unwrap();
     (p, port)
 }
 
@@ -72,27 +80,74 @@ fn sshnp_runs_a_real_ssh_session_through_the_relay() {
     let (_sshd, sshd_port) = start_sshd(&stack.dir, &stack.dir.join("id_ed25519.pub"));
 
     let mut c = stack.command("sshnpd");
-    c.args(["-a", DEVICE, "-m", CLIENT, "-d", "sshdev", "--root-domain", &stack.root, "-v"]);
-    c.args(["--local-sshd-port", &sshd_port.to_string(), "--permit-open", &format!("localhost:{sshd_port}")]);
+    c.args([
+        "-a",
+        DEVICE,
+        "-m",
+        CLIENT,
+        "-d",
+        "sshdev",
+        "--root-domain",
+        &stack.root,
+        "-v",
+    ]);
+    c.args([
+        "--local-sshd-port",
+        &sshd_port.to_string(),
+        "--permit-open",
+        &format!("localhost:{sshd_port}"),
+    ]);
     c.arg("-k").arg(stack.keys(DEVICE));
     let daemon = Proc::spawn("sshnpd", c);
-    daemon.wait_for("monitor started", Duration::from_secs(30)).unwrap();
+    daemon
+        .wait_for("monitor started", Duration::from_secs(30))
+        .unwrap();
 
     let user = current_user();
     let mut c = stack.command("sshnp");
-    c.args(["-f", CLIENT, "-t", DEVICE, "-r", RELAY, "-d", "sshdev", "-u", &user, "-x", "--root-domain", &stack.root]);
+    c.args([
+        "-f",
+        CLIENT,
+        "-t",
+        DEVICE,
+        "-r",
+        RELAY,
+        "-d",
+        "sshdev",
+        "-u",
+        &user,
+        "-x",
+        "--root-domain",
+        &stack.root,
+    ]);
     c.arg("-i").arg(&user_key).arg("-k").arg(stack.keys(CLIENT));
     let mut sshnp = Proc::spawn("sshnp", c);
-    let status = sshnp.wait_exit(Duration::from_secs(60)).expect("sshnp -x exits once the tunnel is ready");
+    let status = sshnp
+        .wait_exit(Duration::from_secs(60))
+        .expect("sshnp -x exits once the tunnel is ready");
     assert!(status.success(), "sshnp failed:\n{}", sshnp.output());
     let line = sshnp.wait_for("ssh -p ", Duration::from_secs(1)).unwrap();
     let mut args: Vec<String> = line.split_whitespace().skip(1).map(String::from).collect();
-    assert!(args.contains(&format!("{user}@localhost")), "command names the user: {line}");
+    assert!(
+        args.contains(&format!("{user}@localhost")),
+        "command names the user: {line}"
+    );
     args.extend(
-        ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "ConnectTimeout=20"].map(String::from),
+        [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "ConnectTimeout=20",
+        ]
+        .map(String::from),
     );
     args.push("-o".into());
-    args.push(format!("UserKnownHostsFile={}", stack.dir.join("known_hosts").display()));
+    args.push(format!(
+        "UserKnownHostsFile={}",
+        stack.dir.join("known_hosts").display()
+    ));
     args.push("echo hello-through-noports".into());
     let out = Command::new("ssh").args(&args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -102,23 +157,58 @@ fn sshnp_runs_a_real_ssh_session_through_the_relay() {
         String::from_utf8_lossy(&out.stderr),
         daemon.output()
     );
-    daemon.wait_for("ssh session", Duration::from_secs(5)).unwrap();
+    daemon
+        .wait_for("ssh session", Duration::from_secs(5))
+        .unwrap();
 }
 
 #[test]
 fn sshnp_refused_when_sshd_port_is_not_permitted() {
     let stack = Stack::start(bin(), "e2e-ssh-deny", &[]);
     let mut c = stack.command("sshnpd");
-    c.args(["-a", DEVICE, "-m", CLIENT, "-d", "sshdev2", "--root-domain", &stack.root, "-v"]);
+    c.args([
+        "-a",
+        DEVICE,
+        "-m",
+        CLIENT,
+        "-d",
+        "sshdev2",
+        "--root-domain",
+        &stack.root,
+        "-v",
+    ]);
     c.args(["--local-sshd-port", "2222", "--permit-open", "localhost:80"]);
     c.arg("-k").arg(stack.keys(DEVICE));
     let daemon = Proc::spawn("sshnpd", c);
-    daemon.wait_for("monitor started", Duration::from_secs(30)).unwrap();
+    daemon
+        .wait_for("monitor started", Duration::from_secs(30))
+        .unwrap();
     let mut c = stack.command("sshnp");
-    c.args(["-f", CLIENT, "-t", DEVICE, "-r", RELAY, "-d", "sshdev2", "-u", "nobody", "-x", "--root-domain", &stack.root]);
+    c.args([
+        "-f",
+        CLIENT,
+        "-t",
+        DEVICE,
+        "-r",
+        RELAY,
+        "-d",
+        "sshdev2",
+        "-u",
+        "nobody",
+        "-x",
+        "--root-domain",
+        &stack.root,
+    ]);
     c.arg("-k").arg(stack.keys(CLIENT));
     let mut sshnp = Proc::spawn("sshnp", c);
-    let status = sshnp.wait_exit(Duration::from_secs(60)).expect("sshnp must exit");
+    let status = sshnp
+        .wait_exit(Duration::from_secs(60))
+        .expect("sshnp must exit");
     assert!(!status.success());
-    sshnp.wait_for("Daemon does not permit connections to localhost:2222", Duration::from_secs(1)).unwrap();
+    sshnp
+        .wait_for(
+            "Daemon does not permit connections to localhost:2222",
+            Duration::from_secs(1),
+        )
+        .unwrap();
 }

@@ -112,11 +112,46 @@ macro_rules! manage_op {
     };
 }
 
-manage_op!(Approve, "approve", "approve", ["pending"], "Approving", "Approve pending enrollment requests.");
-manage_op!(Deny, "deny", "deny", ["pending"], "Denying", "Deny pending enrollment requests.");
-manage_op!(Revoke, "revoke", "revoke", ["approved"], "Revoking", "Revoke approved enrollments.");
-manage_op!(Unrevoke, "unrevoke", "unrevoke", ["revoked"], "Un-Revoking", "Restore revoked enrollments.");
-manage_op!(Delete, "delete", "delete", ["denied", "revoked"], "Deleting", "Delete denied or revoked enrollments.");
+manage_op!(
+    Approve,
+    "approve",
+    "approve",
+    ["pending"],
+    "Approving",
+    "Approve pending enrollment requests."
+);
+manage_op!(
+    Deny,
+    "deny",
+    "deny",
+    ["pending"],
+    "Denying",
+    "Deny pending enrollment requests."
+);
+manage_op!(
+    Revoke,
+    "revoke",
+    "revoke",
+    ["approved"],
+    "Revoking",
+    "Revoke approved enrollments."
+);
+manage_op!(
+    Unrevoke,
+    "unrevoke",
+    "unrevoke",
+    ["revoked"],
+    "Un-Revoking",
+    "Restore revoked enrollments."
+);
+manage_op!(
+    Delete,
+    "delete",
+    "delete",
+    ["denied", "revoked"],
+    "Deleting",
+    "Delete denied or revoked enrollments."
+);
 
 /// Shared options of approve/deny/revoke/unrevoke/delete.
 pub struct ManageArgs<Op> {
@@ -169,8 +204,14 @@ impl<Op> argh::FromArgs for ManageArgs<Op> {
 
 fn parse_namespaces(text: &str) -> Result<Object, String> {
     let mut o = Object::new();
-    for item in text.split(',').map(|s| s.trim().trim_matches(|c| c == '"' || c == '\'')).filter(|s| !s.is_empty()) {
-        let (ns, perm) = item.split_once(':').ok_or_else(|| format!("namespace \"{item}\" must be name:r or name:rw"))?;
+    for item in text
+        .split(',')
+        .map(|s| s.trim().trim_matches(|c| c == '"' || c == '\''))
+        .filter(|s| !s.is_empty())
+    {
+        let (ns, perm) = item
+            .split_once(':')
+            .ok_or_else(|| format!("namespace \"{item}\" must be name:r or name:rw"))?;
         let (ns, perm) = (ns.trim(), perm.trim());
         if ns.is_empty() || !(perm == "r" || perm == "rw") {
             return Err(format!("namespace \"{item}\" must be name:r or name:rw"));
@@ -194,18 +235,30 @@ fn parse_object(text: &str, what: &str) -> Result<Object, String> {
 pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
     crate::runtime::init_logging(a.verbose);
     let atsign = parse_atsign(&a.atsign)?;
-    let path = a.keys.as_deref().map(std::path::PathBuf::from).ok_or("The --keys option is mandatory for the \"enroll\" command")?;
+    let path = a
+        .keys
+        .as_deref()
+        .map(std::path::PathBuf::from)
+        .ok_or("The --keys option is mandatory for the \"enroll\" command")?;
     if path.exists() {
         return Err(format!("atKeys file {} already exists", path.display()));
     }
     let namespaces = parse_namespaces(&a.namespaces)?;
     let root = RootAddr::parse(&a.root_server).map_err(|e| e.to_string())?;
-    let mut conn = server_connection(&atsign, &root).await.map_err(|e| e.to_string())?;
-    let enc_pub_b64 = conn.request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
-    let enc_pub = RsaPublicKey::from_spki_b64(enc_pub_b64.trim()).map_err(|e| format!("public key of {atsign}: {e}"))?;
+    let mut conn = server_connection(&atsign, &root)
+        .await
+        .map_err(|e| e.to_string())?;
+    let enc_pub_b64 = conn
+        .request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let enc_pub = RsaPublicKey::from_spki_b64(enc_pub_b64.trim())
+        .map_err(|e| format!("public key of {atsign}: {e}"))?;
     let apkam_private = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
     let apkam_key = random::bytes::<32>();
-    let wrapped = enc_pub.encrypt(b64::encode(&apkam_key).as_bytes()).map_err(|e| e.to_string())?;
+    let wrapped = enc_pub
+        .encrypt(b64::encode(&apkam_key).as_bytes())
+        .map_err(|e| e.to_string())?;
     let expiry_ms = match &a.expiry {
         Some(e) => parse_duration(e)?.as_millis() as i64,
         None => 0,
@@ -219,47 +272,95 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .with("apkamPublicKey", apkam_private.public_key().to_spki_b64())
         .with("apkamKeysExpiryInMillis", Value::Int(expiry_ms));
     println!("Submitting enrollment request");
-    let answer = conn.request(&format!("enroll:request:{}", req.to_json()), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
+    let answer = conn
+        .request(
+            &format!("enroll:request:{}", req.to_json()),
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     conn.close().await;
     let resp = parse_object(&answer, "enroll:request")?;
-    let id = resp.get_str("enrollmentId").ok_or("enroll answer has no enrollmentId")?.to_string();
+    let id = resp
+        .get_str("enrollmentId")
+        .ok_or("enroll answer has no enrollmentId")?
+        .to_string();
     println!("Enrollment ID: {id}");
-    println!("Waiting for approval; will check every {} seconds", POLL_EVERY.as_secs());
+    println!(
+        "Waiting for approval; will check every {} seconds",
+        POLL_EVERY.as_secs()
+    );
     let mut first = true;
     let conn = loop {
-        sleep(if first { Duration::from_secs(1) } else { POLL_EVERY }).await;
+        sleep(if first {
+            Duration::from_secs(1)
+        } else {
+            POLL_EVERY
+        })
+        .await;
         first = false;
         eprint!("Checking ... ");
-        let mut conn = server_connection(&atsign, &root).await.map_err(|e| e.to_string())?;
-        let challenge = conn.request(&format!("from:{atsign}"), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
-        let sig = b64::encode(&apkam_private.sign(HashAlgo::Sha256, challenge.as_bytes()).map_err(|e| e.to_string())?);
-        match conn.request(&format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}"), REQUEST_TIMEOUT).await {
+        let mut conn = server_connection(&atsign, &root)
+            .await
+            .map_err(|e| e.to_string())?;
+        let challenge = conn
+            .request(&format!("from:{atsign}"), REQUEST_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let sig = b64::encode(
+            &apkam_private
+                .sign(HashAlgo::Sha256, challenge.as_bytes())
+                .map_err(|e| e.to_string())?,
+        );
+        match conn
+            .request(
+                &format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}"),
+                REQUEST_TIMEOUT,
+            )
+            .await
+        {
             Ok(_) => {
                 eprintln!(" approved.");
                 break conn;
             }
             Err(AtError::Server { code, .. }) if code == "AT0026" => {
-                eprintln!(" not approved. Will retry in {} seconds", POLL_EVERY.as_secs());
+                eprintln!(
+                    " not approved. Will retry in {} seconds",
+                    POLL_EVERY.as_secs()
+                );
             }
-            Err(AtError::Server { code, message }) if code == "AT0025" || code == "AT0027" || code == "AT0028" => {
-                return Err(format!("[Fatal] The enrollment: {id} is denied ({code}: {message})"));
+            Err(AtError::Server { code, message })
+                if code == "AT0025" || code == "AT0027" || code == "AT0028" =>
+            {
+                return Err(format!(
+                    "[Fatal] The enrollment: {id} is denied ({code}: {message})"
+                ));
             }
             Err(e) => return Err(e.to_string()),
         }
     };
     let mut conn = conn;
     let fetch = |name: &'static str| format!("keys:get:keyName:{id}.{name}.__manage{atsign}");
-    let enc_priv_json = conn.request(&fetch("default_enc_private_key"), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
-    let self_key_json = conn.request(&fetch("default_self_enc_key"), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
+    let enc_priv_json = conn
+        .request(&fetch("default_enc_private_key"), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let self_key_json = conn
+        .request(&fetch("default_self_enc_key"), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     conn.close().await;
     let value = |text: &str| -> Result<String, String> {
         let o = parse_object(text, "keys:get")?;
         let ct = o.get_str("value").ok_or("keys:get answer has no value")?;
-        decrypt_b64(&apkam_key, &ZERO_IV, ct).map_err(|e| format!("cannot decrypt enrollment keys: {e}"))
+        decrypt_b64(&apkam_key, &ZERO_IV, ct)
+            .map_err(|e| format!("cannot decrypt enrollment keys: {e}"))
     };
-    let encrypt_private = RsaPrivateKey::from_pkcs8_b64(&value(&enc_priv_json)?).map_err(|e| e.to_string())?;
+    let encrypt_private =
+        RsaPrivateKey::from_pkcs8_b64(&value(&enc_priv_json)?).map_err(|e| e.to_string())?;
     let self_key = b64::decode(value(&self_key_json)?.trim()).map_err(|e| e.to_string())?;
-    let self_encryption_key = <[u8; 32]>::try_from(self_key.as_slice()).map_err(|_| "self encryption key is not 32 bytes")?;
+    let self_encryption_key = <[u8; 32]>::try_from(self_key.as_slice())
+        .map_err(|_| "self encryption key is not 32 bytes")?;
     println!("Creating atKeys file");
     let keys = AtKeys {
         pkam_public: apkam_private.public_key(),
@@ -291,7 +392,12 @@ fn records(list: &Object) -> Vec<Record> {
             let id = key.split('.').next().unwrap_or(key).to_string();
             let ns = o
                 .get_object("namespace")
-                .map(|n| n.iter().map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+                .map(|n| {
+                    n.iter()
+                        .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             Some(Record {
                 id,
@@ -308,17 +414,28 @@ fn records(list: &Object) -> Vec<Record> {
 fn matches(re: &Option<String>, text: &str) -> Result<bool, String> {
     match re {
         None => Ok(true),
-        Some(r) => regex_lite::Regex::new(r).map(|re| re.is_match(text)).map_err(|e| format!("bad regex {r:?}: {e}")),
+        Some(r) => regex_lite::Regex::new(r)
+            .map(|re| re.is_match(text))
+            .map_err(|e| format!("bad regex {r:?}: {e}")),
     }
 }
 
-async fn select(client: &AtClient, status: Option<&str>, arx: &Option<String>, drx: &Option<String>) -> Result<Vec<Record>, String> {
+async fn select(
+    client: &AtClient,
+    status: Option<&str>,
+    arx: &Option<String>,
+    drx: &Option<String>,
+) -> Result<Vec<Record>, String> {
     let cmd = match status {
         Some(s) => format!("enroll:list:{{\"enrollmentStatusFilter\":[\"{s}\"]}}"),
         None => "enroll:list".to_string(),
     };
     let answer = client.request(&cmd).await.map_err(|e| e.to_string())?;
-    let list = if answer.trim() == "null" || answer.trim().is_empty() { Object::new() } else { parse_object(&answer, "enroll:list")? };
+    let list = if answer.trim() == "null" || answer.trim().is_empty() {
+        Object::new()
+    } else {
+        parse_object(&answer, "enroll:list")?
+    };
     let mut out = Vec::new();
     for r in records(&list) {
         if matches(arx, &r.app)? && matches(drx, &r.device)? {
@@ -331,15 +448,23 @@ async fn select(client: &AtClient, status: Option<&str>, arx: &Option<String>, d
 pub async fn list(a: ListArgs) -> Result<(), String> {
     if let Some(s) = &a.enrollment_status {
         if !["pending", "approved", "denied", "revoked", "expired"].contains(&s.as_str()) {
-            return Err(format!("\"{s}\" is not an allowed value for option \"enrollmentStatus\"."));
+            return Err(format!(
+                "\"{s}\" is not an allowed value for option \"enrollmentStatus\"."
+            ));
         }
     }
     let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
     let recs = select(&client, a.enrollment_status.as_deref(), &a.arx, &a.drx).await?;
     println!("Found {} matching enrollment records", recs.len());
-    println!("{:<38}{:<10}{:<20}{:<38}Namespaces", "Enrollment ID", "Status", "AppName", "DeviceName");
+    println!(
+        "{:<38}{:<10}{:<20}{:<38}Namespaces",
+        "Enrollment ID", "Status", "AppName", "DeviceName"
+    );
     for r in recs {
-        println!("{:<38}{:<10}{:<20}{:<38}{}", r.id, r.status, r.app, r.device, r.namespaces);
+        println!(
+            "{:<38}{:<10}{:<20}{:<38}{}",
+            r.id, r.status, r.app, r.device, r.namespaces
+        );
     }
     Ok(())
 }
@@ -347,7 +472,10 @@ pub async fn list(a: ListArgs) -> Result<(), String> {
 pub async fn fetch(a: FetchArgs) -> Result<(), String> {
     let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
     let req = Object::new().with("enrollmentId", a.enrollment_id.as_str());
-    let answer = client.request(&format!("enroll:fetch:{}", req.to_json())).await.map_err(|e| e.to_string())?;
+    let answer = client
+        .request(&format!("enroll:fetch:{}", req.to_json()))
+        .await
+        .map_err(|e| e.to_string())?;
     println!("Fetched enrollment OK: {answer}");
     Ok(())
 }
@@ -358,7 +486,12 @@ pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String>
     }
     let atsign = parse_atsign(&a.atsign)?;
     let keys_file = keys_path(&atsign, a.keys.as_deref())?;
-    let client = authenticated(&a.atsign, Some(&keys_file.to_string_lossy()), &a.root_server).await?;
+    let client = authenticated(
+        &a.atsign,
+        Some(&keys_file.to_string_lossy()),
+        &a.root_server,
+    )
+    .await?;
     let mut targets = Vec::new();
     for state in Op::FROM_STATE {
         for r in select(&client, Some(state), &a.arx, &a.drx).await? {
@@ -374,22 +507,41 @@ pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String>
     for r in targets {
         let mut req = Object::new().with("enrollmentId", r.id.as_str());
         if Op::VERB == "approve" {
-            println!("Approving enrollmentId {} with appName \"{}\" and deviceName \"{}\"", r.id, r.app, r.device);
+            println!(
+                "Approving enrollmentId {} with appName \"{}\" and deviceName \"{}\"",
+                r.id, r.app, r.device
+            );
             let keys = client.keys();
-            let wrapped = r.wrapped_apkam.as_deref().ok_or("record has no encryptedAPKAMSymmetricKey")?;
+            let wrapped = r
+                .wrapped_apkam
+                .as_deref()
+                .ok_or("record has no encryptedAPKAMSymmetricKey")?;
             let ct = b64::decode(wrapped).map_err(|e| e.to_string())?;
-            let key_text = keys.encrypt_private.decrypt(&ct).map_err(|e| format!("cannot unwrap the APKAM key: {e}"))?;
-            let key_text = String::from_utf8(key_text).map_err(|_| "APKAM key is not base64 text")?;
+            let key_text = keys
+                .encrypt_private
+                .decrypt(&ct)
+                .map_err(|e| format!("cannot unwrap the APKAM key: {e}"))?;
+            let key_text =
+                String::from_utf8(key_text).map_err(|_| "APKAM key is not base64 text")?;
             let apkam: [u8; 32] = b64::decode(key_text.trim())
                 .ok()
                 .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
                 .ok_or("APKAM key is not 32 bytes")?;
-            req.push("encryptedDefaultEncryptionPrivateKey", encrypt_b64(&apkam, &ZERO_IV, &keys.encrypt_private.to_pkcs8_b64()));
-            req.push("encryptedDefaultSelfEncryptionKey", encrypt_b64(&apkam, &ZERO_IV, &b64::encode(&keys.self_encryption_key)));
+            req.push(
+                "encryptedDefaultEncryptionPrivateKey",
+                encrypt_b64(&apkam, &ZERO_IV, &keys.encrypt_private.to_pkcs8_b64()),
+            );
+            req.push(
+                "encryptedDefaultSelfEncryptionKey",
+                encrypt_b64(&apkam, &ZERO_IV, &b64::encode(&keys.self_encryption_key)),
+            );
         } else {
             println!("{} enrollmentId {}", Op::LABEL, r.id);
         }
-        let answer = client.request(&format!("enroll:{}:{}", Op::VERB, req.to_json())).await.map_err(|e| e.to_string())?;
+        let answer = client
+            .request(&format!("enroll:{}:{}", Op::VERB, req.to_json()))
+            .await
+            .map_err(|e| e.to_string())?;
         println!("Server response: {answer}");
     }
     Ok(ExitCode::SUCCESS)

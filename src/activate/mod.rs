@@ -131,7 +131,10 @@ pub struct SppArgs {
 pub fn main(argv: &[String]) -> ExitCode {
     let mut argv = argv.to_vec();
     // Legacy `at_activate -a @x …` means `onboard`.
-    if argv.get(1).is_some_and(|a| a.starts_with('-') && a != "-h" && a != "--help") {
+    if argv
+        .get(1)
+        .is_some_and(|a| a.starts_with('-') && a != "-h" && a != "--help")
+    {
         argv.insert(1, "onboard".into());
     }
     if argv.len() < 2 {
@@ -181,7 +184,8 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Spp(a) => {
             runtime::init_logging(a.verbose);
-            if !(6..=16).contains(&a.spp.len()) || !a.spp.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            if !(6..=16).contains(&a.spp.len()) || !a.spp.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
                 return Err("SPP must be alphanumeric and 6 to 16 characters long".into());
             }
             let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
@@ -216,16 +220,25 @@ pub(crate) fn keys_path(atsign: &AtSign, given: Option<&str>) -> Result<PathBuf,
 }
 
 /// An authenticated client from an atKeys file.
-pub(crate) async fn authenticated(atsign: &str, keys: Option<&str>, root: &str) -> Result<AtClient, String> {
+pub(crate) async fn authenticated(
+    atsign: &str,
+    keys: Option<&str>,
+    root: &str,
+) -> Result<AtClient, String> {
     let atsign = parse_atsign(atsign)?;
     let path = keys_path(&atsign, keys)?;
     let keys = AtKeys::load(&path).map_err(|e| e.to_string())?;
     let root = RootAddr::parse(root).map_err(|e| e.to_string())?;
-    AtClient::connect(ClientConfig { atsign, keys, root }).await.map_err(|e| e.to_string())
+    AtClient::connect(ClientConfig { atsign, keys, root })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// An unauthenticated connection to `atsign`'s atServer.
-pub(crate) async fn server_connection(atsign: &AtSign, root: &RootAddr) -> Result<Connection, AtError> {
+pub(crate) async fn server_connection(
+    atsign: &AtSign,
+    root: &RootAddr,
+) -> Result<Connection, AtError> {
     let (host, port) = lookup_server(root, atsign).await?;
     Connection::connect(&host, port).await
 }
@@ -252,9 +265,17 @@ async fn status(a: &StatusArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return say(2, format!("atServer {host}:{port} unreachable: {e}")),
     };
-    match conn.request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT).await {
-        Ok(v) if !v.trim().is_empty() && v.trim() != "null" => say(0, format!("found public:publickey{atsign} OK")),
-        Ok(_) | Err(_) => say(1, format!("public:publickey{atsign} not found: atSign not activated")),
+    match conn
+        .request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+        .await
+    {
+        Ok(v) if !v.trim().is_empty() && v.trim() != "null" => {
+            say(0, format!("found public:publickey{atsign} OK"))
+        }
+        Ok(_) | Err(_) => say(
+            1,
+            format!("public:publickey{atsign} not found: atSign not activated"),
+        ),
     }
 }
 
@@ -269,17 +290,33 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
     if path.exists() {
         return Err(format!("atKeys file {} already exists", path.display()));
     }
-    let secret = a.cramkey.as_deref().ok_or("--cramkey is required (the registrar is not reachable from here)")?;
-    let secret = secret.split_once(':').map(|(_, s)| s).unwrap_or(secret).trim().to_string();
+    let secret = a
+        .cramkey
+        .as_deref()
+        .ok_or("--cramkey is required (the registrar is not reachable from here)")?;
+    let secret = secret
+        .split_once(':')
+        .map(|(_, s)| s)
+        .unwrap_or(secret)
+        .trim()
+        .to_string();
     let root = RootAddr::parse(&a.root_server).map_err(|e| e.to_string())?;
     println!("[Information] Onboarding your atSign. This may take up to 2 minutes.");
-    let mut conn = server_connection(&atsign, &root).await.map_err(|e| e.to_string())?;
-    if let Ok(v) = conn.request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT).await {
+    let mut conn = server_connection(&atsign, &root)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Ok(v) = conn
+        .request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+        .await
+    {
         if !v.trim().is_empty() && v.trim() != "null" {
             return Err(format!("{atsign} is already activated"));
         }
     }
-    let challenge = conn.request(&format!("from:{atsign}"), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
+    let challenge = conn
+        .request(&format!("from:{atsign}"), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
     let digest = hash::sha512_hex(format!("{secret}{challenge}").as_bytes());
     conn.request(&format!("cram:{digest}"), REQUEST_TIMEOUT)
         .await
@@ -289,24 +326,50 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
     let req = Object::new()
         .with("appName", a.app.as_str())
         .with("deviceName", a.device.as_str())
-        .with("encryptedDefaultEncryptionPrivateKey", encrypt_b64(&apkam, &ZERO_IV, &keys.encrypt_private.to_pkcs8_b64()))
-        .with("encryptedDefaultSelfEncryptionKey", encrypt_b64(&apkam, &ZERO_IV, &b64::encode(&keys.self_encryption_key)))
+        .with(
+            "encryptedDefaultEncryptionPrivateKey",
+            encrypt_b64(&apkam, &ZERO_IV, &keys.encrypt_private.to_pkcs8_b64()),
+        )
+        .with(
+            "encryptedDefaultSelfEncryptionKey",
+            encrypt_b64(&apkam, &ZERO_IV, &b64::encode(&keys.self_encryption_key)),
+        )
         .with("apkamPublicKey", keys.pkam_public.to_spki_b64());
-    let answer = conn.request(&format!("enroll:request:{}", req.to_json()), REQUEST_TIMEOUT).await.map_err(|e| e.to_string())?;
+    let answer = conn
+        .request(
+            &format!("enroll:request:{}", req.to_json()),
+            REQUEST_TIMEOUT,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
     let resp = crate::noports::json::parse(&answer).map_err(|e| format!("enroll answer: {e}"))?;
-    let id = resp.as_object().and_then(|o| o.get_str("enrollmentId")).ok_or("enroll answer has no enrollmentId")?.to_string();
+    let id = resp
+        .as_object()
+        .and_then(|o| o.get_str("enrollmentId"))
+        .ok_or("enroll answer has no enrollmentId")?
+        .to_string();
     conn.close().await;
     keys.enrollment_id = Some(id);
     // Save before publishing: if anything below fails, the keys are not lost.
     keys.save(&atsign, &path).map_err(|e| e.to_string())?;
-    let client = AtClient::connect(ClientConfig { atsign: atsign.clone(), keys: AtKeys::load(&path).map_err(|e| e.to_string())?, root })
+    let client = AtClient::connect(ClientConfig {
+        atsign: atsign.clone(),
+        keys: AtKeys::load(&path).map_err(|e| e.to_string())?,
+        root,
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    client
+        .request(&format!(
+            "update:isEncrypted:false:public:publickey{atsign} {}",
+            keys.encrypt_public.to_spki_b64()
+        ))
         .await
         .map_err(|e| e.to_string())?;
     client
-        .request(&format!("update:isEncrypted:false:public:publickey{atsign} {}", keys.encrypt_public.to_spki_b64()))
+        .request("delete:privatekey:at_secret")
         .await
         .map_err(|e| e.to_string())?;
-    client.request("delete:privatekey:at_secret").await.map_err(|e| e.to_string())?;
     println!("[Success] Your .atKeys file saved at {}", path.display());
     Ok(())
 }

@@ -189,9 +189,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
     };
     let keys = AtKeys::load(&key_file).map_err(|e| e.to_string())?;
     let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
-    let progress = Progress {
-        quiet: a.quiet,
-    };
+    let progress = Progress { quiet: a.quiet };
     let client = AtClient::connect(ClientConfig {
         atsign: from,
         keys,
@@ -209,7 +207,12 @@ async fn run(a: Args) -> Result<ExitCode, String> {
             .ok(),
     };
     // Accepted for compatibility with the official command line; nothing to do with them.
-    let _ = (&a.tunnel_user_name, &a.identity_passphrase, a.remote_sshd_port, a.encrypt_rvd_traffic);
+    let _ = (
+        &a.tunnel_user_name,
+        &a.identity_passphrase,
+        a.remote_sshd_port,
+        a.encrypt_rvd_traffic,
+    );
     let _ = (a.authenticate_client_to_rvd, a.authenticate_device_to_rvd);
     if let Some(u) = &user {
         if u.is_empty()

@@ -250,7 +250,9 @@ impl Daemon {
             return;
         }
         if self.is_replay(&sid) {
-            log::warn!("npt_request from {from} session {sid}: refused: session id already used (replay)");
+            log::warn!(
+                "npt_request from {from} session {sid}: refused: session id already used (replay)"
+            );
             return;
         }
         let (host, port) = (req.requested_host.as_str(), req.requested_port);
@@ -405,7 +407,9 @@ impl Daemon {
             return;
         }
         if self.is_replay(&sid) {
-            log::warn!("ssh_request from {from} session {sid}: refused: session id already used (replay)");
+            log::warn!(
+                "ssh_request from {from} session {sid}: refused: session id already used (replay)"
+            );
             return;
         }
         let port = self.config.local_sshd_port;

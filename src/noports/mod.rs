@@ -23,8 +23,8 @@ pub use control::{ControlDecoder, ControlError, ControlMsg};
 pub use envelope::{Envelope, EnvelopeError, SigningAlgo};
 pub use json::{JsonError, JsonErrorKind, Object, Value};
 pub use messages::{
-    Feature, MessageError, NptRequest, PingResponse, PolicyDecision, PolicyRequest,
-    PolicyResponse, RpcRespType, SessionResponse, SshRequest,
+    Feature, MessageError, NptRequest, PingResponse, PolicyDecision, PolicyRequest, PolicyResponse,
+    RpcRespType, SessionResponse, SshRequest,
 };
 pub use relay_msg::{AuthLineError, RelayMsgError, RelayRequest, RelayResponse};
 

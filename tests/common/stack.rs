@@ -23,8 +23,12 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let echo = std::env::var_os("NOPORTS_TEST_ECHO").is_some();
         let out: Box<dyn Read + Send> = Box::new(child.stdout.take().expect("stdout"));
@@ -44,7 +48,11 @@ impl Proc {
                 }
             });
         }
-        Proc { name: name.to_string(), child, lines }
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+        }
     }
 
     /// The first line containing `needle`, waiting up to `timeout`.
@@ -58,7 +66,11 @@ impl Proc {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(format!("{}: no line containing {needle:?} within {timeout:?}; output:\n{}", self.name, guard.join("\n")));
+                return Err(format!(
+                    "{}: no line containing {needle:?} within {timeout:?}; output:\n{}",
+                    self.name,
+                    guard.join("\n")
+                ));
             }
             guard = cv.wait_timeout(guard, deadline - now).unwrap().0;
         }
@@ -69,7 +81,13 @@ impl Proc {
     }
 
     pub fn count(&self, needle: &str) -> usize {
-        self.lines.0.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     pub fn pid(&self) -> u32 {
@@ -91,7 +109,10 @@ impl Proc {
     }
 
     pub fn terminate(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         if self.wait_exit(Duration::from_secs(5)).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
@@ -112,7 +133,10 @@ impl Drop for Proc {
 }
 
 pub fn unique_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let dir = std::env::temp_dir().join(format!("noports-{tag}-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -135,44 +159,92 @@ impl Stack {
         let mut names = vec![CLIENT, DEVICE, RELAY];
         names.extend_from_slice(extra);
         let (atserver, root, ca) = start_atserver(bin, &dir, &names.join(","));
-        let mut s = Stack { bin: bin.to_path_buf(), dir, atserver, root, ca, srvd: None };
+        let mut s = Stack {
+            bin: bin.to_path_buf(),
+            dir,
+            atserver,
+            root,
+            ca,
+            srvd: None,
+        };
         s.start_srvd();
         s
     }
 
     pub fn keys(&self, atsign: &str) -> PathBuf {
-        self.dir.join("atserver").join("keys").join(format!("{atsign}_key.atKeys"))
+        self.dir
+            .join("atserver")
+            .join("keys")
+            .join(format!("{atsign}_key.atKeys"))
     }
 
     pub fn command(&self, applet: &str) -> Command {
         let mut c = Command::new(&self.bin);
-        c.arg(applet).env("NOPORTS_CA_FILE", &self.ca).env("HOME", &self.dir).env("USER", "demo");
+        c.arg(applet)
+            .env("NOPORTS_CA_FILE", &self.ca)
+            .env("HOME", &self.dir)
+            .env("USER", "demo");
         c
     }
 
     pub fn start_srvd(&mut self) {
         let mut c = self.command("srvd");
-        c.args(["-a", RELAY, "-i", "127.0.0.1", "--root-domain", &self.root, "-v"]);
+        c.args([
+            "-a",
+            RELAY,
+            "-i",
+            "127.0.0.1",
+            "--root-domain",
+            &self.root,
+            "-v",
+        ]);
         c.arg("-k").arg(self.keys(RELAY));
         let p = Proc::spawn("srvd", c);
-        p.wait_for("monitor started", Duration::from_secs(30)).unwrap();
+        p.wait_for("monitor started", Duration::from_secs(30))
+            .unwrap();
         self.srvd = Some(p);
     }
 
     /// `sshnpd` for @demo_device managed by `managers`, permitting `permit`.
     pub fn start_daemon(&self, device: &str, managers: &str, permit: &str) -> Proc {
         let mut c = self.command("sshnpd");
-        c.args(["-a", DEVICE, "-m", managers, "-d", device, "--permit-open", permit, "--root-domain", &self.root, "-v"]);
+        c.args([
+            "-a",
+            DEVICE,
+            "-m",
+            managers,
+            "-d",
+            device,
+            "--permit-open",
+            permit,
+            "--root-domain",
+            &self.root,
+            "-v",
+        ]);
         c.arg("-k").arg(self.keys(DEVICE));
         let p = Proc::spawn("sshnpd", c);
-        p.wait_for("monitor started", Duration::from_secs(30)).unwrap();
+        p.wait_for("monitor started", Duration::from_secs(30))
+            .unwrap();
         p
     }
 
     /// `npt` from `from` to the device's `host:port`; extra args appended.
     pub fn npt(&self, from: &str, device: &str, host: &str, port: u16, extra: &[&str]) -> Proc {
         let mut c = self.command("npt");
-        c.args(["-f", from, "-t", DEVICE, "-r", RELAY, "-d", device, "-h", host, "-p", &port.to_string()]);
+        c.args([
+            "-f",
+            from,
+            "-t",
+            DEVICE,
+            "-r",
+            RELAY,
+            "-d",
+            device,
+            "-h",
+            host,
+            "-p",
+            &port.to_string(),
+        ]);
         c.args(["--root-domain", &self.root]);
         c.arg("-k").arg(self.keys(from));
         c.args(extra);
@@ -184,7 +256,10 @@ impl Stack {
     pub fn restart_atserver(&mut self) {
         self.atserver.terminate();
         let (p, root, ca) = start_atserver_in(&self.bin, &self.dir, &[]);
-        assert_eq!(root, self.root, "the atserver must come back on the same root address");
+        assert_eq!(
+            root, self.root,
+            "the atserver must come back on the same root address"
+        );
         self.atserver = p;
         self.ca = ca;
     }
@@ -204,7 +279,10 @@ fn start_atserver(bin: &Path, dir: &Path, create: &str) -> (Proc, String, PathBu
 
 fn start_atserver_in(bin: &Path, dir: &Path, extra: &[&str]) -> (Proc, String, PathBuf) {
     let mut c = Command::new(bin);
-    c.arg("atserver").arg("--dir").arg(dir.join("atserver")).args(["--bind", "127.0.0.1"]);
+    c.arg("atserver")
+        .arg("--dir")
+        .arg(dir.join("atserver"))
+        .args(["--bind", "127.0.0.1"]);
     // A fixed root port per stack directory lets a restarted server keep its address.
     let port_file = dir.join("root-port");
     let port = match std::fs::read_to_string(&port_file) {
@@ -261,7 +339,10 @@ pub fn start_plus_one_service() -> u16 {
 /// Parse `npt is listening on localhost:<port>` from npt's output.
 pub fn npt_port(npt: &Proc) -> Result<u16, String> {
     let line = npt.wait_for("npt is listening on localhost:", Duration::from_secs(60))?;
-    line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).ok_or_else(|| format!("bad line {line:?}"))
+    line.rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| format!("bad line {line:?}"))
 }
 
 /// Send `total` bytes through `port` and check every answered byte is the sent byte + 1.
@@ -287,7 +368,9 @@ pub fn transfer_and_verify(port: u16, total: usize) -> Result<(usize, f64), Stri
     let mut got = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
     while got < total {
-        let n = reader.read(&mut buf).map_err(|e| format!("after {got} bytes: {e}"))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| format!("after {got} bytes: {e}"))?;
         if n == 0 {
             return Err(format!("connection closed after {got} of {total} bytes"));
         }
@@ -305,5 +388,7 @@ pub fn transfer_and_verify(port: u16, total: usize) -> Result<(usize, f64), Stri
 
 /// Open file descriptors of a process (Linux).
 pub fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
