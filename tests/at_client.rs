@@ -26,13 +26,20 @@ async fn connect(stack: &Stack, who: &str) -> AtClient {
     AtClient::connect(cfg).await.unwrap()
 }
 
+// One test function with one stack: the client's trust anchors (NOPORTS_CA_FILE) are read
+// once per process, so two stacks with two CAs cannot share a test binary.
 #[test]
-fn verbs_shared_keys_notify_and_monitor_over_real_tls() {
+fn client_against_the_self_hosted_atserver() {
     let stack = Stack::start(bin(), "at-client", &[]);
     std::env::set_var("NOPORTS_CA_FILE", &stack.ca);
+    verbs_shared_keys_notify_and_monitor_over_real_tls(&stack);
+    wrong_keys_are_refused_with_a_clear_error(&stack);
+}
+
+fn verbs_shared_keys_notify_and_monitor_over_real_tls(stack: &Stack) {
     block_on(async {
-        let alice = connect(&stack, CLIENT).await;
-        let bob = connect(&stack, DEVICE).await;
+        let alice = connect(stack, CLIENT).await;
+        let bob = connect(stack, DEVICE).await;
         let (a, b) = (alice.atsign().clone(), bob.atsign().clone());
         alice.noop().await.unwrap();
 
@@ -133,10 +140,7 @@ fn verbs_shared_keys_notify_and_monitor_over_real_tls() {
     });
 }
 
-#[test]
-fn wrong_keys_are_refused_with_a_clear_error() {
-    let stack = Stack::start(bin(), "at-client-keys", &[]);
-    std::env::set_var("NOPORTS_CA_FILE", &stack.ca);
+fn wrong_keys_are_refused_with_a_clear_error(stack: &Stack) {
     block_on(async {
         // @demo_client's keys presented as @demo_device: PKAM must fail, not hang.
         let cfg = ClientConfig {

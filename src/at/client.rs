@@ -130,7 +130,8 @@ impl AtClient {
             inbound: Mutex::new(HashMap::new()),
             public_keys: Mutex::new(HashMap::new()),
         });
-        let conn = inner.open_authenticated().await?;
+        // Boxed: connect + authenticate is a deep future; callers may poll it on a small stack.
+        let conn = Box::pin(inner.open_authenticated()).await?;
         *inner.worker.lock().await = Some(conn);
         Ok(AtClient { inner })
     }
@@ -489,7 +490,7 @@ impl Inner {
         let mut guard = self.worker.lock().await;
         for attempt in 0..2 {
             if guard.is_none() {
-                *guard = Some(self.open_authenticated().await?);
+                *guard = Some(Box::pin(self.open_authenticated()).await?);
             }
             let Some(conn) = guard.as_mut() else { continue };
             match conn.request(command, REQUEST_TIMEOUT).await {
@@ -626,7 +627,7 @@ impl Inner {
     }
 
     async fn start_monitor(&self, regex: &str, since: Option<i64>) -> Result<Connection, AtError> {
-        let mut conn = self.open_authenticated().await?;
+        let mut conn = Box::pin(self.open_authenticated()).await?;
         let cmd = match since {
             Some(t) => format!("monitor:{t} {regex}"),
             None => format!("monitor {regex}"),

@@ -163,9 +163,13 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AtError> {
 }
 
 pub struct Connection {
-    stream: TlsStream<Async<TcpStream>>,
+    // Boxed: a TLS stream is several KiB, and it would otherwise be copied into every future
+    // that holds a connection.
+    stream: Box<TlsStream<Async<TcpStream>>>,
     reader: LineReader,
     peer: String,
+    /// Read buffer, allocated once per connection rather than on every future's stack.
+    rbuf: Vec<u8>,
 }
 
 impl Connection {
@@ -181,14 +185,16 @@ impl Connection {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| AtError::Invalid(format!("invalid server name {host}")))?;
         let connector = TlsConnector::from(tls_config()?);
-        let stream = timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+        // The handshake future holds a whole rustls connection: keep it off the caller's stack.
+        let stream = timeout(CONNECT_TIMEOUT, Box::pin(connector.connect(name, tcp)))
             .await
             .map_err(|_| AtError::Timeout("TLS handshake"))?
             .map_err(|e| AtError::io(format!("TLS handshake with {peer}"), e))?;
         Ok(Connection {
-            stream,
+            stream: Box::new(stream),
             reader: LineReader::new(),
             peer,
+            rbuf: vec![0u8; 16 * 1024],
         })
     }
 
@@ -216,20 +222,19 @@ impl Connection {
 
     /// Next complete, prompt-stripped line (no deadline; wrap in `timeout`).
     pub async fn read_line(&mut self) -> Result<String, AtError> {
-        let mut buf = [0u8; 16 * 1024];
         loop {
             if let Some(line) = self.reader.next_line() {
                 return line;
             }
             let n = self
                 .stream
-                .read(&mut buf)
+                .read(&mut self.rbuf)
                 .await
                 .map_err(|e| AtError::io(format!("reading from {}", self.peer), e))?;
             if n == 0 {
                 return Err(AtError::Closed);
             }
-            self.reader.feed(buf.get(..n).unwrap_or(&[]));
+            self.reader.feed(self.rbuf.get(..n).unwrap_or(&[]));
         }
     }
 
