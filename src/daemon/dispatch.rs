@@ -278,27 +278,6 @@ impl Daemon {
     /// Build the session's key material, connect the control socket, and return the
     /// response payload (unsigned). The tunnel runs on as its own task.
     async fn start_npt(&self, req: &NptRequest) -> Result<Object, String> {
-        let auth_line = if req.authenticate_to_rvd {
-            Some(
-                relay_msg::auth_line(
-                    &req.session_id,
-                    &req.client_nonce,
-                    &req.rvd_nonce,
-                    &self.client.keys().encrypt_private,
-                )
-                .map_err(|e| format!("cannot sign the relay auth line: {e}"))?,
-            )
-        } else {
-            None
-        };
-        let mut response = SessionResponse {
-            session_id: req.session_id.clone(),
-            session_aes_key: None,
-            session_iv: None,
-            ephemeral_private_key: None,
-            suite: None,
-            daemon_suite_pk: None,
-        };
         let offer = SuiteOffer {
             session_id: &req.session_id,
             suite: req.suite.as_deref(),
@@ -307,7 +286,10 @@ impl Daemon {
             pk_type: &req.client_ephemeral_pk_type,
             pk: &req.client_ephemeral_pk,
         };
-        let crypto = self.session_crypto(&offer, &mut response)?;
+        let nonces = req
+            .authenticate_to_rvd
+            .then_some((req.client_nonce.as_str(), req.rvd_nonce.as_str()));
+        let (auth_line, response, crypto) = self.prepare_session(&offer, nonces)?;
         let relay = RelayTarget {
             host: req.rvd_host.clone(),
             port: req.rvd_port,
@@ -338,6 +320,37 @@ impl Daemon {
         })
         .detach();
         Ok(response.to_object())
+    }
+
+    /// The relay auth line (signed when the client asked for relay authentication), the
+    /// data-plane keys, and the response payload that carries the client's share of them.
+    fn prepare_session(
+        &self,
+        offer: &SuiteOffer<'_>,
+        nonces: Option<(&str, &str)>,
+    ) -> Result<(Option<String>, SessionResponse, SessionCrypto), String> {
+        let auth_line = match nonces {
+            Some((client_nonce, rvd_nonce)) => Some(
+                relay_msg::auth_line(
+                    offer.session_id,
+                    client_nonce,
+                    rvd_nonce,
+                    &self.client.keys().encrypt_private,
+                )
+                .map_err(|e| format!("cannot sign the relay auth line: {e}"))?,
+            ),
+            None => None,
+        };
+        let mut response = SessionResponse {
+            session_id: offer.session_id.to_string(),
+            session_aes_key: None,
+            session_iv: None,
+            ephemeral_private_key: None,
+            suite: None,
+            daemon_suite_pk: None,
+        };
+        let crypto = self.session_crypto(offer, &mut response)?;
+        Ok((auth_line, response, crypto))
     }
 
     /// Choose the data-plane suite: ours when the client offered it, else the official
@@ -500,27 +513,6 @@ impl Daemon {
             }
             _ => (String::new(), String::new()),
         };
-        let auth_line = if req.authenticate_to_rvd {
-            Some(
-                relay_msg::auth_line(
-                    &req.session_id,
-                    &client_nonce,
-                    &rvd_nonce,
-                    &self.client.keys().encrypt_private,
-                )
-                .map_err(|e| format!("cannot sign the relay auth line: {e}"))?,
-            )
-        } else {
-            None
-        };
-        let mut response = SessionResponse {
-            session_id: req.session_id.clone(),
-            session_aes_key: None,
-            session_iv: None,
-            ephemeral_private_key: None,
-            suite: None,
-            daemon_suite_pk: None,
-        };
         let offer = SuiteOffer {
             session_id: &req.session_id,
             suite: req.suite.as_deref(),
@@ -529,7 +521,10 @@ impl Daemon {
             pk_type: req.client_ephemeral_pk_type.as_deref().unwrap_or(""),
             pk: req.client_ephemeral_pk.as_deref().unwrap_or(""),
         };
-        let crypto = self.session_crypto(&offer, &mut response)?;
+        let nonces = req
+            .authenticate_to_rvd
+            .then_some((client_nonce.as_str(), rvd_nonce.as_str()));
+        let (auth_line, response, crypto) = self.prepare_session(&offer, nonces)?;
         let relay = RelayTarget {
             host: req.host.clone(),
             port: req.port,
