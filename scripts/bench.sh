@@ -17,6 +17,13 @@ fi
 if [ -n "${BENCH_OPT_LEVEL:-}" ]; then
     export CARGO_PROFILE_RELEASE_OPT_LEVEL="$BENCH_OPT_LEVEL"
 fi
+# rathole (crates.io) as the peer, when installed: `cargo install rathole --no-default-features
+# --features server,client`.
+if [ -z "${RATHOLE:-}" ] && command -v rathole >/dev/null 2>&1; then
+    RATHOLE=$(command -v rathole)
+fi
+export RATHOLE="${RATHOLE:-}"
+[ -n "$RATHOLE" ] || unset RATHOLE
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //') ($(nproc 2>/dev/null || echo ?) cores)"
 out=$(cargo test --release --quiet --no-default-features --test tunnel_bench -- --ignored --nocapture --test-threads 1 2>&1) || {
     printf '%s\n' "$out" >&2

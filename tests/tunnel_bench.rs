@@ -175,6 +175,79 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
     }
 }
 
+/// rathole (from crates.io) as the peer: the same bytes through a `rathole` server and client
+/// on loopback (its TCP transport: token auth, no encryption), when `RATHOLE` names its binary.
+struct Rathole {
+    procs: Vec<std::process::Child>,
+    entry: u16,
+    done: async_channel::Receiver<u64>,
+}
+
+impl Drop for Rathole {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_rathole() -> Option<Rathole> {
+    let bin = std::env::var_os("RATHOLE")?;
+    // A sink that serves every connection rathole's client makes, one total per connection.
+    let l = loopback();
+    let sink_port = port(&l);
+    let (tx, rx) = async_channel::bounded(4);
+    spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let tx = tx.clone();
+            spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut total = 0u64;
+                while let Ok(n @ 1..) = (&s).read(&mut buf).await {
+                    total += n as u64;
+                }
+                let _ = tx.send(total).await;
+            })
+            .detach();
+        }
+    })
+    .detach();
+    let (control, entry) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("np-rathole-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = dir.join("server.toml");
+    let client = dir.join("client.toml");
+    std::fs::write(&server, format!("[server]\nbind_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[server.services.bench]\nbind_addr = \"127.0.0.1:{entry}\"\n")).unwrap();
+    std::fs::write(&client, format!("[client]\nremote_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[client.services.bench]\nlocal_addr = \"127.0.0.1:{sink_port}\"\n")).unwrap();
+    let quiet = |c: &mut std::process::Command| {
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+    };
+    let mut s = std::process::Command::new(&bin);
+    s.arg("-s").arg(&server);
+    quiet(&mut s);
+    let mut c = std::process::Command::new(&bin);
+    c.arg("-c").arg(&client);
+    quiet(&mut c);
+    let procs = vec![s.spawn().ok()?, c.spawn().ok()?];
+    // Let the client register its service with the server.
+    std::thread::sleep(Duration::from_secs(2));
+    Some(Rathole {
+        procs,
+        entry,
+        done: rx,
+    })
+}
+
 #[test]
 #[ignore = "benchmark; run scripts/bench.sh"]
 fn throughput() {
@@ -206,6 +279,17 @@ fn throughput() {
         }
     }))
     .expect("benchmark overran 10 minutes");
+    let rathole = start_rathole().map(|rh| {
+        let mut best_rh = 0f64;
+        block_on(async {
+            for _ in 0..runs {
+                let direct = run(Path::Direct, &mut relay, bytes).await;
+                best[0] = best[0].max(direct);
+                best_rh = best_rh.max(push(rh.entry, bytes, rh.done.clone()).await);
+            }
+        });
+        best_rh
+    });
     println!("\none tunnel through the relay on loopback, {mb} MiB one way, best of {runs}");
     for (i, (_, name)) in paths.iter().enumerate() {
         println!(
@@ -213,6 +297,14 @@ fn throughput() {
             best[i],
             best[i] / best[0]
         );
+    }
+    match rathole {
+        Some(r) => println!(
+            "BENCH {:<34} {r:>9.1} MB/s  ratio {:.3}",
+            "rathole (TCP, no encryption)",
+            r / best[0]
+        ),
+        None => println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)"),
     }
 }
 
