@@ -27,6 +27,7 @@ static-full:
 # The full test suite: unit tests, known-answer vectors, and end-to-end tests that run the real
 # binary over loopback.
 test:
+	./scripts/test-deps.sh
 	$(CARGO) build
 	$(CARGO) test --no-fail-fast -- --test-threads=2
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install what the end-to-end tests use besides Rust: OpenSSH (a real sshd and ssh for the sshnp
+# tests). Debian/Ubuntu; as root, or through sudo when available. Does nothing if present.
+set -euo pipefail
+need=()
+{ [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || need+=(openssh-server)
+command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+[ ${#need[@]} -eq 0 ] && exit 0
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "the tests need: ${need[*]} (apt-get install them as root)" >&2; exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq "${need[@]}"
