@@ -25,6 +25,28 @@ pub(crate) enum AtCode {
 }
 
 impl AtCode {
+    /// Every code, for reverse lookup.
+    const ALL: [AtCode; 18] = [
+        AtCode::DataStore,
+        AtCode::InvalidSyntax,
+        AtCode::BufferLimit,
+        AtCode::SecondaryNotFound,
+        AtCode::Handshake,
+        AtCode::Unauthorized,
+        AtCode::Internal,
+        AtCode::KeyNotFound,
+        AtCode::InvalidKey,
+        AtCode::UnableToConnect,
+        AtCode::IllegalArguments,
+        AtCode::Timeout,
+        AtCode::ApkamDenied,
+        AtCode::ApkamPending,
+        AtCode::ApkamRevoked,
+        AtCode::ApkamExpired,
+        AtCode::SelfRevoke,
+        AtCode::AuthFailed,
+    ];
+
     /// The wire code.
     pub(crate) fn code(self) -> &'static str {
         match self {
@@ -51,29 +73,7 @@ impl AtCode {
 
     /// The code for a wire code such as `AT0015`, if this server uses it.
     pub(crate) fn from_wire(code: &str) -> Option<AtCode> {
-        use AtCode::*;
-        [
-            DataStore,
-            InvalidSyntax,
-            BufferLimit,
-            SecondaryNotFound,
-            Handshake,
-            Unauthorized,
-            Internal,
-            KeyNotFound,
-            InvalidKey,
-            UnableToConnect,
-            IllegalArguments,
-            Timeout,
-            ApkamDenied,
-            ApkamPending,
-            ApkamRevoked,
-            ApkamExpired,
-            SelfRevoke,
-            AuthFailed,
-        ]
-        .into_iter()
-        .find(|c| c.code() == code)
+        AtCode::ALL.into_iter().find(|c| c.code() == code)
     }
 
     /// The standard description (at_commons `error_message.dart`).

@@ -406,7 +406,7 @@ impl Session {
     pub(crate) fn notify(&self, req: NotifyReq) -> VerbResult<String> {
         self.need_owner()?;
         let me = self.me().to_string();
-        let mut key = req.key;
+        let mut key = req.key.clone();
         let now = now_ms();
         let to = match &key.vis {
             Vis::Shared(w) => w.clone(),
@@ -422,20 +422,9 @@ impl Session {
             }
             self.check_ns(&key, true)?;
         }
-        let notif_key = if req.text {
-            format!("{to}:{}", key.name)
-        } else {
-            key.stored()
-        };
-        let mut meta: [Option<String>; 16] = Default::default();
-        for (m, p) in meta.iter_mut().zip(req.meta.0.iter()) {
-            *m = p.clone().flatten();
-        }
-        let is_encrypted = if req.text {
-            req.meta.get(IS_ENCRYPTED) == Some("true")
-        } else {
-            key.vis != Vis::Public && req.meta.get(IS_ENCRYPTED) != Some("false")
-        };
+        let notif_key = req.notification_key(&key, &to.to_string());
+        let meta = req.meta_fields();
+        let is_encrypted = req.is_encrypted(&key);
         let id = req.id.unwrap_or_else(random::uuid_v4);
         let ttln = req.ttln.filter(|t| *t > 0).unwrap_or(DEFAULT_TTLN_MS);
         let n = Notification {

@@ -6,7 +6,7 @@ use super::error::{AtCode, AtErr, VerbResult};
 use super::handlers::{compile, render, store_err};
 use super::json::{get_obj, get_scalar, parse_object, str_array};
 use super::key::{AtKey, Vis};
-use super::meta::{now_ms, Meta, MetaPatch, FIELDS, IS_ENCRYPTED, TTL, TTR};
+use super::meta::{now_ms, Meta, MetaPatch, FIELDS, TTL, TTR};
 use super::notify::{monitor_matches, Kind, Notification, Status, DEFAULT_TTLN_MS};
 use super::peer::{verify_pol, within, PeerError, REMOTE_DEADLINE};
 use super::server::Found;
@@ -143,7 +143,7 @@ impl Session {
     pub(crate) fn pol_notify(&self, req: NotifyReq) -> VerbResult<String> {
         let from = self.pol_from().unwrap_or_default().to_string();
         let me = self.me().to_string();
-        let key = req.key;
+        let key = req.key.clone();
         match &key.vis {
             Vis::Shared(w) if *w == me => {}
             Vis::Public if !req.text => {}
@@ -160,20 +160,9 @@ impl Session {
                 key.stored()
             )));
         }
-        let notif_key = if req.text {
-            format!("{me}:{}", key.name)
-        } else {
-            key.stored()
-        };
-        let mut meta: [Option<String>; 16] = Default::default();
-        for (m, p) in meta.iter_mut().zip(req.meta.0.iter()) {
-            *m = p.clone().flatten();
-        }
-        let is_encrypted = if req.text {
-            req.meta.get(IS_ENCRYPTED) == Some("true")
-        } else {
-            key.vis != Vis::Public && req.meta.get(IS_ENCRYPTED) != Some("false")
-        };
+        let notif_key = req.notification_key(&key, &me.to_string());
+        let meta = req.meta_fields();
+        let is_encrypted = req.is_encrypted(&key);
         let now = now_ms();
         let ttln = req.ttln.filter(|t| *t > 0).unwrap_or(DEFAULT_TTLN_MS);
         let n = Notification {

@@ -2,7 +2,7 @@
 //! one typed [`Verb`] out. Pure: no I/O, no store access.
 use super::error::{AtErr, VerbResult};
 use super::key::{norm_atsign, AtKey, Vis};
-use super::meta::MetaPatch;
+use super::meta::{MetaPatch, IS_ENCRYPTED};
 use crate::crypto::rsa::HashAlgo;
 
 /// `meta` / `all` modifier of the lookup verbs.
@@ -23,6 +23,37 @@ pub(crate) struct NotifyReq {
     pub meta: MetaPatch,
     pub key: AtKey,
     pub value: Option<String>,
+}
+
+impl NotifyReq {
+    /// The key the stored notification carries (`key` as resolved by the caller): `@<to>:<text>` for text messages, else the
+    /// full key.
+    pub(crate) fn notification_key(&self, key: &AtKey, to: &str) -> String {
+        if self.text {
+            format!("{to}:{}", key.name)
+        } else {
+            key.stored()
+        }
+    }
+
+    /// The metadata fields as stored with the notification, in the fixed order of §6.2.
+    pub(crate) fn meta_fields(&self) -> [Option<String>; 16] {
+        let mut meta: [Option<String>; 16] = Default::default();
+        for (m, p) in meta.iter_mut().zip(self.meta.0.iter()) {
+            *m = p.clone().flatten();
+        }
+        meta
+    }
+
+    /// §7.7: a key notification counts as encrypted unless it is public or says
+    /// `isEncrypted:false` ("true for legacy reasons"); a text one only if it says so.
+    pub(crate) fn is_encrypted(&self, key: &AtKey) -> bool {
+        if self.text {
+            self.meta.get(IS_ENCRYPTED) == Some("true")
+        } else {
+            key.vis != Vis::Public && self.meta.get(IS_ENCRYPTED) != Some("false")
+        }
+    }
 }
 
 /// One parsed command.
