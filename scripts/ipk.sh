@@ -10,7 +10,8 @@
 # Format (as opkg-lede reads it; docs in docs/openwrt.md): a gzip-compressed
 # tar holding ./debian-binary ("2.0\n"), ./data.tar.gz and ./control.tar.gz,
 # in that order; inner tars gzip, numeric owner 0:0, entries prefixed './'.
-# Only tar, gzip, coreutils (and strip when present) are used.
+# The payload and the metadata come from scripts/stage.sh (shared with
+# scripts/apk.py). Only tar, gzip, coreutils (and strip when present) are used.
 set -eu
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
 		--arch) ARCH="$2"; shift 2 ;;
 		--out) OUT="$2"; shift 2 ;;
 		--release) RELEASE="$2"; shift 2 ;;
-		-h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
 		*) echo "ipk.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -33,38 +34,18 @@ done
 [ -f "$BIN" ] || { echo "ipk.sh: $BIN not found (run 'make static' or pass --bin)" >&2; exit 1; }
 case "$RELEASE" in ''|*[!0-9]*) echo "ipk.sh: release must be a number" >&2; exit 2 ;; esac
 
-PKG=noports
-VERSION="$(sed -n 's/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n 1)-r$RELEASE"
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-	SOURCE_DATE_EPOCH="$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)"
-fi
-FILES="$ROOT/openwrt/noports/files"
-APPLETS="sshnpd at_activate npt sshnp srvd srv"
-
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-DATA="$WORK/data"
+# --- data: the install root and the metadata come from stage.sh ----------
+sh "$ROOT/scripts/stage.sh" --bin "$BIN" --dest "$WORK/stage" --release "$RELEASE"
+info() { sed -n "s/^$1=//p" "$WORK/stage/info"; }
+PKG="$(info name)"
+VERSION="$(info version)"
+APPLETS="$(info applets)"
+SOURCE_DATE_EPOCH="$(info source_date_epoch)"
+DATA="$WORK/stage/root"
 CTRL="$WORK/control"
-mkdir -p "$DATA/usr/bin" "$DATA/etc/init.d" "$DATA/etc/config" "$DATA/lib/upgrade/keep.d" "$CTRL"
-
-# --- data ---------------------------------------------------------------
-cp "$BIN" "$DATA/usr/bin/noports"
-# strip (keep the result only when it is smaller: re-stripping an already
-# stripped binary can grow it by a few bytes of alignment)
-if command -v "${STRIP:-strip}" >/dev/null 2>&1 &&
-	"${STRIP:-strip}" -o "$WORK/stripped" "$BIN" 2>/dev/null &&
-	[ "$(wc -c < "$WORK/stripped")" -lt "$(wc -c < "$BIN")" ]; then
-	cp "$WORK/stripped" "$DATA/usr/bin/noports"
-fi
-cp "$FILES/at_enroll.sh" "$DATA/usr/bin/at_enroll.sh"
-cp "$FILES/sshnpd.init" "$DATA/etc/init.d/sshnpd"
-cp "$FILES/sshnpd.config" "$DATA/etc/config/sshnpd"
-# conffiles entries that are not files go to keep.d (read by sysupgrade)
-printf '/root/.atsign/\n' > "$DATA/lib/upgrade/keep.d/$PKG"
-find "$DATA" -type d -exec chmod 0755 {} +
-chmod 0755 "$DATA/usr/bin/noports" "$DATA/usr/bin/at_enroll.sh" "$DATA/etc/init.d/sshnpd"
-chmod 0600 "$DATA/etc/config/sshnpd"
-chmod 0644 "$DATA/lib/upgrade/keep.d/$PKG"
+mkdir -p "$CTRL"
 
 TAR="tar --format=gnu --numeric-owner --owner=0 --group=0 --sort=name --mtime=@$SOURCE_DATE_EPOCH"
 (cd "$DATA" && $TAR -cf "$WORK/data.tar" .)
@@ -75,24 +56,25 @@ gzip -n -9 -c "$WORK/data.tar" > "$WORK/data.tar.gz"
 cat > "$CTRL/control" <<CONTROL
 Package: $PKG
 Version: $VERSION
-Depends: libc
-Conflicts: csshnpd
-Provides: csshnpd
-Source: feeds/noports/noports
+Depends: $(info depends)
+Conflicts: $(info conflicts)
+Provides: $(info provides)
+Source: $(info origin)
 SourceName: $PKG
-License: BSD-3-Clause
-Section: net
+License: $(info license)
+Section: $(info section)
 SourceDateEpoch: $SOURCE_DATE_EPOCH
-URL: https://www.noports.com
-Maintainer: noports-rs developers
+URL: $(info url)
+Maintainer: $(info maintainer)
 Architecture: $ARCH
 Installed-Size: $INSTALLED_SIZE
-Description: NoPorts (sshnpd, at_activate, npt, sshnp, srvd, srv) reimplemented in Rust
- as one static multicall binary. Uses /etc/config/sshnpd and /etc/init.d/sshnpd
- like csshnpd, which it replaces.
+Description: $(info description)
 CONTROL
 
-printf '/etc/config/sshnpd\n' > "$CTRL/conffiles"
+# conffiles: only the entries that are files in the package (as ipkg-build)
+while read -r f; do
+	if [ -f "$DATA$f" ]; then printf '%s\n' "$f"; fi
+done < "$WORK/stage/conffiles" > "$CTRL/conffiles"
 
 # postinst: the applet symlinks (also during an image build), then the
 # SDK's generic part (default_postinst: enable + start /etc/init.d/sshnpd).
