@@ -388,7 +388,7 @@ def main(argv):
         dest = args[i + 1]
         del args[i:i + 2]
     if len(args) != 1 or args[0].startswith("-"):
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print("usage: scripts/apk_check.py PACKAGE.apk [--json] [--extract DIR]", file=sys.stderr)
         return 2
     try:
         pkg, contents = parse(args[0])
