@@ -5,10 +5,11 @@
 //! Tasks: one writer (owns the sealer, batches records), one reader (owns the opener,
 //! dispatches frames), and two halves per stream. Only the client opens streams.
 
+use crate::runtime::atomic::AtomicU64;
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

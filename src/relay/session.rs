@@ -9,11 +9,12 @@
 //! socket of the *other* side of the *same* session, and only after it presented an auth line
 //! signed by that side's atSign over this session's sessionId/clientNonce/rvdNonce.
 
+use crate::runtime::atomic::AtomicU64;
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,7 @@
 //! executor driven by the main thread plus one helper thread, so spawned work keeps running while
 //! the main future waits.
 
+pub mod atomic;
 pub mod cli;
 pub mod fs;
 pub mod time;

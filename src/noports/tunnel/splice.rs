@@ -2,9 +2,10 @@
 //! live-connection tracker behind the grace rule (noports.md §5.5). Used by the tunnel ends and
 //! by the relay, which splices without decrypting.
 
+use crate::runtime::atomic::AtomicU64;
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
