@@ -4,7 +4,9 @@ MUSL_TARGET := x86_64-unknown-linux-musl
 # ring compiles C: point cc-rs at musl-gcc (Debian: apt-get install musl-tools) unless set.
 export CC_x86_64_unknown_linux_musl ?= musl-gcc
 
-.PHONY: all build release static test demo bench fuzz-build clean size
+comma := ,
+
+.PHONY: all build release static static-full packages test demo bench fuzz-build clean size
 
 all: build
 
@@ -14,22 +16,35 @@ build:
 release:
 	$(CARGO) build --release
 
-# Static x86_64 musl binary (the router-style build; atserver left out like on OpenWrt).
+# Static x86_64 router binary (router feature set: atserver left out), built like every router
+# arch by scripts/router-build.sh (pinned nightly + build-std, zig as linker; installs them).
+# Budget: 1,835,008 B.
 static:
-	$(CARGO) build --release --target $(MUSL_TARGET) --no-default-features
-	@ls -l target/$(MUSL_TARGET)/release/noports
+	./scripts/router-build.sh x86_64 >/dev/null
+	@b=target/router/x86_64-unknown-linux-musl/release/noports; ls -l $$b; \
+	  [ $$(wc -c < $$b) -le 1835008 ] || { echo "$$b is over the 1,835,008 B budget"; exit 1; }
 
-# Static build with the atserver applet included.
+# Static musl binaries, .ipk and .apk for x86_64, aarch64_cortex-a53, arm_cortex-a7_neon-vfpv4,
+# mipsel_24kc and mips_24kc into dist/, with the size table.
+packages:
+	./scripts/packages.sh
+
+# Static x86_64 build with the atserver applet included (stable toolchain, musl-gcc).
 static-full:
 	$(CARGO) build --release --target $(MUSL_TARGET)
 	@ls -l target/$(MUSL_TARGET)/release/noports
 
 # The full test suite: unit tests, known-answer vectors, and end-to-end tests that run the real
 # binary over loopback.
+# The router builds the qemu tests must run (tests/qemu_router.rs): one little-endian 64-bit and
+# one MIPS arch; `make packages` builds the other three, which the same tests then cover.
+TEST_ROUTER_ARCHES := aarch64_cortex-a53,mipsel_24kc
+
 test:
 	./scripts/test-deps.sh
+	./scripts/router-build.sh $(subst $(comma), ,$(TEST_ROUTER_ARCHES)) >/dev/null
 	$(CARGO) build
-	$(CARGO) test --no-fail-fast -- --test-threads=2
+	NOPORTS_REQUIRE_ROUTER_ARCHES=$(TEST_ROUTER_ARCHES) $(CARGO) test --no-fail-fast -- --test-threads=2
 
 demo:
 	$(CARGO) build --release
@@ -46,7 +61,7 @@ clean:
 fuzz-build:
 	cd fuzz && cargo +nightly fuzz build
 
-# OpenWrt .ipk (x86_64) from the static musl build, without the SDK: make static && make ipk
+# OpenWrt .ipk (x86_64) from the static router build, without the SDK: make static && make ipk
 .PHONY: ipk
 ipk:
-	./scripts/ipk.sh
+	./scripts/ipk.sh --bin target/router/x86_64-unknown-linux-musl/release/noports

@@ -5,7 +5,7 @@
 # usage: scripts/footprint.sh [path/to/noports]   (default: the static musl build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${1:-target/x86_64-unknown-linux-musl/release/noports}
+BIN=${1:-target/router/x86_64-unknown-linux-musl/release/noports}
 SERVER_BIN=${SERVER_BIN:-target/release/noports}   # any build with the atserver feature
 [ -x "$BIN" ] || { echo "no binary at $BIN (make static)" >&2; exit 1; }
 [ -x "$SERVER_BIN" ] || { echo "no atserver-capable binary at $SERVER_BIN (make release)" >&2; exit 1; }

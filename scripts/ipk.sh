@@ -5,7 +5,7 @@
 #
 # Environment equivalents: NOPORTS_BIN, IPK_ARCH, IPK_OUT, PKG_RELEASE,
 # SOURCE_DATE_EPOCH. Defaults: the static musl build
-# target/x86_64-unknown-linux-musl/release/noports, arch x86_64, out target/ipk.
+# target/router/x86_64-unknown-linux-musl/release/noports, arch x86_64, out target/ipk.
 #
 # Format (as opkg-lede reads it; docs in docs/openwrt.md): a gzip-compressed
 # tar holding ./debian-binary ("2.0\n"), ./data.tar.gz and ./control.tar.gz,
@@ -15,7 +15,7 @@
 set -eu
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="${NOPORTS_BIN:-$ROOT/target/x86_64-unknown-linux-musl/release/noports}"
+BIN="${NOPORTS_BIN:-$ROOT/target/router/x86_64-unknown-linux-musl/release/noports}"
 ARCH="${IPK_ARCH:-x86_64}"
 OUT="${IPK_OUT:-$ROOT/target/ipk}"
 RELEASE="${PKG_RELEASE:-1}"

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Install what the end-to-end tests use besides Rust: OpenSSH (a real sshd and ssh for the sshnp
-# tests). Debian/Ubuntu; as root, or through sudo when available. Does nothing if present.
+# tests) and qemu-user-static (the router builds run under it, tests/qemu_router.rs).
+# Debian/Ubuntu; as root, or through sudo when available. Does nothing if present.
+# The cross toolchain for the router builds is scripts/router-build.sh's business.
 set -euo pipefail
 need=()
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v qemu-mipsel-static >/dev/null 2>&1 || need+=(qemu-user-static)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=
 if [ "$(id -u)" != 0 ]; then
