@@ -4,7 +4,7 @@
 //! scripts/apk_check.py and compares its payload with the .ipk's.
 //!
 //! The packages are built from the static musl binary when it exists
-//! (target/x86_64-unknown-linux-musl/release/noports, `make static`), otherwise from the
+//! (target/router/x86_64-unknown-linux-musl/release/noports, `make static`), otherwise from the
 //! binary cargo built for this test run. Needs sh, tar, gzip and python3. With
 //! NOPORTS_APK_TOOL set to an apk-tools 3 binary, the .apk is also checked with it.
 
@@ -52,7 +52,7 @@ fn run(cmd: &mut Command) -> String {
 }
 
 fn binary() -> PathBuf {
-    let musl = root().join("target/x86_64-unknown-linux-musl/release/noports");
+    let musl = root().join("target/router/x86_64-unknown-linux-musl/release/noports");
     if musl.is_file() {
         musl
     } else {

@@ -179,7 +179,12 @@ impl Stack {
     }
 
     pub fn command(&self, applet: &str) -> Command {
-        let mut c = Command::new(&self.bin);
+        self.command_of(Command::new(&self.bin), applet)
+    }
+
+    /// Like [`Stack::command`], for another program that runs the multicall binary (e.g. a
+    /// foreign-architecture build under qemu): `program` already holds the binary to run.
+    pub fn command_of(&self, mut c: Command, applet: &str) -> Command {
         c.arg(applet)
             .env("NOPORTS_CA_FILE", &self.ca)
             .env("HOME", &self.dir)
@@ -207,7 +212,17 @@ impl Stack {
 
     /// `sshnpd` for @demo_device managed by `managers`, permitting `permit`.
     pub fn start_daemon(&self, device: &str, managers: &str, permit: &str) -> Proc {
-        let mut c = self.command("sshnpd");
+        self.start_daemon_with(self.command("sshnpd"), device, managers, permit)
+    }
+
+    /// [`Stack::start_daemon`] with the `sshnpd` command given (see [`Stack::command_of`]).
+    pub fn start_daemon_with(
+        &self,
+        mut c: Command,
+        device: &str,
+        managers: &str,
+        permit: &str,
+    ) -> Proc {
         c.args([
             "-a",
             DEVICE,
