@@ -1,6 +1,7 @@
 //! Notification dispatch: authorise first, then route by verb (noports.md §6.2), one task per
 //! notification so sessions are independent.
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -183,8 +184,8 @@ impl Daemon {
                 return;
             }
         };
-        let path = match crate::runtime::fs::home_dir() {
-            Ok(h) => h.join(".ssh").join("authorized_keys"),
+        let path = match authorized_keys_target(&self.config).1 {
+            Ok(p) => p,
             Err(e) => {
                 log::warn!("sshpublickey from {from}: {e}");
                 return;
@@ -555,4 +556,19 @@ struct SuiteOffer<'a> {
     encrypt: bool,
     pk_type: &'a str,
     pk: &'a str,
+}
+
+/// The ssh server on `--local-sshd-port` and the authorized_keys file it reads, found anew
+/// each time (the server may have been restarted or replaced since start-up).
+pub(super) fn authorized_keys_target(
+    config: &Config,
+) -> (super::sshd::Sshd, Result<PathBuf, String>) {
+    let server = super::sshd::identify(config.local_sshd_port);
+    let path = match config.authorized_keys.as_deref() {
+        Some(p) => Ok(p.to_path_buf()),
+        None => crate::runtime::fs::home_dir()
+            .map(|h| super::sshd::authorized_keys_path(&server, &h))
+            .map_err(|e| e.to_string()),
+    };
+    (server, path)
 }

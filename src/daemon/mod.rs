@@ -4,6 +4,7 @@ mod authorized_keys;
 mod dispatch;
 mod permit;
 mod policy;
+mod sshd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,11 @@ pub struct Args {
     /// authorized_keys options put in front of keys added with -s
     #[argh(option, short = 'S', default = "String::new()")]
     sshpublickey_permissions: String,
+    /// file that keys from -s go to (default: where the sshd on --local-sshd-port reads them:
+    /// /etc/dropbear/authorized_keys for root on OpenWrt's dropbear, else
+    /// ~/.ssh/authorized_keys)
+    #[argh(option)]
+    authorized_keys: Option<String>,
     /// do not advertise username or device info
     #[argh(switch, short = 'h')]
     hide: bool,
@@ -99,6 +105,8 @@ pub struct Config {
     pub key_file: PathBuf,
     pub accept_public_keys: bool,
     pub public_key_options: String,
+    /// `--authorized-keys`: overrides the file found from the sshd (see `sshd`).
+    pub authorized_keys: Option<PathBuf>,
     pub hide: bool,
     pub permit_open: PermitOpen,
     pub local_sshd_port: u16,
@@ -164,6 +172,7 @@ impl Config {
             key_file,
             accept_public_keys: a.sshpublickey,
             public_key_options: a.sshpublickey_permissions,
+            authorized_keys: a.authorized_keys.map(PathBuf::from),
             hide: a.hide,
             permit_open,
             local_sshd_port: a.local_sshd_port,
@@ -227,6 +236,14 @@ async fn run(config: Config) -> Result<(), String> {
             .join(","),
         config.permit_open.entries().join(",")
     );
+    if config.accept_public_keys {
+        let (server, path) = dispatch::authorized_keys_target(&config);
+        log::info!(
+            "sshd on port {}: {server}; keys from -s go to {}",
+            config.local_sshd_port,
+            path.map(|p| p.display().to_string()).unwrap_or_else(|e| e)
+        );
+    }
     // One monitor for session traffic and policy answers, filtered client-side by the dispatcher.
     let monitor = client
         .monitor("sshnp@", MonitorStart::Live)
