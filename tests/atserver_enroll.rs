@@ -279,3 +279,155 @@ fn cram_first_activation() {
         .starts_with("error:AT0401"));
     assert_eq!(anon.cmd("lookup:publickey@carol"), format!("data:{pubkey}"));
 }
+
+/// Issue 16: a device enrolled for `sshnp:rw` only (the documented sshnpd enrollment) stays
+/// inside its namespace. It may use its own namespace, shared keys and the public keys, but
+/// never writes identity keys, never reads private key material, and cannot delete, notify or
+/// scan its way out. Every refusal is `AT0009` (UnAuthorized), as documented in docs/security.md.
+#[test]
+fn sshnp_enrollment_cannot_touch_identity_keys() {
+    let s = TestAtServer::start(&["@alice"]);
+    let keys = s.keys("@alice");
+    let mut m = s.login("@alice", true);
+    let otp = m.cmd("otp:get").strip_prefix("data:").unwrap().to_string();
+    let app = Applicant::new();
+    let r = app.request(&mut s.client("@alice"), "@alice", "router1", &otp);
+    let id = field(&r, "enrollmentId");
+    let sym_b64 = String::from_utf8(
+        keys.encrypt_private
+            .decrypt(
+                &b64::decode(&field(
+                    &m.cmd(&format!(r#"enroll:fetch:{{"enrollmentId":"{id}"}}"#)),
+                    "encryptedAPKAMSymmetricKey",
+                ))
+                .unwrap(),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let sym: [u8; 32] = b64::decode(&sym_b64).unwrap().try_into().unwrap();
+    let enc_priv = encrypt_b64(&sym, &ZERO_IV, &keys.encrypt_private.to_pkcs8_b64());
+    let self_key = encrypt_b64(&sym, &ZERO_IV, &b64::encode(&keys.self_encryption_key));
+    let r = m.cmd(&format!(
+        r#"enroll:approve:{{"enrollmentId":"{id}","encryptedDefaultEncryptionPrivateKey":"{enc_priv}","encryptedDefaultSelfEncryptionKey":"{self_key}"}}"#
+    ));
+    assert!(r.contains("approved"), "{r}");
+    // Stored identity before the attack.
+    let pubkey_before = m.cmd("llookup:public:publickey@alice");
+    let signing_pub_before = m.cmd("llookup:public:signing_publickey@alice");
+    let pkam_before = m.cmd("llookup:privatekey:at_pkam_publickey");
+    assert!(pubkey_before.starts_with("data:MII"), "{pubkey_before}");
+    assert!(pkam_before.starts_with("data:MII"), "{pkam_before}");
+    m.cmd("update:@bob:x.other@alice secret-of-another-app");
+    m.cmd("update:_hidden.other@alice hidden");
+
+    let mut d = s.client("@alice");
+    assert_eq!(app.pkam(&mut d, "@alice", &id), "data:success");
+    // What the device legitimately needs still works.
+    assert!(d
+        .cmd("update:@bob:x.mydev.sshnp@alice v")
+        .starts_with("data:"));
+    assert!(d
+        .cmd("update:isEncrypted:false:@bob:shared_key@alice c2hhcmVk")
+        .starts_with("data:"));
+    assert!(d
+        .cmd("update:shared_key.bob@alice c2VsZg==")
+        .starts_with("data:"));
+    assert_eq!(d.cmd("llookup:shared_key.bob@alice"), "data:c2VsZg==");
+    assert_eq!(d.cmd("llookup:public:publickey@alice"), pubkey_before);
+    assert_eq!(d.cmd("plookup:publickey@alice"), pubkey_before);
+    assert!(d
+        .cmd("notify:update:@bob:ping.mydev.sshnp@alice:hello")
+        .starts_with("data:"));
+
+    // The attacker's replacement keys.
+    let evil = RsaPrivateKey::generate().unwrap();
+    let evil_pub = evil.public_key().to_spki_b64();
+    let refused = [
+        // Reads of private key material.
+        "llookup:@alice:signing_privatekey@alice".to_string(),
+        "llookup:signing_privatekey@alice".to_string(),
+        "llookup:privatekey:at_pkam_publickey".to_string(),
+        "llookup:privatekey:at_secret".to_string(),
+        "llookup:privatekey:signing_keypair_generated".to_string(),
+        "llookup:self_encryption_key@alice".to_string(),
+        "llookup:encryption_privatekey@alice".to_string(),
+        "lookup:signing_privatekey@alice".to_string(),
+        // Writes of identity keys.
+        format!("update:privatekey:at_pkam_publickey {evil_pub}"),
+        format!("update:isEncrypted:false:public:publickey@alice {evil_pub}"),
+        format!("update:isEncrypted:false:public:signing_publickey@alice {evil_pub}"),
+        format!("update:@alice:signing_privatekey@alice {evil_pub}"),
+        format!("update:self_encryption_key@alice {evil_pub}"),
+        "update:meta:public:publickey@alice:ttl:1000".to_string(),
+        // Deletes of identity keys.
+        "delete:public:publickey@alice".to_string(),
+        "delete:public:signing_publickey@alice".to_string(),
+        "delete:@alice:signing_privatekey@alice".to_string(),
+        "delete:privatekey:at_pkam_publickey".to_string(),
+        "delete:privatekey:at_secret".to_string(),
+        // Other namespaces and namespace-less keys.
+        "update:@bob:x.other@alice v".to_string(),
+        "llookup:@bob:x.other@alice".to_string(),
+        "delete:@bob:x.other@alice".to_string(),
+        "update:foo@alice v".to_string(),
+        "notify:update:@bob:x.other@alice:v".to_string(),
+        "notify:update:@bob:foo@alice:v".to_string(),
+        format!("notify:update:public:publickey@alice:{evil_pub}"),
+        // Enrollment management.
+        "otp:get".to_string(),
+        r#"enroll:approve:{"enrollmentId":"x"}"#.to_string(),
+    ];
+    for cmd in &refused {
+        let r = d.cmd(cmd);
+        let expected = if cmd.starts_with("otp:") || cmd.starts_with("enroll:") {
+            "error:AT0011"
+        } else {
+            "error:AT0009"
+        };
+        assert!(r.starts_with(expected), "{cmd} -> {r}");
+    }
+    // Scans, hidden or not, show public keys and the own namespace only.
+    for scan in ["scan", "scan:showHidden:true .*"] {
+        let r = d.cmd(scan);
+        assert!(r.contains("x.mydev.sshnp@alice"), "{scan}: {r}");
+        assert!(r.contains("publickey@alice"), "{scan}: {r}");
+        for hidden in [
+            "signing_privatekey",
+            "x.other",
+            "_hidden",
+            "shared_key",
+            "privatekey:",
+            "__manage",
+        ] {
+            assert!(!r.contains(hidden), "{scan} lists {hidden}: {r}");
+        }
+    }
+    // Nothing changed, and a legacy PKAM login with the attacker's key fails.
+    assert_eq!(m.cmd("llookup:public:publickey@alice"), pubkey_before);
+    assert_eq!(
+        m.cmd("llookup:public:signing_publickey@alice"),
+        signing_pub_before
+    );
+    assert_eq!(m.cmd("llookup:privatekey:at_pkam_publickey"), pkam_before);
+    assert!(m
+        .cmd("llookup:@bob:x.other@alice")
+        .starts_with("data:secret"));
+    let mut legacy = s.client("@alice");
+    let ch = legacy.cmd("from:@alice");
+    let sig = b64::encode(
+        &evil
+            .sign(
+                HashAlgo::Sha256,
+                ch.strip_prefix("data:").unwrap().as_bytes(),
+            )
+            .unwrap(),
+    );
+    assert!(legacy
+        .cmd(&format!("pkam:{sig}"))
+        .starts_with("error:AT0401"));
+    // The owner's full enrollment still may do all of it.
+    assert!(m
+        .cmd("llookup:@alice:signing_privatekey@alice")
+        .starts_with("data:"));
+}

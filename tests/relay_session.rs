@@ -358,3 +358,93 @@ fn two_hundred_concurrent_sessions() {
     }))
     .unwrap();
 }
+
+/// Issue 16: hundreds of silent and garbage sockets (from the same address as the legitimate
+/// sides, the hardest case) neither block nor delay the legitimate pair: authenticating
+/// sockets hold no place in the pairing order, the oldest silent ones are evicted, and an nps1
+/// (single-pair) session refuses any further pair, even one with a replayed valid auth line.
+#[test]
+fn strangers_cannot_stall_the_legitimate_pair() {
+    block_on(timeout(DEADLINE, async {
+        let mut cfg = config();
+        cfg.auth_timeout = Duration::from_secs(5);
+        cfg.session_timeout = Duration::from_secs(30);
+        let per_source = cfg.max_auth_per_source;
+        let t = SessionTable::new(cfg);
+        let mut s = spec("siege");
+        s.single_pair = true;
+        let p = t.open(s.clone()).unwrap();
+        let (ka, kb, kx) = keys();
+        // 300 silent sockets, 150 on each port, held open.
+        let mut silent = Vec::new();
+        for i in 0..300 {
+            silent.push(connect(if i % 2 == 0 { p.port_a } else { p.port_b }).await);
+        }
+        // A background flood for the whole test: more silent sockets, garbage lines, long
+        // lines without a newline, and valid-looking lines signed by the wrong key.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flood = {
+            let stop = stop.clone();
+            let wrong = line(&s, kx);
+            noports::runtime::spawn(async move {
+                let mut held = Vec::new();
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    let port = if n % 2 == 0 { p.port_a } else { p.port_b };
+                    let Ok(c) =
+                        Async::<TcpStream>::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+                            .await
+                    else {
+                        continue;
+                    };
+                    let junk: Vec<u8> = match n % 4 {
+                        0 => Vec::new(),
+                        1 => b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+                        2 => vec![b'{'; 4000],
+                        _ => wrong.clone().into_bytes(),
+                    };
+                    let _ = (&c).write_all(&junk).await;
+                    held.push(c);
+                    if held.len() > 200 {
+                        held.remove(0);
+                    }
+                    async_io::Timer::after(Duration::from_millis(2)).await;
+                }
+                n
+            })
+        };
+        async_io::Timer::after(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let a = side(p.port_a, line(&s, ka).as_bytes()).await;
+        let b = side(p.port_b, line(&s, kb).as_bytes()).await;
+        echo_through(&a, &b, b"verified data A to B").await;
+        echo_through(&b, &a, b"verified data B to A").await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "legitimate pair bridged only after {took:?}"
+        );
+        // Strangers are capped per source and side, whatever the flood.
+        let held = t.active_connections();
+        assert!(
+            held <= 2 * per_source + 2,
+            "{held} sockets held for strangers"
+        );
+        // Single pair: a replayed valid auth line gets no second pair.
+        let replay_a = side(p.port_a, line(&s, ka).as_bytes()).await;
+        let replay_b = side(p.port_b, line(&s, kb).as_bytes()).await;
+        assert!(closed_by_relay(&replay_a).await, "second pair accepted (A)");
+        assert!(closed_by_relay(&replay_b).await, "second pair accepted (B)");
+        echo_through(&a, &b, b"still bridged").await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let attempts = flood.await;
+        assert!(attempts > 50, "flood too weak to mean anything: {attempts}");
+        drop(silent);
+        drop((a, b));
+        let r = report_for(&t, "siege").await;
+        assert_eq!(r.pairs, 1);
+        assert!(r.rejected >= 300, "rejected {}", r.rejected);
+    }))
+    .unwrap();
+}

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::error::{AtCode, AtErr, VerbResult};
 use super::json::{get_int, get_str, get_str_list, get_str_map, parse_object, str_map, Obj};
-use super::key::AtKey;
+use super::key::{AtKey, Reserved};
 use super::meta::now_ms;
 use super::notify::{Kind, Notification, Status};
 use super::server::AtServer;
@@ -189,16 +189,29 @@ impl Enrollment {
     }
 }
 
+/// Does an enrollment hold the atSign's identity (`__manage`, or `*` with `rw`)? Only such an
+/// enrollment may write identity keys or touch private key material (docs/security.md).
+pub(crate) fn ns_full(namespaces: &[(String, String)]) -> bool {
+    namespaces
+        .iter()
+        .any(|(n, a)| n == "__manage" || (n == "*" && a == "rw"))
+}
+
 /// May an enrollment with `namespaces` read (or write) `key` (§11.7)? `monitor` may use the
-/// `__manage` namespace; other verbs may not.
+/// `__manage` namespace; other verbs may not. Reserved keys follow [`Reserved`]: shared keys
+/// are open to every enrollment, identity keys are read-only and secrets closed unless the
+/// enrollment is full ([`ns_full`]).
 pub(crate) fn ns_allows(
     namespaces: &[(String, String)],
     key: &AtKey,
     write: bool,
     monitor: bool,
 ) -> bool {
-    if key.is_reserved() {
-        return true;
+    match key.reserved() {
+        Reserved::SharedKey => return true,
+        Reserved::Identity => return !write || ns_full(namespaces),
+        Reserved::Secret => return ns_full(namespaces),
+        Reserved::No => {}
     }
     let access_ok = |a: &str| {
         if write {
@@ -218,6 +231,19 @@ pub(crate) fn ns_allows(
         }
     }
     namespaces.iter().any(|(n, a)| n == "*" && access_ok(a))
+}
+
+/// May a `scan` by an enrollment with `namespaces` list `key`? Like the official server, a
+/// namespace-limited enrollment sees public keys and keys of its namespaces only (no reserved
+/// keys, nothing without a namespace).
+pub(crate) fn ns_lists(namespaces: &[(String, String)], key: &AtKey) -> bool {
+    if key.vis == super::key::Vis::Public {
+        return true;
+    }
+    if key.reserved() != Reserved::No {
+        return ns_full(namespaces);
+    }
+    ns_allows(namespaces, key, false, false)
 }
 
 fn internal(msg: impl Into<String>) -> AtErr {
@@ -639,7 +665,52 @@ mod tests {
         assert!(!ns_allows(&sshnp, &k("foo@alice"), false, false));
         assert!(ns_allows(&sshnp, &k("x.sshrvd@alice"), false, false));
         assert!(!ns_allows(&sshnp, &k("x.sshrvd@alice"), true, false));
+        // Reserved keys: shared keys open, identity read-only, secrets closed.
+        assert!(ns_allows(&sshnp, &k("@bob:shared_key@alice"), true, false));
+        assert!(ns_allows(
+            &sshnp,
+            &k("public:publickey@alice"),
+            false,
+            false
+        ));
+        assert!(!ns_allows(
+            &sshnp,
+            &k("public:publickey@alice"),
+            true,
+            false
+        ));
+        assert!(!ns_allows(
+            &sshnp,
+            &k("public:signing_publickey@alice"),
+            true,
+            false
+        ));
+        for secret in [
+            "@alice:signing_privatekey@alice",
+            "privatekey:at_pkam_publickey",
+            "privatekey:at_secret",
+            "self_encryption_key@alice",
+        ] {
+            assert!(!ns_allows(&sshnp, &k(secret), false, false), "{secret}");
+            assert!(!ns_allows(&sshnp, &k(secret), true, false), "{secret}");
+        }
+        let star_r = ns(&[("*", "r")]);
+        assert!(!ns_allows(
+            &star_r,
+            &k("privatekey:at_pkam_publickey"),
+            false,
+            false
+        ));
+        assert!(!ns_lists(&sshnp, &k("shared_key.bob@alice")));
+        assert!(ns_lists(&sshnp, &k("public:publickey@alice")));
         let all = ns(&[("__manage", "rw"), ("*", "rw")]);
+        assert!(ns_allows(
+            &all,
+            &k("privatekey:at_pkam_publickey"),
+            true,
+            false
+        ));
+        assert!(ns_allows(&all, &k("public:publickey@alice"), true, false));
         assert!(ns_allows(&all, &k("foo@alice"), true, false));
         assert!(!ns_allows(
             &all,

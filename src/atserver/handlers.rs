@@ -386,10 +386,9 @@ impl Session {
                 continue;
             }
             if let Some(ns) = &ns {
-                let ok = k.starts_with("public:")
-                    || AtKey::parse(k)
-                        .map(|key| ns_allows(ns, &key, false, false))
-                        .unwrap_or(false);
+                let ok = AtKey::parse(k)
+                    .map(|key| super::enroll::ns_lists(ns, &key))
+                    .unwrap_or(false);
                 if !ok {
                     continue;
                 }

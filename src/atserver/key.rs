@@ -142,23 +142,50 @@ impl AtKey {
         self.name.rsplit_once('.').map(|(_, ns)| ns)
     }
 
-    /// Keys that bypass APKAM namespace checks (§5.3 "reserved").
-    pub(crate) fn is_reserved(&self) -> bool {
+    /// Which kind of reserved (namespace-less, atProtocol-defined) key this is, for the APKAM
+    /// scope rules in `enroll::ns_allows` (docs/security.md, "Enrollment scope").
+    pub(crate) fn reserved(&self) -> Reserved {
+        if self.vis == Vis::PrivateKey {
+            // privatekey:at_pkam_publickey, at_secret, signing_keypair_generated, ...
+            return Reserved::Secret;
+        }
         let n = self.name.as_str();
-        matches!(
-            n,
-            "publickey"
-                | "signing_publickey"
-                | "signing_privatekey"
-                | "shared_key"
-                | "at_pkam_publickey"
-                | "at_secret"
-                | "at_secret_deleted"
-                | "signing_keypair_generated"
-                | "encryption_publickey"
-                | "self_encryption_key"
-        ) || n.starts_with("shared_key.")
+        if n == "shared_key" || n.starts_with("shared_key.") {
+            return Reserved::SharedKey;
+        }
+        match n {
+            "publickey" | "signing_publickey" | "encryption_publickey" => Reserved::Identity,
+            "signing_privatekey"
+            | "encryption_privatekey"
+            | "privatekey"
+            | "self_encryption_key"
+            | "at_pkam_publickey"
+            | "at_pkam_privatekey"
+            | "at_secret"
+            | "at_secret_deleted"
+            | "signing_keypair_generated"
+            | "commitlogcompactionstats"
+            | "accesslogcompactionstats"
+            | "notificationcompactionstats" => Reserved::Secret,
+            _ => Reserved::No,
+        }
     }
+}
+
+/// Reserved-key classes (§5.3), by what an APKAM enrollment may do with them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reserved {
+    /// An ordinary key: the enrollment's namespaces decide.
+    No,
+    /// `shared_key` copies (`@bob:shared_key@alice`, `shared_key.bob@alice`, cached copies):
+    /// every authenticated connection may read and write them, as on the official server.
+    SharedKey,
+    /// The atSign's public encryption and signing keys: readable by every authenticated
+    /// connection, written only by a `__manage` or `*:rw` enrollment.
+    Identity,
+    /// Private key material and server bookkeeping (`signing_privatekey`, `privatekey:*`,
+    /// `self_encryption_key`, ...): read and written only by a `__manage` or `*:rw` enrollment.
+    Secret,
 }
 
 /// Stored keys that never enter the commit log (§6.4): `data:-1`.

@@ -133,6 +133,41 @@ fn route(
     (rx, task)
 }
 
+/// Sends the relay session request N3; `suite` adds our extra member (noports.md §4.1 allows
+/// extra members: the official relay ignores them).
+async fn send_relay_request(
+    client: &AtClient,
+    p: &SessionParams,
+    sid: &str,
+    client_nonce: &str,
+    suite: Option<&str>,
+    progress: Progress,
+) -> Result<(), SessionError> {
+    progress.say("Fetching host and port from srvd");
+    let mut extra = crate::noports::json::Object::new();
+    if let Some(s) = suite {
+        extra.push("suite", s);
+    }
+    let request = RelayRequest {
+        session_id: sid.to_string(),
+        atsign_a: client.atsign().as_str().to_string(),
+        atsign_b: p.device.as_str().to_string(),
+        authenticate_socket_a: true,
+        authenticate_socket_b: true,
+        client_nonce: client_nonce.to_string(),
+        extra,
+    };
+    client
+        .notify(
+            &p.relay,
+            &format!("{}.request_ports.sshrvd", p.device_name),
+            &request.to_json(),
+            SESSION_NOTIFY,
+        )
+        .await?;
+    Ok(())
+}
+
 /// Set up one session. Consumes nothing persistent: call again for `-K` re-connects.
 pub async fn establish(
     client: &AtClient,
@@ -166,49 +201,18 @@ pub async fn establish(
         )
         .await?;
 
-    progress.say("Fetching host and port from srvd");
     let client_nonce = utc_timestamp('T');
-    let request = RelayRequest {
-        session_id: sid.clone(),
-        atsign_a: client.atsign().as_str().to_string(),
-        atsign_b: p.device.as_str().to_string(),
-        authenticate_socket_a: true,
-        authenticate_socket_b: true,
-        client_nonce: client_nonce.clone(),
-        extra: Default::default(),
-    };
-    client
-        .notify(
-            &p.relay,
-            &format!("{}.request_ports.sshrvd", p.device_name),
-            &request.to_json(),
-            SESSION_NOTIFY,
-        )
-        .await?;
+    // With the official suite the relay request goes out now, in parallel with the ping. When
+    // our suite may be used it waits for the ping, so the request can say `suite:"nps1"` and
+    // the relay pairs exactly once (strangers cannot add pairs; official relays ignore it).
+    let early = p.suite == SuitePref::Official;
+    if early {
+        send_relay_request(client, p, &sid, &client_nonce, None, progress).await?;
+    }
 
     let mut ping: Option<String> = None;
     let mut relay_answer: Option<String> = None;
     let mut session_answer: Option<String> = None;
-    let relay_deadline = started + RELAY_DEADLINE;
-    while relay_answer.is_none() {
-        let left = relay_deadline.saturating_duration_since(Instant::now());
-        match timeout(left, events.recv()).await {
-            Ok(Ok(Event::Relay(v))) => relay_answer = Some(v),
-            Ok(Ok(Event::Ping(v))) => ping = Some(v),
-            Ok(Ok(Event::Session(v))) => session_answer = Some(v),
-            Ok(Err(_)) => return Err(SessionError("monitor ended".into())),
-            Err(_) => {
-                return Err(SessionError(format!(
-                    "Connection timeout to srvd {} service",
-                    p.relay
-                )))
-            }
-        }
-    }
-    let relay = RelayResponse::parse(relay_answer.as_deref().unwrap_or(""))
-        .map_err(|e| SessionError(format!("invalid response from srvd {}: {e}", p.relay)))?;
-    progress.say("Received host and port from srvd");
-
     progress.say("Waiting for daemon feature check response");
     let ping_deadline = started + p.ping_timeout.max(RELAY_DEADLINE.min(p.ping_timeout));
     while ping.is_none() {
@@ -216,7 +220,7 @@ pub async fn establish(
         match timeout(left, events.recv()).await {
             Ok(Ok(Event::Ping(v))) => ping = Some(v),
             Ok(Ok(Event::Session(v))) => session_answer = Some(v),
-            Ok(Ok(Event::Relay(_))) => {}
+            Ok(Ok(Event::Relay(v))) => relay_answer = Some(v),
             Ok(Err(_)) => return Err(SessionError("monitor ended".into())),
             Err(_) => {
                 return Err(SessionError(
@@ -257,6 +261,32 @@ pub async fn establish(
         }
         SuitePref::Auto => ping.supports(SUITE_NAME),
     };
+    let relay_deadline = if early {
+        started + RELAY_DEADLINE
+    } else {
+        let suite = use_ours.then_some(SUITE_NAME);
+        send_relay_request(client, p, &sid, &client_nonce, suite, progress).await?;
+        Instant::now() + RELAY_DEADLINE
+    };
+    while relay_answer.is_none() {
+        let left = relay_deadline.saturating_duration_since(Instant::now());
+        match timeout(left, events.recv()).await {
+            Ok(Ok(Event::Relay(v))) => relay_answer = Some(v),
+            Ok(Ok(Event::Ping(_))) => {}
+            Ok(Ok(Event::Session(v))) => session_answer = Some(v),
+            Ok(Err(_)) => return Err(SessionError("monitor ended".into())),
+            Err(_) => {
+                return Err(SessionError(format!(
+                    "Connection timeout to srvd {} service",
+                    p.relay
+                )))
+            }
+        }
+    }
+    let relay = RelayResponse::parse(relay_answer.as_deref().unwrap_or(""))
+        .map_err(|e| SessionError(format!("invalid response from srvd {}: {e}", p.relay)))?;
+    progress.say("Received host and port from srvd");
+
     let suite_secret = use_ours.then(EphemeralSecret::generate);
     let rvd_nonce = relay
         .rvd_nonce

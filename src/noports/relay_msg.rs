@@ -104,6 +104,13 @@ impl RelayRequest {
         o
     }
 
+    /// The data-plane suite the client announced with the extra member `suite` (ours:
+    /// `"nps1"`, whose sessions use exactly one socket pair). Official clients never send it
+    /// and official relays ignore it.
+    pub fn suite(&self) -> Option<&str> {
+        self.extra.get_str("suite")
+    }
+
     /// The request as compact JSON text (the N3 notification value).
     pub fn to_json(&self) -> String {
         self.to_object().to_json()
@@ -357,6 +364,26 @@ mod tests {
         let long = vec![b'x'; MAX_AUTH_LINE_LEN + 1];
         assert_eq!(take_auth_line(&long), Err(AuthLineError::TooLong));
         assert_eq!(take_auth_line(b"\xff\n"), Err(AuthLineError::NotText));
+    }
+
+    #[test]
+    fn suite_marking_is_an_extra_member() {
+        let mut r = RelayRequest {
+            session_id: "s".into(),
+            atsign_a: "@a".into(),
+            atsign_b: "@b".into(),
+            authenticate_socket_a: true,
+            authenticate_socket_b: true,
+            client_nonce: "c".into(),
+            extra: Object::new(),
+        };
+        assert_eq!(r.suite(), None);
+        r.extra.push("suite", "nps1");
+        let text = r.to_json();
+        // The six spec members come first and unchanged; official relays ignore the rest.
+        assert!(text.starts_with(r#"{"sessionId":"s","atSignA":"@a","atSignB":"@b","authenticateSocketA":true,"authenticateSocketB":true,"clientNonce":"c","#));
+        assert!(text.ends_with(r#""suite":"nps1"}"#), "{text}");
+        assert_eq!(RelayRequest::parse(&text).unwrap().suite(), Some("nps1"));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,14 @@ pub struct RelayConfig {
     pub max_sessions: usize,
     /// Most accepted sockets (pending or paired) across all sessions: the fd cap.
     pub max_connections: usize,
-    /// Most sockets per side of one session still authenticating or waiting for a peer.
+    /// Most sockets per side of one session still authenticating, and (separately) most
+    /// verified sockets per side waiting for a peer. A new socket over the first limit evicts
+    /// the oldest authenticating socket of the busiest source instead of being refused, so
+    /// strangers holding silent sockets cannot lock the legitimate sides out.
     pub max_pending_per_side: usize,
+    /// Most sockets per side of one session still authenticating from one source (an IPv4
+    /// address or an IPv6 /64); a new socket over it evicts that source's oldest.
+    pub max_auth_per_source: usize,
     /// The grace timer (noports.md §4.5).
     pub session_timeout: Duration,
     /// Deadline for a socket's auth line.
@@ -65,6 +71,7 @@ impl Default for RelayConfig {
             max_sessions: 1000,
             max_connections: 4000,
             max_pending_per_side: 32,
+            max_auth_per_source: 8,
             session_timeout: SESSION_TIMEOUT,
             auth_timeout: AUTH_TIMEOUT,
             half_close_linger: HALF_CLOSE_LINGER,
@@ -89,7 +96,8 @@ pub struct SessionSpec {
     pub key_a: Option<RsaPublicKey>,
     /// Side B's public key; `None` leaves side B unauthenticated (legacy only).
     pub key_b: Option<RsaPublicKey>,
-    /// Accept only one pair (sessions that multiplex); later sockets are refused.
+    /// Accept only one pair (sessions that multiplex, e.g. the nps1 suite); later sockets are
+    /// refused.
     pub single_pair: bool,
 }
 
@@ -335,23 +343,65 @@ enum Wake {
     Tick,
 }
 
-/// Session events. Sockets carry a per-side sequence number in accept order: pairing takes
-/// them in that order, so a control socket cannot be overtaken by a data socket whose
-/// signature happened to verify first (the reference pairs by completion order, §4.4).
+/// Session events. Only verified sockets reach the session: a socket still authenticating
+/// holds no place in any queue, so strangers cannot stall pairing. Verified sockets are paired
+/// in the order they finished authentication, as in the reference (§4.4).
 enum Event {
-    Accepted(Side, u64),
-    Ready(Side, u64, Ready),
-    Failed(Side, u64),
+    Ready(Side, Ready),
+    Failed,
     Rejected,
     PairDone { first: bool },
 }
 
-/// A side's queue in accept order; `None` while still authenticating.
-type Queue = VecDeque<(u64, Option<Ready>)>;
+/// A side's verified sockets waiting for a peer, in order of verification.
+type Queue = VecDeque<Ready>;
 
-fn remove_seq(q: &mut Queue, seq: u64) -> Option<Ready> {
-    let i = q.iter().position(|(s, _)| *s == seq)?;
-    q.remove(i).and_then(|(_, r)| r)
+/// The per-source bucket of a peer address: the IPv4 address, or the IPv6 /64 (one host
+/// usually holds a whole /64).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let seg = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(
+                    seg[0], seg[1], seg[2], seg[3], 0, 0, 0, 0,
+                ))
+            }
+        },
+    }
+}
+
+/// One socket still authenticating: dropping `task` closes it.
+struct Authenticating {
+    source: IpAddr,
+    /// Set once the socket sent its first bytes (a legitimate side sends its auth line at once).
+    spoke: Arc<AtomicBool>,
+    task: runtime::Task<()>,
+}
+
+/// Picks the authenticating socket to evict for a newcomer from `source`, if a limit is hit:
+/// within that source when it is at its own limit, else within the busiest source when the
+/// side is full; there the oldest silent socket goes first, then the oldest.
+fn evict_index(
+    pending: &VecDeque<Authenticating>,
+    source: IpAddr,
+    per_source: usize,
+    per_side: usize,
+) -> Option<usize> {
+    let count = |s: IpAddr| pending.iter().filter(|p| p.source == s).count();
+    let victim_source = if count(source) >= per_source.max(1) {
+        source
+    } else if pending.len() >= per_side.max(1) {
+        pending.iter().map(|p| p.source).max_by_key(|s| count(*s))?
+    } else {
+        return None;
+    };
+    pending
+        .iter()
+        .position(|p| p.source == victim_source && !p.spoke.load(Ordering::Relaxed))
+        .or_else(|| pending.iter().position(|p| p.source == victim_source))
 }
 
 #[derive(Default)]
@@ -386,6 +436,7 @@ async fn authenticate(
     key: &RsaPublicKey,
     spec: &SessionSpec,
     limit: Duration,
+    spoke: &AtomicBool,
 ) -> Result<Vec<u8>, AuthFail> {
     let read = async {
         let mut buf = Vec::with_capacity(1024);
@@ -396,6 +447,7 @@ async fn authenticate(
                 .get(..n)
                 .filter(|c| !c.is_empty())
                 .ok_or(AuthFail::Closed)?;
+            spoke.store(true, Ordering::Relaxed);
             buf.extend_from_slice(got);
             if let Some((line, rest)) = take_auth_line(&buf).map_err(AuthFail::Line)? {
                 verify_auth_line(
@@ -422,13 +474,13 @@ async fn accept_loop(
     listener: &Async<TcpListener>,
     events: async_channel::Sender<Event>,
 ) {
-    let in_auth = Arc::new(AtomicUsize::new(0));
     let key = match side {
         Side::A => spec.key_a.clone(),
         Side::B => spec.key_b.clone(),
     };
     let key = key.map(Arc::new);
-    let mut seq = 0u64;
+    // Sockets still authenticating, oldest first. Owned here, so they close with the session.
+    let mut pending: VecDeque<Authenticating> = VecDeque::new();
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -438,6 +490,25 @@ async fn accept_loop(
                 continue;
             }
         };
+        pending.retain(|p| !p.task.is_finished());
+        let source = source_of(peer.ip());
+        if key.is_some() {
+            if let Some(i) = evict_index(
+                &pending,
+                source,
+                inner.cfg.max_auth_per_source,
+                inner.cfg.max_pending_per_side,
+            ) {
+                if let Some(old) = pending.remove(i) {
+                    inner.shed_log(&format!(
+                        "session {}: side {side}: too many sockets authenticating; closing the oldest from {}",
+                        spec.session_id, old.source
+                    ));
+                    drop(old);
+                    let _ = events.try_send(Event::Rejected);
+                }
+            }
+        }
         let Some(slot) = inner.try_slot() else {
             inner.shed_log(&format!(
                 "{} sockets open (limit)",
@@ -447,69 +518,50 @@ async fn accept_loop(
             continue;
         };
         let _ = sock.get_ref().set_nodelay(true);
-        seq += 1;
-        let seq = seq;
         let Some(key) = key.clone() else {
-            let _ = events.send(Event::Accepted(side, seq)).await;
             let ready = Ready {
                 sock,
                 leftover: Vec::new(),
                 peer,
                 _slot: slot,
             };
-            let _ = events.send(Event::Ready(side, seq, ready)).await;
+            let _ = events.send(Event::Ready(side, ready)).await;
             continue;
         };
-        if in_auth.load(Ordering::SeqCst) >= inner.cfg.max_pending_per_side {
-            log::warn!(
-                "session {}: side {side}: too many sockets authenticating; closing {peer}",
-                spec.session_id
-            );
-            let _ = events.try_send(Event::Rejected);
-            continue;
-        }
-        in_auth.fetch_add(1, Ordering::SeqCst);
-        let _ = events.send(Event::Accepted(side, seq)).await;
-        let (spec, events, in_auth, limit) = (
-            spec.clone(),
-            events.clone(),
-            in_auth.clone(),
-            inner.cfg.auth_timeout,
-        );
-        // Detached but bounded by the auth deadline; the result goes back to the session,
-        // which drops it if it has ended meanwhile.
-        runtime::spawn(async move {
-            let r = authenticate(&sock, &key, &spec, limit).await;
-            in_auth.fetch_sub(1, Ordering::SeqCst);
-            match r {
+        let (spec, events, limit) = (spec.clone(), events.clone(), inner.cfg.auth_timeout);
+        let spoke = Arc::new(AtomicBool::new(false));
+        let spoke2 = spoke.clone();
+        // Bounded by the auth deadline, and cancelled (closing the socket) when evicted or
+        // when the session ends.
+        let task = runtime::spawn(async move {
+            match authenticate(&sock, &key, &spec, limit, &spoke2).await {
                 Ok(leftover) => {
                     log::debug!(
                         "session {}: side {side}: {peer} authenticated",
                         spec.session_id
                     );
-                    let _ = events
-                        .send(Event::Ready(
-                            side,
-                            seq,
-                            Ready {
-                                sock,
-                                leftover,
-                                peer,
-                                _slot: slot,
-                            },
-                        ))
-                        .await;
+                    let ready = Ready {
+                        sock,
+                        leftover,
+                        peer,
+                        _slot: slot,
+                    };
+                    let _ = events.send(Event::Ready(side, ready)).await;
                 }
                 Err(e) => {
                     log::warn!(
                         "session {}: Authentication failed on side {side} from {peer}: {e}",
                         spec.session_id
                     );
-                    let _ = events.send(Event::Failed(side, seq)).await;
+                    let _ = events.send(Event::Failed).await;
                 }
             }
-        })
-        .detach();
+        });
+        pending.push_back(Authenticating {
+            source,
+            spoke,
+            task,
+        });
     }
 }
 
@@ -569,59 +621,40 @@ async fn run_session(
                         return EndReason::Closed;
                     }
                 }
-                Event::Accepted(side, seq) => {
+                Event::Failed => rejected += 1,
+                Event::Ready(side, r) => {
                     let q = if side == Side::A {
                         &mut pending_a
                     } else {
                         &mut pending_b
                     };
-                    q.push_back((seq, None));
-                }
-                Event::Failed(side, seq) => {
-                    let q = if side == Side::A {
-                        &mut pending_a
-                    } else {
-                        &mut pending_b
-                    };
-                    remove_seq(q, seq);
-                    rejected += 1;
-                }
-                Event::Ready(side, seq, r) => {
-                    let q = if side == Side::A {
-                        &mut pending_a
-                    } else {
-                        &mut pending_b
-                    };
-                    let waiting = q.iter().filter(|(_, r)| r.is_some()).count();
                     let refuse = if spec.single_pair && formed > 0 {
                         Some("refusing extra socket (single pair)")
-                    } else if waiting >= max_pending {
+                    } else if q.len() >= max_pending {
                         Some("too many unpaired sockets")
                     } else {
                         None
                     };
-                    match (refuse, q.iter_mut().find(|(s, _)| *s == seq)) {
-                        (None, Some(slot)) => slot.1 = Some(r),
-                        (why, _) => {
-                            let why = why.unwrap_or("socket no longer queued");
+                    match refuse {
+                        None => q.push_back(r),
+                        Some(why) => {
                             log::warn!(
                                 "session {}: side {side}: {why}; closing {}",
                                 spec.session_id,
                                 r.peer
                             );
-                            remove_seq(q, seq);
                             rejected += 1;
                         }
                     }
                 }
             }
-            // Pair heads in accept order while both are authenticated.
-            while matches!(pending_a.front(), Some((_, Some(_))))
-                && matches!(pending_b.front(), Some((_, Some(_))))
-            {
-                let (Some((_, Some(a))), Some((_, Some(b)))) =
-                    (pending_a.pop_front(), pending_b.pop_front())
-                else {
+            // Pair the heads (verified sockets, in verification order); a single-pair session
+            // pairs once.
+            while !pending_a.is_empty() && !pending_b.is_empty() {
+                if spec.single_pair && formed > 0 {
+                    break;
+                }
+                let (Some(a), Some(b)) = (pending_a.pop_front(), pending_b.pop_front()) else {
                     break;
                 };
                 let first = formed == 0;

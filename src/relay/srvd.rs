@@ -337,6 +337,15 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, n: Notifi
         }
     };
     let legacy = req.client_nonce.is_empty() && !req.authenticate_socket_a;
+    if req
+        .suite()
+        .is_some_and(|s| s != crate::noports::suite::SUITE_NAME)
+    {
+        log::info!(
+            "session {sid}: unknown suite {:?} in the request; pairing as multi",
+            req.suite()
+        );
+    }
     let rvd_nonce = new_rvd_nonce();
     let spec = SessionSpec {
         session_id: sid.clone(),
@@ -346,7 +355,9 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, n: Notifi
         rvd_nonce: rvd_nonce.clone(),
         key_a,
         key_b,
-        single_pair: false,
+        // Our nps1 suite multiplexes everything over one pair; more sockets can only be
+        // strangers (or replays), so the session pairs once.
+        single_pair: req.suite() == Some(crate::noports::suite::SUITE_NAME),
     };
     let ports = match table.open(spec) {
         Ok(p) => p,
