@@ -3,6 +3,7 @@
 'require form';
 'require rpc';
 'require poll';
+'require fs';
 
 // NoPorts daemon settings: /etc/config/sshnpd, one daemon per 'sshnpd' section.
 
@@ -39,29 +40,140 @@ function instanceStatus(res) {
 	}).join(', ');
 }
 
+// 'at_enroll.sh status' prints key=value lines, then '---' and the enrollment log. For every
+// sshnpd section whose daemon keeps /var/run/sshnpd/<section>.status, it adds a line
+// 'daemon.<section>=<that JSON on one line>':
+//   {"state":"running","atsign":..,"device":..,"last_session":{"at":..,"from":..,"service":..}}
+// (rpcd file ACLs cannot name the per-section files without a wildcard, so the one granted
+// status command relays them.)
+function parseEnrollStatus(res) {
+	var st = { daemons: {} },
+	    lines = String((res && res.stdout) || '').split('\n'),
+	    i, eq, key, val;
+	for (i = 0; i < lines.length && lines[i] !== '---'; i++) {
+		eq = lines[i].indexOf('=');
+		if (eq <= 0)
+			continue;
+		key = lines[i].substring(0, eq);
+		val = lines[i].substring(eq + 1);
+		if (key.indexOf('daemon.') === 0) {
+			try { st.daemons[key.substring(7)] = JSON.parse(val); }
+			catch (e) { st.daemons[key.substring(7)] = { state: _('unreadable status file') }; }
+		}
+		else
+			st[key] = val;
+	}
+	return st;
+}
+
+function fetchEnrollStatus() {
+	return L.resolveDefault(fs.exec('/usr/bin/at_enroll.sh', [ 'status' ]), null).then(function(res) {
+		return (res && res.code === 0) ? parseEnrollStatus(res) : null;
+	});
+}
+
+function enrollmentText(st) {
+	if (!st)
+		return _('unknown (cannot run at_enroll.sh status)');
+	if (st.running === '1')
+		return _('in progress, waiting for approval (see the Enrollment tab)');
+	if (st.key_present === '1')
+		return _('enrolled, keys at %s').format(st.keyfile);
+	return _('not enrolled (see the Enrollment tab)');
+}
+
+function formatTime(at) {
+	var d = new Date(at);
+	if (!at || isNaN(d.getTime()))
+		return String(at || '?');
+	return d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC').replace(/Z$/, ' UTC');
+}
+
+function daemonText(st) {
+	var names = st ? Object.keys(st.daemons) : [];
+	if (!names.length)
+		return [ _('no status reported by the daemon') ];
+	return names.map(function(n) {
+		var d = st.daemons[n] || {};
+		return n + ': ' + String(d.state || _('unknown')) +
+			(d.atsign ? ' ' + _('as %s').format(d.atsign) : '') +
+			(d.device ? ' ' + _('(device %s)').format(d.device) : '');
+	});
+}
+
+function lastSessionText(st) {
+	var names = st ? Object.keys(st.daemons) : [], out = [];
+	names.forEach(function(n) {
+		var s = st.daemons[n] && st.daemons[n].last_session;
+		if (s && typeof(s) === 'object')
+			out.push(n + ': ' + _('%s from %s to %s').format(formatTime(s.at), String(s.from || '?'), String(s.service || '?')));
+	});
+	return out.length ? out : [ _('none recorded') ];
+}
+
+function setLines(root, id, lines) {
+	var node = root.querySelector('[id="' + id + '"]');
+	if (!node)
+		return;
+	while (node.firstChild)
+		node.removeChild(node.firstChild);
+	lines.forEach(function(l, i) {
+		if (i)
+			node.appendChild(E('br'));
+		node.appendChild(document.createTextNode(l));
+	});
+}
+
+function updateState(root, services, st) {
+	setLines(root, 'noports-status', [ _('Service status') + ': ' + instanceStatus(services) ]);
+	setLines(root, 'noports-daemon', daemonText(st));
+	setLines(root, 'noports-last-session', lastSessionText(st));
+	setLines(root, 'noports-enrollment', [ enrollmentText(st) ]);
+}
+
+function loadState() {
+	return Promise.all([
+		L.resolveDefault(callServiceList('sshnpd'), {}),
+		fetchEnrollStatus()
+	]);
+}
+
 return view.extend({
 	load: function() {
-		return L.resolveDefault(callServiceList('sshnpd'), {});
+		return loadState();
 	},
 
-	render: function(services) {
-		var m, s, o;
+	render: function(state) {
+		var m, s, o, polling = false;
 
 		m = new form.Map('sshnpd', _('NoPorts'),
 			_('The NoPorts daemon (sshnpd) lets the manager atSigns reach services on this device through an atSign-authenticated relay, with no open inbound ports. Enroll the device atSign on the Enrollment tab before enabling it.'));
 
 		s = m.section(form.NamedSection, '_status');
 		s.render = function() {
-			var el = E('div', { 'class': 'cbi-section' }, [
-				E('p', { 'id': 'noports-status' }, [ _('Service status') + ': ' + instanceStatus(services) ])
+			var row = function(title, id) {
+				return E('tr', {}, [ E('td', {}, [ E('strong', {}, [ title ]) ]), E('td', { 'id': id }) ]);
+			};
+			var el = E('div', { 'class': 'cbi-section', 'id': 'noports-state' }, [
+				E('h3', {}, [ _('Status') ]),
+				E('table', { 'class': 'noports-state' }, [
+					row(_('Service'), 'noports-status'),
+					row(_('Daemon'), 'noports-daemon'),
+					row(_('Last session'), 'noports-last-session'),
+					row(_('Enrollment'), 'noports-enrollment')
+				])
 			]);
-			poll.add(function() {
-				return L.resolveDefault(callServiceList('sshnpd'), {}).then(function(res) {
-					var node = document.getElementById('noports-status');
-					if (node)
-						node.textContent = _('Service status') + ': ' + instanceStatus(res);
-				});
-			}, 5);
+			// Rendered again after every save: show the latest state, poll only once.
+			updateState(el, state[0], state[1]);
+			if (!polling) {
+				polling = true;
+				poll.add(function() {
+					return loadState().then(function(res) {
+						state = res;
+						updateState(document, res[0], res[1]);
+					});
+				}, 5);
+			}
 			return el;
 		};
 

@@ -96,14 +96,17 @@ return view.extend({
 	},
 
 	render: function(st) {
+		// Not ui.createHandlerFn: it re-enables the clicked button once the handler settles,
+		// which would undo the state run() has just shown (Enroll stays disabled while the
+		// detached enrollment runs). run() disables both buttons itself.
 		this.infoNode = E('div');
 		this.startBtn = E('button', {
 			'class': 'btn cbi-button cbi-button-action',
-			'click': ui.createHandlerFn(this, 'run', 'start')
+			'click': L.bind(function(ev) { ev.preventDefault(); return this.run('start'); }, this)
 		}, [ _('Enroll') ]);
 		this.stopBtn = E('button', {
 			'class': 'btn cbi-button cbi-button-negative',
-			'click': ui.createHandlerFn(this, 'run', 'stop')
+			'click': L.bind(function(ev) { ev.preventDefault(); return this.run('stop'); }, this)
 		}, [ _('Cancel') ]);
 		this.logNode = E('textarea', {
 			'class': 'cbi-input-textarea',
