@@ -5,7 +5,10 @@
 #                                 or only the named one)
 #   at_enroll.sh start [section]  enroll detached; output goes to the log file
 #   at_enroll.sh stop             stop a detached enrollment
-#   at_enroll.sh status [section] key=value lines (for LuCI) then the log tail
+#   at_enroll.sh status [section] key=value lines (for LuCI) then the log tail; for every
+#                                 sshnpd section whose daemon keeps a status file
+#                                 /var/run/sshnpd/<section>.status (JSON), a line
+#                                 daemon.<section>=<that JSON on one line>
 #
 # For each section: needs atsign, device and otp; writes
 # <home>/.atsign/keys/<atsign>_key.atKeys (or 'keyfile'); waits until the
@@ -25,6 +28,7 @@ AT_ACTIVATE=/usr/bin/at_activate
 LOG=/var/log/at_enroll.log
 PIDFILE=/var/run/at_enroll.pid
 CHILDFILE=/var/run/at_enroll.child
+STATUS_DIR=/var/run/sshnpd
 NAMESPACES="sshnp:rw,sshrvd:rw"
 APP=noports
 
@@ -158,9 +162,18 @@ do_status() {
 	echo "keyfile=$keyfile"
 	if [ -n "$keyfile" ] && [ -f "$keyfile" ]; then echo "key_present=1"; else echo "key_present=0"; fi
 	if is_running; then echo "running=1"; else echo "running=0"; fi
+	config_foreach daemon_status sshnpd
 	echo "---"
 	[ -f "$LOG" ] && tail -n 40 "$LOG"
 	return 0
+}
+
+daemon_status() {
+	# The daemon's state file for section $1, relayed for LuCI (its ACL cannot name the
+	# per-section files without a wildcard); JSON has no raw newlines inside strings.
+	local f="$STATUS_DIR/$1.status"
+	[ -f "$f" ] || return 0
+	printf 'daemon.%s=%s\n' "$1" "$(head -c 4096 "$f" | tr -d '\r\n')"
 }
 
 FIRST=
