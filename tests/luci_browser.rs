@@ -54,6 +54,9 @@ struct Server {
     results: Arc<(Mutex<Results>, Condvar)>,
 }
 
+/// Generated responses the pages fetch from /fixture/<name>.
+type Fixtures = Arc<HashMap<String, String>>;
+
 /// Only these trees are served (read-only); everything else is 404.
 const SERVED: &[&str] = &["luci-app/", "tests/luci/", "openwrt/noports/files/"];
 
@@ -85,7 +88,7 @@ fn query_param(query: &str, key: &str) -> String {
         .unwrap_or_default()
 }
 
-fn handle(mut stream: TcpStream, results: Arc<(Mutex<Results>, Condvar)>) {
+fn handle(mut stream: TcpStream, results: Arc<(Mutex<Results>, Condvar)>, fixtures: Fixtures) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -142,6 +145,10 @@ fn handle(mut stream: TcpStream, results: Arc<(Mutex<Results>, Condvar)>) {
             drop(r);
             respond(&mut stream, "200 OK", "text/plain", b"done");
         }
+        ("GET", p) if p.starts_with("fixture/") => match fixtures.get(&p["fixture/".len()..]) {
+            Some(body) => respond(&mut stream, "200 OK", "text/plain", body.as_bytes()),
+            None => respond(&mut stream, "404 Not Found", "text/plain", b"no fixture"),
+        },
         ("GET", p) => {
             let allowed = SERVED.iter().any(|prefix| p.starts_with(prefix))
                 && !p.split('/').any(|seg| seg == ".." || seg.is_empty());
@@ -154,18 +161,86 @@ fn handle(mut stream: TcpStream, results: Arc<(Mutex<Results>, Condvar)>) {
     }
 }
 
-fn serve() -> Server {
+fn serve(fixtures: HashMap<String, String>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let port = listener.local_addr().unwrap().port();
     let results: Arc<(Mutex<Results>, Condvar)> = Arc::default();
     let shared = results.clone();
+    let fixtures: Fixtures = Arc::new(fixtures);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let shared = shared.clone();
-            std::thread::spawn(move || handle(stream, shared));
+            let (shared, fixtures) = (shared.clone(), fixtures.clone());
+            std::thread::spawn(move || handle(stream, shared, fixtures));
         }
     });
     Server { port, results }
+}
+
+/// What the shipped at_enroll.sh prints for `status` on an enrolled router whose daemon keeps
+/// a status file: the real script, run by sh with /lib/functions.sh replaced by a stub holding
+/// the shipped config (section cfg01e2b4) and its /var paths moved into a temporary directory.
+fn at_enroll_status() -> String {
+    let dir = std::env::temp_dir().join(format!("noports-luci-enroll-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let home = dir.join("home");
+    let keys = home.join(".atsign/keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::create_dir_all(dir.join("run/sshnpd")).unwrap();
+    std::fs::write(keys.join("@atsign_key.atKeys"), "{}").unwrap();
+    // Spread over lines on purpose: the script puts it on one.
+    std::fs::write(
+        dir.join("run/sshnpd/cfg01e2b4.status"),
+        "{\"state\":\"running\",\n \"atsign\":\"@atsign\",\"device\":\"devicename\",\n \"last_session\":{\"at\":\"2026-12-02T18:04:05Z\",\"from\":\"@alice\",\"service\":\"localhost:22\"}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("at_enroll.log"),
+        "at_enroll: enrolled; keys written; otp removed from /etc/config/sshnpd\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("functions.sh"),
+        format!(
+            r#"config_load() {{ :; }}
+config_foreach() {{ local fn="$1" s; shift; for s in $CONFIG_SECTIONS; do "$fn" "$s" "$@"; done; }}
+config_get() {{ local __v; eval "__v=\${{CONFIG_${{2}}_${{3}}:-}}"; [ -n "$__v" ] || __v="$4"; eval "$1=\$__v"; }}
+CONFIG_SECTIONS="cfg01e2b4"
+CONFIG_cfg01e2b4_enabled=0
+CONFIG_cfg01e2b4_atsign='@atsign'
+CONFIG_cfg01e2b4_manager='@manager'
+CONFIG_cfg01e2b4_device='devicename'
+CONFIG_cfg01e2b4_home='{}'
+"#,
+            home.display()
+        ),
+    )
+    .unwrap();
+    let mut script =
+        std::fs::read_to_string(root().join("openwrt/noports/files/at_enroll.sh")).unwrap();
+    for (from, to) in [
+        (". /lib/functions.sh".to_string(), format!(". '{}/functions.sh'", dir.display())),
+        ("LOG=/var/log/at_enroll.log".into(), format!("LOG='{}/at_enroll.log'", dir.display())),
+        ("PIDFILE=/var/run/at_enroll.pid".into(), format!("PIDFILE='{}/pid'", dir.display())),
+        ("STATUS_DIR=/var/run/sshnpd".into(), format!("STATUS_DIR='{}/run/sshnpd'", dir.display())),
+    ] {
+        assert!(script.contains(&from), "at_enroll.sh no longer has {from}");
+        script = script.replace(&from, &to);
+    }
+    std::fs::write(dir.join("at_enroll.sh"), script).unwrap();
+    let out = Command::new("sh")
+        .arg(dir.join("at_enroll.sh"))
+        .arg("status")
+        .output()
+        .expect("run sh");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "at_enroll.sh status: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// Runs Chromium on one scenario page; returns the verdict JSON text the page posted.
@@ -339,7 +414,9 @@ fn luci_views_in_chromium() {
         eprintln!("SKIPPED luci_views_in_chromium: no /usr/bin/chromium (apt-get install chromium, or scripts/test-deps.sh)");
         return;
     };
-    let server = serve();
+    let mut fixtures = HashMap::new();
+    fixtures.insert("at_enroll_status".to_string(), at_enroll_status());
+    let server = serve(fixtures);
 
     // Configuration page: renders /etc/config/sshnpd, the daemon state, validates, saves.
     let calls = verdict_ok("config", &run_scenario(&browser, &server, "config"));
