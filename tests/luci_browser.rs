@@ -218,10 +218,22 @@ CONFIG_cfg01e2b4_home='{}'
     let mut script =
         std::fs::read_to_string(root().join("openwrt/noports/files/at_enroll.sh")).unwrap();
     for (from, to) in [
-        (". /lib/functions.sh".to_string(), format!(". '{}/functions.sh'", dir.display())),
-        ("LOG=/var/log/at_enroll.log".into(), format!("LOG='{}/at_enroll.log'", dir.display())),
-        ("PIDFILE=/var/run/at_enroll.pid".into(), format!("PIDFILE='{}/pid'", dir.display())),
-        ("STATUS_DIR=/var/run/sshnpd".into(), format!("STATUS_DIR='{}/run/sshnpd'", dir.display())),
+        (
+            ". /lib/functions.sh".to_string(),
+            format!(". '{}/functions.sh'", dir.display()),
+        ),
+        (
+            "LOG=/var/log/at_enroll.log".into(),
+            format!("LOG='{}/at_enroll.log'", dir.display()),
+        ),
+        (
+            "PIDFILE=/var/run/at_enroll.pid".into(),
+            format!("PIDFILE='{}/pid'", dir.display()),
+        ),
+        (
+            "STATUS_DIR=/var/run/sshnpd".into(),
+            format!("STATUS_DIR='{}/run/sshnpd'", dir.display()),
+        ),
     ] {
         assert!(script.contains(&from), "at_enroll.sh no longer has {from}");
         script = script.replace(&from, &to);
@@ -475,5 +487,25 @@ fn luci_views_in_chromium() {
         execs.iter().filter(|l| l.ends_with(" status")).count() >= 3,
         "enroll: the status is polled\n{}",
         execs.join("\n")
+    );
+
+    // An enrollment nobody approves: stays in progress, Cancel stops it, Enroll restarts it.
+    let calls = verdict_ok(
+        "enroll-waiting",
+        &run_scenario(&browser, &server, "enroll-waiting"),
+    );
+    let runs: Vec<String> = calls
+        .iter()
+        .map(call_line)
+        .filter(|l| l.ends_with(" start") || l.ends_with(" stop"))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "fs.exec /usr/bin/at_enroll.sh start",
+            "fs.exec /usr/bin/at_enroll.sh stop",
+            "fs.exec /usr/bin/at_enroll.sh start"
+        ],
+        "enroll-waiting"
     );
 }

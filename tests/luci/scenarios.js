@@ -304,9 +304,65 @@ function scenarioEnroll() {
 	});
 }
 
+// An enrollment nobody approves: it stays in progress across polls, Cancel stops it, Enroll
+// starts it again. Ends waiting, so the screenshot shows the in-progress page.
+function scenarioEnrollWaiting() {
+	var st;
+	D.pollSpeedup = 4;
+	return get(ACL).then(function(acl) {
+		D.acl = JSON.parse(acl);
+		st = { atsign: '@my_router', device: 'router', otp: '123456', key: false, running: false, log: [] };
+		D.backend = {
+			exec: function(cmd, argv) {
+				var a = argv.join(' ');
+				if (cmd == SCRIPT && a == 'status')
+					return { code: 0, stdout: statusOutput(st), stderr: '' };
+				if (cmd == SCRIPT && a == 'start') {
+					st.running = true;
+					st.log = [ 'at_enroll: requesting enrollment of @my_router as device \'router\'',
+						'at_enroll: approve it where @my_router is already activated with:',
+						'  at_activate approve -a @my_router --arx noports --drx router' ];
+					return { code: 0, stdout: 'at_enroll: started; log in /var/log/at_enroll.log\n', stderr: '' };
+				}
+				if (cmd == SCRIPT && a == 'stop') {
+					st.running = false;
+					st.log.push('at_enroll: stopped');
+					return { code: 0, stdout: 'at_enroll: stopping 1234\n', stderr: '' };
+				}
+				return { code: 2, stdout: '', stderr: 'unexpected' };
+			}
+		};
+		return D.runView(VIEWS + 'enroll.js');
+	}).then(function() {
+		var btns = document.querySelectorAll('#view .cbi-page-actions button');
+		var enroll = btns[0], cancel = btns[1];
+		var statusRuns = function() { return callsOf('fs.exec').filter(function(c) { return c.args.join(' ') == SCRIPT + ' status'; }).length; };
+		var inProgress = function() { return /Enrollment in progress/.test($('view').textContent); };
+		click(enroll);
+		return waitFor(inProgress, 5000, 'the in-progress note').then(function() {
+			var n = statusRuns();
+			return waitFor(function() { return statusRuns() >= n + 2; }, 5000, 'two more polls');
+		}).then(function() {
+			check('unapproved: still in progress after two polls', inProgress() && enroll.disabled && !cancel.disabled,
+				'in progress=' + inProgress() + ' Enroll disabled=' + enroll.disabled + ' Cancel disabled=' + cancel.disabled);
+			click(cancel);
+			return waitFor(function() { return !inProgress(); }, 5000, 'the cancelled state').then(function() { return sleep(50); });
+		}).then(function() {
+			check('Cancel runs at_enroll.sh stop', callsOf('fs.exec').some(function(c) { return c.args.join(' ') == SCRIPT + ' stop'; }), '');
+			check('after Cancel: Enroll enabled, Cancel disabled', !enroll.disabled && cancel.disabled, enroll.disabled + '/' + cancel.disabled);
+			click(enroll);
+			return waitFor(inProgress, 5000, 'the in-progress note again').then(function() { return sleep(50); });
+		}).then(function() {
+			check('Enroll again: in progress, Cancel enabled', enroll.disabled && !cancel.disabled, enroll.disabled + '/' + cancel.disabled);
+			check('two starts, one stop', callsOf('fs.exec').filter(function(c) { return / (start|stop)$/.test(c.args.join(' ')); })
+				.map(function(c) { return c.args[1]; }).join(',') == 'start,stop,start', '');
+		});
+	});
+}
+
 // ------------------------------------------------------------------------ runner
 
-var SCENARIOS = { config: scenarioConfig, enroll: scenarioEnroll };
+var SCENARIOS = { config: scenarioConfig, enroll: scenarioEnroll, 'enroll-waiting': scenarioEnrollWaiting };
 
 function finish(error) {
 	check('no uncaught errors', !uncaught.length, uncaught.join(' | '));
