@@ -2,6 +2,7 @@
 //! requests from authorised client atSigns within its permit-open list (noports.md §6).
 mod authorized_keys;
 mod dispatch;
+mod doctor;
 mod permit;
 mod policy;
 mod sshd;
@@ -184,6 +185,30 @@ impl Config {
 }
 
 pub fn main(argv: &[String]) -> ExitCode {
+    // `sshnpd doctor <the daemon's flags> [--relay @relay]`: check the set-up step by step.
+    if argv.get(1).map(String::as_str) == Some("doctor") {
+        let mut rest: Vec<String> = argv.to_vec();
+        rest.remove(1);
+        let relay = match doctor::take_relay_flag(&mut rest) {
+            Ok(r) => r,
+            Err(msg) => {
+                eprintln!("Invalid argument(s): {msg}");
+                return ExitCode::from(1);
+            }
+        };
+        let args: Args = match cli::parse_dialect(&rest, DIALECT) {
+            Ok(a) => a,
+            Err(code) => return code,
+        };
+        runtime::init_logging(false);
+        return match Config::from_args(args) {
+            Ok(config) => doctor::run(config, relay),
+            Err(msg) => {
+                eprintln!("Invalid argument(s): {msg}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let args: Args = match cli::parse_dialect(argv, DIALECT) {
         Ok(a) => a,
         Err(code) => return code,

@@ -136,6 +136,17 @@ impl Daemon {
     }
 }
 
+/// Feed policy answers from `monitor` to the pending requests of `d` (for a caller that runs no
+/// full dispatcher, such as `sshnpd doctor`). Ends when the monitor does.
+pub(super) async fn route_policy_answers(d: Arc<Daemon>, mut monitor: crate::at::Monitor) {
+    while let Some(n) = monitor.next().await {
+        if d.config.policy.as_ref() == Some(&n.from) {
+            let value = n.value.clone().unwrap_or_default();
+            d.on_policy_response(n.key_name(), &value).await;
+        }
+    }
+}
+
 /// `{"authorized":bool,"message":…,"permitOpen":["h:p",…]}` -> Decision.
 fn decision_from(payload: &Object) -> Decision {
     if payload.get_bool("authorized") != Some(true) {
