@@ -9,7 +9,7 @@
 //! waits on /hold, which the server answers only once the verdict arrived (or after a timeout), so
 //! the screenshot shows the finished scenario. Screenshots: target/luci-screenshots/*.png.
 //!
-//! Without /usr/bin/chromium (or $CHROMIUM) the test is skipped with a message, unless
+//! Without /usr/bin/chromium ($CHROMIUM overrides the path) the test is skipped with a message, unless
 //! NOPORTS_REQUIRE_CHROMIUM=1. `scripts/test-deps.sh` installs Debian's chromium.
 
 use std::collections::HashMap;
@@ -31,13 +31,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// $CHROMIUM when set (and only it), else Debian's /usr/bin/chromium.
 fn chromium() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("CHROMIUM").map(PathBuf::from),
-        Some(PathBuf::from("/usr/bin/chromium")),
-        Some(PathBuf::from("/usr/bin/chromium-browser")),
-    ];
-    candidates.into_iter().flatten().find(|p| p.is_file())
+    let candidate = std::env::var_os("CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    candidate.is_file().then_some(candidate)
 }
 
 fn require_chromium() -> bool {
@@ -421,9 +420,9 @@ fn call_line(c: &Value) -> String {
 fn luci_views_in_chromium() {
     let Some(browser) = chromium() else {
         if require_chromium() {
-            panic!("NOPORTS_REQUIRE_CHROMIUM=1 but no /usr/bin/chromium (scripts/test-deps.sh installs it)");
+            panic!("NOPORTS_REQUIRE_CHROMIUM=1 but no chromium ($CHROMIUM or /usr/bin/chromium; scripts/test-deps.sh installs it)");
         }
-        eprintln!("SKIPPED luci_views_in_chromium: no /usr/bin/chromium (apt-get install chromium, or scripts/test-deps.sh)");
+        eprintln!("SKIPPED luci_views_in_chromium: no chromium ($CHROMIUM or /usr/bin/chromium; apt-get install chromium, or scripts/test-deps.sh)");
         return;
     };
     let mut fixtures = HashMap::new();
