@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -290,6 +291,8 @@ fn run_scenario(browser: &Path, server: &Server, scenario: &str) -> String {
         .arg(format!("--screenshot={}", shot.display()))
         .arg(&url)
         .env("HOME", &profile)
+        // Its own process group, so a timeout can end the renderers and helpers with it.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -312,6 +315,9 @@ fn run_scenario(browser: &Path, server: &Server, scenario: &str) -> String {
             break Some(st);
         }
         if start.elapsed() > BROWSER_TIMEOUT {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
             break None;
