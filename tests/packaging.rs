@@ -499,6 +499,8 @@ set command
   [router]
   [-k]
   [{keyfile}]
+  [--status-file]
+  [/var/run/sshnpd/cfg1.status]
   [-v]
   [--permit-open]
   [localhost:22]

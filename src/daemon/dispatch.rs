@@ -488,6 +488,7 @@ impl Daemon {
                         "official"
                     };
                     log::warn!("{what} session {sid} for {from} to {target} via {relay}: started (suite {suite})");
+                    super::status::session(from.as_str(), target, suite);
                     self.reply(from, sid, &signed).await;
                     return;
                 }

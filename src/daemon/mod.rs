@@ -6,6 +6,7 @@ mod doctor;
 mod permit;
 mod policy;
 mod sshd;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,9 @@ pub struct Args {
     /// authorized_keys options put in front of keys added with -s
     #[argh(option, short = 'S', default = "String::new()")]
     sshpublickey_permissions: String,
+    /// keep the daemon's state (running, last session) in this JSON file for a front end
+    #[argh(option)]
+    status_file: Option<String>,
     /// file that keys from -s go to (default: where the sshd on --local-sshd-port reads them:
     /// /etc/dropbear/authorized_keys for root on OpenWrt's dropbear, else
     /// ~/.ssh/authorized_keys)
@@ -108,6 +112,8 @@ pub struct Config {
     pub public_key_options: String,
     /// `--authorized-keys`: overrides the file found from the sshd (see `sshd`).
     pub authorized_keys: Option<PathBuf>,
+    /// `--status-file` (see `status`).
+    pub status_file: Option<PathBuf>,
     pub hide: bool,
     pub permit_open: PermitOpen,
     pub local_sshd_port: u16,
@@ -174,6 +180,7 @@ impl Config {
             accept_public_keys: a.sshpublickey,
             public_key_options: a.sshpublickey_permissions,
             authorized_keys: a.authorized_keys.map(PathBuf::from),
+            status_file: a.status_file.map(PathBuf::from),
             hide: a.hide,
             permit_open,
             local_sshd_port: a.local_sshd_port,
@@ -227,17 +234,24 @@ pub fn main(argv: &[String]) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(1);
     }
+    status::init(
+        config.status_file.clone(),
+        config.atsign.as_str(),
+        &config.device,
+    );
     runtime::block_on(async move {
         let run = run(config);
         let stop = async {
             runtime::shutdown_signal().await;
             log::warn!("sshnpd: shutting down on signal");
+            status::set_state("stopped");
             Ok(())
         };
         match futures_lite::future::or(run, stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("Error: {e}");
+                status::set_state("failed");
                 ExitCode::from(1)
             }
         }
@@ -274,6 +288,7 @@ async fn run(config: Config) -> Result<(), String> {
         .monitor("sshnp@", MonitorStart::Live)
         .await
         .map_err(|e| e.to_string())?;
+    status::set_state("running");
     let daemon = std::sync::Arc::new(dispatch::Daemon::new(config, client.clone()));
     let adverts = runtime::spawn(advertise_loop(daemon.clone()));
     let policy_beat = runtime::spawn(policy::heartbeat_loop(daemon.clone()));
