@@ -225,8 +225,22 @@ var uci = {
 		uci.pending.push(['unset', config, sid, option]);
 	},
 	changes: function() { return Promise.resolve(uci.pending.slice()); },
+	// Records the net change set it sends (sorted "config.section.option=value" lines, value
+	// <deleted> for a deletion), as rpc uci set/delete would carry it after uci.js merged the
+	// local changes.
 	save: function() {
-		D.record('uci.save', []);
+		var net = {}, lines = [];
+		uci.pending.forEach(function(p) {
+			net[p[1] + '.' + p[2] + '.' + p[3]] = { p: p, v: p[0] == 'set' ? p[4] : null };
+		});
+		Object.keys(net).forEach(function(k) {
+			var p = net[k].p, v = net[k].v,
+			    s = (uci.state[p[1]] || []).filter(function(x) { return x['.name'] == p[2]; })[0],
+			    orig = s ? s[p[3]] : undefined;
+			if (JSON.stringify(orig === undefined ? null : orig) === JSON.stringify(v)) return;
+			lines.push(k + '=' + (v == null ? '<deleted>' : (Array.isArray(v) ? JSON.stringify(v) : v)));
+		});
+		D.record('uci.save', lines.sort());
 		uci.saved = (uci.saved || []).concat(uci.pending);
 		uci.pending.forEach(function(p) {
 			var s = (uci.state[p[1]] || []).filter(function(x) { return x['.name'] == p[2]; })[0];
@@ -569,7 +583,8 @@ var CBIAbstractValue = Class.extend({
 		var cval = this.cfgvalue(sid), fval = this.formvalue(sid);
 		if (fval == null || fval === '' || (Array.isArray(fval) && !fval.length)) {
 			if (this.rmempty || this.optional) {
-				if (cval == null || cval === '' ) return Promise.resolve();
+				// uci.js drops the deletion of an option that is not there; an empty one is deleted.
+				if (cval == null) return Promise.resolve();
 				return Promise.resolve(this.remove(sid));
 			}
 			return Promise.reject(new TypeError(_('Option "%s" must not be empty.').format(this.title || this.option)));

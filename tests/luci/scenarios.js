@@ -170,7 +170,7 @@ function scenarioConfig() {
 			return sleep(200);
 		}).then(function() {
 			var after = D.calls.slice(before).map(function(c) { return c.fn; });
-			check('an invalid form is not saved', after.every(function(f) { return !/^uci\.(set|unset|save|apply)/.test(f); }), after.join(','));
+			check('an invalid form is not saved', after.every(function(f) { return !/^uci\.(save|apply)/.test(f); }), after.join(','));
 			check('the save error names the field', /Device name/.test(text('modal')), text('modal'));
 			window.L.ui.hideModal();
 
@@ -186,19 +186,20 @@ function scenarioConfig() {
 			return waitFor(function() { return callsOf('uci.apply').length; }, 5000, 'uci.apply');
 		});
 	}).then(function() {
-		var sets = callsOf('uci.').filter(function(c) { return /^uci\.(set|unset|save|apply)$/.test(c.fn); })
+		var sets = callsOf('uci.').filter(function(c) { return /^uci\.(save|apply)$/.test(c.fn); })
 			.map(function(c) { return c.fn + ' ' + c.args.join(' '); });
 		var want = [
-			'uci.set sshnpd ' + SID + ' enabled 1',
-			'uci.set sshnpd ' + SID + ' atsign @my_router',
-			'uci.set sshnpd ' + SID + ' manager @alice,@bob',
-			'uci.set sshnpd ' + SID + ' device router',
-			'uci.set sshnpd ' + SID + ' otp 123456',
-			'uci.set sshnpd ' + SID + ' args -v --permit-open localhost:22',
-			'uci.save ',
+			'uci.save ' + [
+				'sshnpd.' + SID + '.args=-v --permit-open localhost:22',
+				'sshnpd.' + SID + '.atsign=@my_router',
+				'sshnpd.' + SID + '.device=router',
+				'sshnpd.' + SID + '.enabled=1',
+				'sshnpd.' + SID + '.manager=@alice,@bob',
+				'sshnpd.' + SID + '.otp=123456'
+			].join(' '),
 			'uci.apply true'
 		];
-		check('Save & Apply writes exactly the changed options, saves, then applies', JSON.stringify(sets) == JSON.stringify(want), sets.join(' | '));
+		check('Save & Apply saves exactly the changed options, then applies', JSON.stringify(sets) == JSON.stringify(want), sets.join(' | '));
 		return waitFor(function() { return widget('atsign') && widget('atsign').value == '@my_router'; }, 3000, 'the re-rendered form');
 	}).then(function() {
 		check('after saving the form shows the stored values', widget('manager').value == '@alice,@bob' && widget('enabled').checked, widget('manager').value);
