@@ -445,7 +445,8 @@ fn luci_views_in_chromium() {
     // One save with the net changes (sorted "config.section.option=value"), then the apply
     // with rollback; the earlier attempt with an invalid device name saved nothing.
     let expected = [
-        "uci.save sshnpd.cfg01e2b4.args=-v --permit-open localhost:22 \
+        "uci.save sshnpd.cfg01e2b4.arg=[\"--device-group my group\"] \
+         sshnpd.cfg01e2b4.args=-v --permit-open localhost:22 \
          sshnpd.cfg01e2b4.atsign=@my_router sshnpd.cfg01e2b4.device=router \
          sshnpd.cfg01e2b4.enabled=1 sshnpd.cfg01e2b4.manager=@alice,@bob \
          sshnpd.cfg01e2b4.otp=123456",

@@ -181,6 +181,8 @@ function scenarioConfig() {
 			type(widget('device'), 'router');
 			type(widget('args'), '-v --permit-open localhost:22');
 			type(widget('otp'), '123456');
+			type($('widget.cbid.sshnpd.' + SID + '.arg.add'), '--device-group my group');
+			click(document.querySelector('[id="widget.cbid.sshnpd.' + SID + '.arg"] .cbi-button-add'));
 			check('the corrected device name is no longer flagged', !widget('device').classList.contains('cbi-input-invalid'), widget('device').className);
 			click(document.querySelector('.cbi-page-actions .cbi-button-apply'));
 			return waitFor(function() { return callsOf('uci.apply').length; }, 5000, 'uci.apply');
@@ -190,6 +192,7 @@ function scenarioConfig() {
 			.map(function(c) { return c.fn + ' ' + c.args.join(' '); });
 		var want = [
 			'uci.save ' + [
+				'sshnpd.' + SID + '.arg=["--device-group my group"]',
 				'sshnpd.' + SID + '.args=-v --permit-open localhost:22',
 				'sshnpd.' + SID + '.atsign=@my_router',
 				'sshnpd.' + SID + '.device=router',
