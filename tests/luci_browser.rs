@@ -187,10 +187,13 @@ fn at_enroll_status() -> String {
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::create_dir_all(dir.join("run/sshnpd")).unwrap();
     std::fs::write(keys.join("@atsign_key.atKeys"), "{}").unwrap();
-    // Spread over lines on purpose: the script puts it on one.
+    // As sshnpd --status-file writes it (src/daemon/status.rs), but spread over lines: the
+    // script must put it on one.
     std::fs::write(
         dir.join("run/sshnpd/cfg01e2b4.status"),
-        "{\"state\":\"running\",\n \"atsign\":\"@atsign\",\"device\":\"devicename\",\n \"last_session\":{\"at\":\"2026-12-02T18:04:05Z\",\"from\":\"@alice\",\"service\":\"localhost:22\"}}\n",
+        "{\"state\":\"running\",\"atsign\":\"@atsign\",\"device\":\"devicename\",\"pid\":4242,\n\
+         \"since\":\"2026-12-02T17:00:00Z\",\"sessions\":3,\n\
+         \"last_session\":{\"at\":\"2026-12-02T18:04:05Z\",\"from\":\"@alice\",\"service\":\"localhost:22\",\"suite\":\"nps1\"}}\n",
     )
     .unwrap();
     std::fs::write(

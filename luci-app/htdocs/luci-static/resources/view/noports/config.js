@@ -42,8 +42,10 @@ function instanceStatus(res) {
 
 // 'at_enroll.sh status' prints key=value lines, then '---' and the enrollment log. For every
 // sshnpd section whose daemon keeps /var/run/sshnpd/<section>.status, it adds a line
-// 'daemon.<section>=<that JSON on one line>':
-//   {"state":"running","atsign":..,"device":..,"last_session":{"at":..,"from":..,"service":..}}
+// 'daemon.<section>=<that JSON on one line>' (sshnpd --status-file, see src/daemon/status.rs):
+//   {"state":"running","atsign":..,"device":..,"pid":..,"since":..,"sessions":..,
+//    "last_session":{"at":..,"from":..,"service":..,"suite":..}}
+// state is connecting, running, stopped or failed; the file is missing before the first start.
 // (rpcd file ACLs cannot name the per-section files without a wildcard, so the one granted
 // status command relays them.)
 function parseEnrollStatus(res) {
@@ -97,7 +99,9 @@ function daemonText(st) {
 		var d = st.daemons[n] || {};
 		return n + ': ' + String(d.state || _('unknown')) +
 			(d.atsign ? ' ' + _('as %s').format(d.atsign) : '') +
-			(d.device ? ' ' + _('(device %s)').format(d.device) : '');
+			(d.device ? ' ' + _('(device %s)').format(d.device) : '') +
+			(d.since ? ', ' + _('since %s').format(formatTime(d.since)) : '') +
+			(d.sessions != null ? ', ' + _('%d session(s)').format(d.sessions) : '');
 	});
 }
 
