@@ -28,12 +28,20 @@ triple_of() {
 }
 
 deps() {
+	# pip puts console scripts (cargo-zigbuild, python-zig) in the interpreter's scripts
+	# directory, which need not be on PATH (pyenv only adds shims after a rehash).
+	local scripts
+	scripts="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)"
+	[ -n "$scripts" ] && export PATH="$scripts:$PATH"
 	local need_pip=()
 	command -v cargo-zigbuild >/dev/null 2>&1 || need_pip+=(cargo-zigbuild)
 	{ command -v python-zig >/dev/null 2>&1 || command -v zig >/dev/null 2>&1; } || need_pip+=(ziglang)
 	if [ ${#need_pip[@]} -gt 0 ]; then
 		echo "router-build.sh: installing ${need_pip[*]} from PyPI" >&2
-		python3 -m pip install -q "${need_pip[@]}" >&2
+		# A Debian system python refuses global installs (PEP 668): fall back to the user's.
+		python3 -m pip install -q "${need_pip[@]}" >&2 ||
+			python3 -m pip install -q --user --break-system-packages "${need_pip[@]}" >&2
+		export PATH="$HOME/.local/bin:$PATH"
 	fi
 	if ! rustup run "$NIGHTLY" rustc --version >/dev/null 2>&1 ||
 		! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
