@@ -1191,3 +1191,79 @@ fn apk_with_real_apk_tools_when_available() {
         "apk mkpkg wrote different bytes from the same input"
     );
 }
+
+#[test]
+fn init_script_doctor_runs_sshnpd_doctor_per_enabled_instance() {
+    let work = tempdir("init-doctor");
+    let home = work.join("my home");
+    fs::create_dir_all(&home).unwrap();
+    // Stands in for /usr/bin/sshnpd: shows its arguments and environment, fails at step 3.
+    let prog = work.join("sshnpd");
+    fs::write(
+        &prog,
+        "#!/bin/sh\nfor a in \"$@\"; do echo \"  [$a]\"; done\necho \"  HOME=[$HOME] USER=[$USER]\"\nexit 3\n",
+    )
+    .unwrap();
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        r#"
+CONFIG_SECTIONS="cfg1 cfg2"
+CONFIG_cfg1_enabled=1
+CONFIG_cfg1_atsign='@dev'
+CONFIG_cfg1_manager='@mgr'
+CONFIG_cfg1_device='router'
+CONFIG_cfg1_home='{home}'
+CONFIG_cfg1_args="-v --permit-open localhost:22 it's"
+CONFIG_cfg2_enabled=0
+CONFIG_cfg2_atsign='@other'
+CONFIG_cfg2_manager='@m'
+CONFIG_cfg2_device='x'
+"#,
+        home = home.display()
+    );
+    let harness = work.join("harness.sh");
+    fs::write(
+        &harness,
+        format!(
+            "{STUBS}\n{config}\n. '{}'\nPROG='{}'\ndoctor; echo \"rc $?\"\n",
+            root().join("openwrt/noports/files/sshnpd.init").display(),
+            prog.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .arg(&harness)
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let keyfile = format!("{}/.atsign/keys/@dev_key.atKeys", home.display());
+    let expected = format!(
+        "== sshnpd instance cfg1
+  [doctor]
+  [-a]
+  [@dev]
+  [-m]
+  [@mgr]
+  [-d]
+  [router]
+  [-k]
+  [{keyfile}]
+  [--status-file]
+  [/var/run/sshnpd/cfg1.status]
+  [-v]
+  [--permit-open]
+  [localhost:22]
+  [it's]
+  HOME=[{home}] USER=[root]
+rc 3
+",
+        home = home.display()
+    );
+    assert_eq!(
+        stdout,
+        expected,
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
