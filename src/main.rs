@@ -32,27 +32,55 @@ fn applet_names() -> String {
 }
 
 fn usage() {
-    eprintln!("usage: noports <applet> [args...] | --version | --list | --install DIR");
+    eprintln!("usage: noports <applet> [args...] | --version | --list | --install DIR [--force]");
     eprintln!("applets: {}", applet_names());
 }
 
-fn install(dir: &str) -> ExitCode {
-    let exe = match std::env::current_exe() {
+/// True when `path` is a symlink to `exe` or to another file named like the multicall binary
+/// (an earlier install of ours): those are ours to replace.
+fn is_our_link(path: &std::path::Path, exe: &std::path::Path) -> bool {
+    let Ok(target) = std::fs::read_link(path) else {
+        return false;
+    };
+    target.file_name().and_then(|n| n.to_str()) == Some(MULTICALL)
+        || std::fs::canonicalize(path).ok().as_deref() == Some(exe)
+}
+
+/// `--install DIR [--force]`: a symlink per applet. Files there that are not our links (the
+/// official binaries, say) are kept unless `--force`; then nothing is changed at all.
+fn install(dir: &str, force: bool) -> ExitCode {
+    let exe = match std::env::current_exe().and_then(std::fs::canonicalize) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("noports: cannot find own executable: {e}");
             return ExitCode::from(1);
         }
     };
-    for (name, _) in APPLETS {
-        let link = std::path::Path::new(dir).join(name);
+    let links: Vec<std::path::PathBuf> = APPLETS
+        .iter()
+        .map(|(name, _)| std::path::Path::new(dir).join(name))
+        .collect();
+    let foreign: Vec<String> = links
+        .iter()
+        .filter(|l| l.symlink_metadata().is_ok() && !is_our_link(l, &exe))
+        .map(|l| l.display().to_string())
+        .collect();
+    if !foreign.is_empty() && !force {
+        eprintln!(
+            "noports: not replacing {} (not links to noports: another NoPorts install?); \
+             nothing was changed. Remove them, or run noports --install {dir} --force",
+            foreign.join(", ")
+        );
+        return ExitCode::from(1);
+    }
+    for link in &links {
         if link.symlink_metadata().is_ok() {
-            if let Err(e) = std::fs::remove_file(&link) {
+            if let Err(e) = std::fs::remove_file(link) {
                 eprintln!("noports: cannot replace {}: {e}", link.display());
                 return ExitCode::from(1);
             }
         }
-        if let Err(e) = std::os::unix::fs::symlink(&exe, &link) {
+        if let Err(e) = std::os::unix::fs::symlink(&exe, link) {
             eprintln!("noports: cannot create {}: {e}", link.display());
             return ExitCode::from(1);
         }
@@ -93,13 +121,17 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Some("--install") => match args.get(2) {
-            Some(dir) => install(dir),
-            None => {
-                eprintln!("noports: --install needs a directory");
-                ExitCode::from(2)
+        Some("--install") => {
+            let rest: Vec<&str> = args[2..].iter().map(String::as_str).collect();
+            let force = rest.contains(&"--force");
+            match rest.iter().find(|a| **a != "--force") {
+                Some(dir) if rest.len() <= 2 => install(dir, force),
+                _ => {
+                    eprintln!("noports: usage: noports --install DIR [--force]");
+                    ExitCode::from(2)
+                }
             }
-        },
+        }
         Some(name) => match find(name) {
             Some(entry) => entry(&args[1..]),
             None => {

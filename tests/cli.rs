@@ -139,3 +139,52 @@ fn argument_errors_are_clear_and_exit_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn install_keeps_files_that_are_not_ours_unless_forced() {
+    let dir = std::env::temp_dir().join(format!("np-cli-force-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let official = dir.join("sshnpd");
+    std::fs::write(&official, "#!/bin/sh\necho official\n").unwrap();
+    // A link from an earlier install of ours is replaced without asking.
+    std::os::unix::fs::symlink("/opt/old/noports", dir.join("npt")).unwrap();
+
+    let out = Command::new(bin())
+        .arg("--install")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&official.display().to_string()), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert!(
+        !err.contains("npt"),
+        "our own old link is not foreign: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&official).unwrap(),
+        "#!/bin/sh\necho official\n"
+    );
+    assert!(
+        dir.join("srvd").symlink_metadata().is_err(),
+        "nothing is changed when refusing"
+    );
+
+    let out = Command::new(bin())
+        .args(["--install", "--force"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["sshnpd", "npt", "srvd"] {
+        let target = std::fs::canonicalize(dir.join(name)).unwrap();
+        assert_eq!(target, std::fs::canonicalize(bin()).unwrap(), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
