@@ -126,3 +126,32 @@ fn keep_alive_re_establishes_on_the_same_port() {
     }
     transfer_and_verify(port, 100_000).unwrap();
 }
+
+#[test]
+fn a_local_port_in_use_fails_before_any_session_is_set_up() {
+    let stack = Stack::start(bin(), "e2e-port-taken", &[]);
+    let service = start_plus_one_service();
+    let daemon = stack.start_daemon("dev5", CLIENT, &format!("127.0.0.1:{service}"));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for extra in [&["-l", &port][..], &["-l", &port, "-x"][..]] {
+        let mut npt = stack.npt(CLIENT, "dev5", "127.0.0.1", service, extra);
+        let status = npt
+            .wait_exit(Duration::from_secs(20))
+            .expect("npt must fail at once, not set up a session");
+        assert!(!status.success());
+        npt.wait_for(
+            &format!("cannot listen on localhost:{port}"),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        npt.wait_for("-l 0", Duration::from_secs(1)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        daemon.count("session"),
+        0,
+        "no request reached the daemon:\n{}",
+        daemon.output()
+    );
+}

@@ -283,6 +283,20 @@ async fn one_session(
     local_port: &mut u16,
     progress: Progress,
 ) -> Result<(), String> {
+    // The local port first: a port in use is the user's to fix, before any network round trip.
+    // Loopback only: unlike the official client we never expose the tunnel to the LAN.
+    let bind = || {
+        Async::<TcpListener>::bind(([127, 0, 0, 1], *local_port)).map_err(|e| {
+            format!("cannot listen on localhost:{local_port}: {e} (choose another port with -l, or -l 0 for any)")
+        })
+    };
+    let listener = if config.exit_when_connected {
+        // The detached srv binds it itself; only check that it can.
+        drop(bind()?);
+        None
+    } else {
+        Some(bind()?)
+    };
     let est = establish(client, &config.params, ephemeral, progress, &[])
         .await
         .map_err(|e| e.0)?;
@@ -298,9 +312,9 @@ async fn one_session(
         println!("{port}");
         return Ok(());
     }
-    // Loopback only: unlike the official client we never expose the tunnel to the LAN.
-    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], *local_port))
-        .map_err(|e| format!("cannot listen on localhost:{local_port}: {e}"))?;
+    let Some(listener) = listener else {
+        return Err("internal: no local listener".into());
+    };
     let port = listener
         .get_ref()
         .local_addr()
