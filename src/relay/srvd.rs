@@ -59,6 +59,11 @@ struct Args {
     /// root server (default root.atsign.org)
     #[argh(option, default = "String::from(\"root.atsign.org\")")]
     root_domain: String,
+    /// HTTP CONNECT or SOCKS5 proxy for the atDirectory and atServer connections:
+    /// http://[user:pass@]host:port, socks5://... or socks5h://... (default $ALL_PROXY or
+    /// $HTTPS_PROXY)
+    #[argh(option)]
+    proxy: Option<String>,
     /// address session listeners bind (default 0.0.0.0)
     #[argh(option, default = "String::from(\"0.0.0.0\")")]
     bind: String,
@@ -127,6 +132,7 @@ impl Config {
             .transpose()
             .map_err(|e| e.to_string())?;
         let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+        crate::at::proxy::configure(a.proxy.as_deref())?;
         let bind: IpAddr = a
             .bind
             .parse()
