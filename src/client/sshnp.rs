@@ -188,13 +188,13 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         }
         _ => None,
     };
+    let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+    crate::at::proxy::configure(a.proxy.as_deref())?;
     let key_file = match &a.key_file {
         Some(k) => PathBuf::from(k),
         None => AtKeys::default_path(&from).map_err(|e| e.to_string())?,
     };
     let keys = AtKeys::load(&key_file).map_err(|e| e.to_string())?;
-    let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
-    crate::at::proxy::configure(a.proxy.as_deref())?;
     let progress = Progress { quiet: a.quiet };
     let client = AtClient::connect(ClientConfig {
         atsign: from,
