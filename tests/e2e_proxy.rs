@@ -366,3 +366,53 @@ fn a_malformed_proxy_is_refused_at_start_by_every_applet() {
     assert!(err.contains("ALL_PROXY: unsupported proxy scheme"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn official_proxy_root_domain_skips_the_atdirectory() {
+    let stack = Stack::start(bin(), "e2e-proxy-root", &[]);
+    let service = start_plus_one_service();
+    let permit = format!("127.0.0.1:{service}");
+
+    // Learn where the device's atServer listens: the one target besides the atDirectory.
+    let first = TestProxy::start(Mode::Http(None));
+    let mut c = clean(stack.command("sshnpd"));
+    c.args(["--proxy", &format!("http://127.0.0.1:{}", first.port)]);
+    let mut daemon = stack.start_daemon_with(c, "dev1", CLIENT, &permit);
+    daemon.terminate();
+    let server = first
+        .carried()
+        .into_iter()
+        .find(|t| *t != stack.root)
+        .expect("the daemon reached its atServer");
+
+    // `--root-domain proxy:host:port` goes straight there: the (forward) proxy, which sees
+    // every connection, never carries a connection to the atDirectory.
+    let second = TestProxy::start(Mode::Http(None));
+    let mut c = clean(stack.command("sshnpd"));
+    c.args([
+        "-a",
+        DEVICE,
+        "-m",
+        CLIENT,
+        "-d",
+        "dev1",
+        "--permit-open",
+        &permit,
+    ]);
+    c.args(["--root-domain", &format!("proxy:{server}"), "-v"]);
+    c.args(["--proxy", &format!("http://127.0.0.1:{}", second.port)]);
+    c.arg("-k").arg(stack.keys(DEVICE));
+    let daemon = Proc::spawn("sshnpd", c);
+    daemon
+        .wait_for("monitor started", Duration::from_secs(30))
+        .unwrap();
+    let npt = npt(&stack, "dev1", service, &["-T", "3s"]);
+    let port = npt_port(&npt).unwrap();
+    transfer_and_verify(port, 100_000).unwrap();
+    let carried = second.carried();
+    assert!(carried.contains(&server), "{carried:?}");
+    assert!(
+        !carried.contains(&stack.root),
+        "the atDirectory was asked despite proxy: {carried:?}"
+    );
+}
