@@ -416,3 +416,41 @@ fn official_proxy_root_domain_skips_the_atdirectory() {
         "the atDirectory was asked despite proxy: {carried:?}"
     );
 }
+
+#[test]
+fn a_detached_srv_from_npt_x_keeps_using_the_proxy() {
+    let stack = Stack::start(bin(), "e2e-proxy-x", &[]);
+    let service = start_plus_one_service();
+    let _daemon = stack.start_daemon("dev1", CLIENT, &format!("127.0.0.1:{service}"));
+    let socks = TestProxy::start(Mode::Socks5);
+    let url = format!("socks5h://127.0.0.1:{}", socks.port);
+    let mut npt = npt(
+        &stack,
+        "dev1",
+        service,
+        &["--proxy", &url, "-x", "-T", "5s"],
+    );
+    let status = npt
+        .wait_exit(Duration::from_secs(60))
+        .expect("npt -x must exit once connected");
+    assert!(status.success(), "npt -x failed:\n{}", npt.output());
+    let port: u16 = npt
+        .output()
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .expect("npt -x prints the local port alone on a line");
+    transfer_and_verify(port, 256 * 1024).unwrap();
+    // With -x, npt itself opens no relay socket: the detached srv does, so the proxy carrying
+    // one means srv took the proxy from the environment npt gave it (without it: none).
+    let relays = relay_ports(&stack);
+    let carried = socks.carried();
+    assert!(
+        carried.iter().any(|t| relays.contains(t)),
+        "srv reached the relay {relays:?} without the proxy: {carried:?}"
+    );
+    assert!(
+        !npt.output().contains("socks5h://127.0.0.1"),
+        "{}",
+        npt.output()
+    );
+}

@@ -170,6 +170,8 @@ impl Proxy {
 struct Setting {
     proxy: Option<Proxy>,
     no_proxy: Vec<String>,
+    /// The URL as given, credentials included, for child processes.
+    url: Option<String>,
 }
 
 static SETTING: OnceLock<Setting> = OnceLock::new();
@@ -185,8 +187,8 @@ pub fn configure(flag: Option<&str>) -> Result<Option<Proxy>, String> {
             .find_map(|v| env(v).map(|t| (*v, Some(t))))
             .unwrap_or(("", None)),
     };
-    let proxy = match text {
-        Some(t) => Some(Proxy::parse(&t).map_err(|e| format!("{source}: {e}"))?),
+    let proxy = match &text {
+        Some(t) => Some(Proxy::parse(t).map_err(|e| format!("{source}: {e}"))?),
         None => None,
     };
     let no_proxy = env("NO_PROXY")
@@ -206,8 +208,15 @@ pub fn configure(flag: Option<&str>) -> Result<Option<Proxy>, String> {
     let _ = SETTING.set(Setting {
         proxy: proxy.clone(),
         no_proxy,
+        url: text.map(|t| t.trim().to_string()),
     });
     Ok(proxy)
+}
+
+/// The configured proxy URL, credentials included: only for handing to a child process in its
+/// environment (never on its command line, where `ps` would show it).
+pub fn configured_url() -> Option<&'static str> {
+    SETTING.get()?.url.as_deref()
 }
 
 /// The proxy to use for `host`, if any (`NO_PROXY` exempts hosts).
