@@ -449,3 +449,42 @@ fn a_detached_srv_from_npt_x_keeps_using_the_proxy() {
         "srv reached the relay {relays:?} without the proxy: {carried:?}"
     );
 }
+
+#[test]
+fn at_activate_takes_proxy_in_any_position() {
+    let stack = Stack::start(bin(), "e2e-proxy-act", &[]);
+    let http = TestProxy::start(Mode::Http(None));
+    let url = format!("http://127.0.0.1:{}", http.port);
+    let root = stack.root.clone();
+    let forms: [Vec<String>; 2] = [
+        ["--proxy", &url, "status", "-a", DEVICE, "-r", &root]
+            .map(String::from)
+            .to_vec(),
+        [
+            "status",
+            "-a",
+            DEVICE,
+            &format!("--proxy={url}"),
+            "-r",
+            &root,
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for (i, args) in forms.iter().enumerate() {
+        let mut c = clean(stack.command("at_activate"));
+        c.args(args);
+        let out = c.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains("activated") || err.contains("OK"), "{err}");
+        let carried = http.carried();
+        let to_root = carried.iter().filter(|t| **t == root).count();
+        assert_eq!(to_root, i + 1, "{args:?}: {carried:?}");
+        assert_eq!(
+            carried.len(),
+            2 * (i + 1),
+            "directory and atServer: {carried:?}"
+        );
+    }
+}

@@ -132,6 +132,14 @@ pub struct SppArgs {
 
 pub fn main(argv: &[String]) -> ExitCode {
     let mut argv = argv.to_vec();
+    // First, so that `at_activate --proxy URL status …` still finds its command.
+    let proxy = match take_proxy_flag(&mut argv) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     // Legacy `at_activate -a @x …` means `onboard`.
     if argv
         .get(1)
@@ -144,21 +152,14 @@ pub fn main(argv: &[String]) -> ExitCode {
         eprintln!("Commands: status onboard otp spp enroll list fetch approve deny revoke unrevoke delete");
         return ExitCode::from(1);
     }
-    let proxy = match take_proxy_flag(&mut argv) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(1);
-        }
+    let args: Args = match cli::parse(&argv) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     if let Err(e) = crate::at::proxy::configure(proxy.as_deref()) {
         eprintln!("Invalid argument(s): {e}");
         return ExitCode::from(1);
     }
-    let args: Args = match cli::parse(&argv) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
     runtime::block_on(async move {
         match run(args.command).await {
             Ok(code) => code,
