@@ -488,3 +488,39 @@ fn at_activate_takes_proxy_in_any_position() {
         );
     }
 }
+
+#[test]
+fn srvd_reaches_its_atserver_through_the_proxy() {
+    let mut stack = Stack::start(bin(), "e2e-proxy-srvd", &[]);
+    if let Some(mut direct) = stack.srvd.take() {
+        direct.terminate();
+    }
+    let http = TestProxy::start(Mode::Http(None));
+    let mut c = clean(stack.command("srvd"));
+    c.args([
+        "-a",
+        RELAY,
+        "-i",
+        "127.0.0.1",
+        "--root-domain",
+        &stack.root,
+        "-v",
+    ]);
+    c.args(["--proxy", &format!("http://127.0.0.1:{}", http.port)]);
+    c.arg("-k").arg(stack.keys(RELAY));
+    let srvd = Proc::spawn("srvd", c);
+    srvd.wait_for("monitor started", Duration::from_secs(30))
+        .unwrap();
+    stack.srvd = Some(srvd);
+    let service = start_plus_one_service();
+    let _daemon = stack.start_daemon("dev1", CLIENT, &format!("127.0.0.1:{service}"));
+    let npt = npt(&stack, "dev1", service, &["-T", "3s"]);
+    let port = npt_port(&npt).unwrap();
+    transfer_and_verify(port, 100_000).unwrap();
+    let carried = http.carried();
+    assert!(carried.contains(&stack.root), "{carried:?}");
+    assert!(
+        carried.iter().any(|t| *t != stack.root),
+        "srvd's atServer connection: {carried:?}"
+    );
+}
