@@ -458,6 +458,7 @@ CONFIG_cfg1_home='{home}'
 CONFIG_cfg1_args='-v  --permit-open localhost:22 * $(touch {pwned}) "a b"'
 CONFIG_cfg1_arg_LENGTH=1
 CONFIG_cfg1_arg_ITEM1='--device-group my group'
+CONFIG_cfg1_proxy='socks5h://u:p w@proxy.lan:1080'
 CONFIG_cfg2_enabled=0
 CONFIG_cfg2_atsign='@other'
 CONFIG_cfg2_manager='@m'
@@ -501,6 +502,8 @@ set command
   [{keyfile}]
   [--status-file]
   [/var/run/sshnpd/cfg1.status]
+  [--proxy]
+  [socks5h://u:p w@proxy.lan:1080]
   [-v]
   [--permit-open]
   [localhost:22]

@@ -16,7 +16,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
-/// Activate atSigns and manage APKAM enrollments.
+/// Activate atSigns and manage APKAM enrollments. Every command also takes --proxy URL: an
+/// HTTP CONNECT or SOCKS5 proxy for the atDirectory and atServer (http://[user:pass@]host:port,
+/// socks5://... or socks5h://...; default $ALL_PROXY or $HTTPS_PROXY).
 struct Args {
     #[argh(subcommand)]
     command: Command,
@@ -130,6 +132,14 @@ pub struct SppArgs {
 
 pub fn main(argv: &[String]) -> ExitCode {
     let mut argv = argv.to_vec();
+    // First, so that `at_activate --proxy URL status …` still finds its command.
+    let proxy = match take_proxy_flag(&mut argv) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
     // Legacy `at_activate -a @x …` means `onboard`.
     if argv
         .get(1)
@@ -146,6 +156,10 @@ pub fn main(argv: &[String]) -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
+    if let Err(e) = crate::at::proxy::configure(proxy.as_deref()) {
+        eprintln!("Invalid argument(s): {e}");
+        return ExitCode::from(1);
+    }
     runtime::block_on(async move {
         match run(args.command).await {
             Ok(code) => code,
@@ -155,6 +169,31 @@ pub fn main(argv: &[String]) -> ExitCode {
             }
         }
     })
+}
+
+/// Removes `--proxy URL` / `--proxy=URL` (any position before `--`) from `argv`: it applies to
+/// every command, so it is taken out before the per-command parsers see the arguments.
+fn take_proxy_flag(argv: &mut Vec<String>) -> Result<Option<String>, String> {
+    let mut found = None;
+    let mut i = 1;
+    while let Some(a) = argv.get(i) {
+        if a == "--" {
+            break;
+        }
+        if a == crate::at::proxy::FLAG {
+            if argv.get(i + 1).is_none() {
+                return Err(format!("{} needs a URL", crate::at::proxy::FLAG));
+            }
+            found = Some(argv.remove(i + 1));
+            argv.remove(i);
+        } else if let Some(v) = a.strip_prefix("--proxy=") {
+            found = Some(v.to_string());
+            argv.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+    Ok(found)
 }
 
 async fn run(cmd: Command) -> Result<ExitCode, String> {

@@ -23,16 +23,31 @@ pub const CA_FILE_ENV: &str = "NOPORTS_CA_FILE";
 pub const ROOT_PORT: u16 = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `--root-domain`: `host` (port 64) or `host:port`.
+/// `--root-domain`: `host` (port 64) or `host:port`; with the official `proxy:` prefix
+/// (`proxy:host[:port]`) there is no atDirectory lookup: every atSign's atServer is reached at
+/// `host:port` (a reverse proxy in front of the atServers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootAddr {
     pub host: String,
     pub port: u16,
+    /// `proxy:` prefix: `host:port` is the atServer address for every atSign.
+    pub reverse_proxy: bool,
 }
+
+/// The official prefix marking a reverse proxy in `--root-domain`.
+const REVERSE_PROXY_PREFIX: &str = "proxy:";
 
 impl RootAddr {
     pub fn parse(text: &str) -> Result<RootAddr, AtError> {
         let t = text.trim();
+        if let Some(rest) = t.strip_prefix(REVERSE_PROXY_PREFIX) {
+            if rest.trim().is_empty() || rest.starts_with(REVERSE_PROXY_PREFIX) {
+                return Err(AtError::Invalid(format!("invalid root domain \"{t}\"")));
+            }
+            let mut r = RootAddr::parse(rest)?;
+            r.reverse_proxy = true;
+            return Ok(r);
+        }
         if t.is_empty() {
             return Err(AtError::Invalid("root domain is empty".into()));
         }
@@ -48,11 +63,13 @@ impl RootAddr {
                 Ok(RootAddr {
                     host: host.to_string(),
                     port,
+                    reverse_proxy: false,
                 })
             }
             _ => Ok(RootAddr {
                 host: t.to_string(),
                 port: ROOT_PORT,
+                reverse_proxy: false,
             }),
         }
     }
@@ -63,13 +80,19 @@ impl Default for RootAddr {
         RootAddr {
             host: "root.atsign.org".into(),
             port: ROOT_PORT,
+            reverse_proxy: false,
         }
     }
 }
 
 impl std::fmt::Display for RootAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
+        let prefix = if self.reverse_proxy {
+            REVERSE_PROXY_PREFIX
+        } else {
+            ""
+        };
+        write!(f, "{prefix}{}:{}", self.host, self.port)
     }
 }
 
@@ -145,7 +168,7 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, AtError> {
 }
 
 /// Resolve on a helper thread so a slow DNS server never stalls the executor.
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AtError> {
+pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AtError> {
     let (tx, rx) = async_channel::bounded(1);
     let target = format!("{host}:{port}");
     let t2 = target.clone();
@@ -176,11 +199,19 @@ impl Connection {
     /// TCP + TLS handshake with host-name verification.
     pub async fn connect(host: &str, port: u16) -> Result<Connection, AtError> {
         let peer = format!("{host}:{port}");
-        let addr = resolve(host, port).await?;
-        let tcp = timeout(CONNECT_TIMEOUT, Async::<TcpStream>::connect(addr))
-            .await
-            .map_err(|_| AtError::Timeout("TCP connect"))?
-            .map_err(|e| AtError::io(format!("connecting to {peer}"), e))?;
+        let tcp = match super::proxy::for_host(host) {
+            // TLS below still verifies the atServer: the proxy only relays the bytes.
+            Some(proxy) => super::proxy::connect_via(proxy, host, port, CONNECT_TIMEOUT)
+                .await
+                .map_err(|e| AtError::io(format!("connecting to {peer} via {proxy}"), e))?,
+            None => {
+                let addr = resolve(host, port).await?;
+                timeout(CONNECT_TIMEOUT, Async::<TcpStream>::connect(addr))
+                    .await
+                    .map_err(|_| AtError::Timeout("TCP connect"))?
+                    .map_err(|e| AtError::io(format!("connecting to {peer}"), e))?
+            }
+        };
         let _ = tcp.get_ref().set_nodelay(true);
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| AtError::Invalid(format!("invalid server name {host}")))?;
@@ -266,6 +297,9 @@ impl Connection {
 
 /// Ask the atDirectory where `atsign`'s atServer lives (atprotocol.md §3).
 pub async fn lookup_server(root: &RootAddr, atsign: &AtSign) -> Result<(String, u16), AtError> {
+    if root.reverse_proxy {
+        return Ok((root.host.clone(), root.port));
+    }
     let mut conn = Connection::connect(&root.host, root.port).await?;
     conn.send(atsign.name()).await?;
     let line = timeout(Duration::from_secs(10), conn.read_line())
@@ -286,4 +320,32 @@ pub async fn lookup_server(root: &RootAddr, atsign: &AtSign) -> Result<(String, 
         .parse()
         .map_err(|_| AtError::Malformed(format!("atDirectory answer {answer:?} has a bad port")))?;
     Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_domain_forms() {
+        let r = RootAddr::parse("root.example").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.reverse_proxy),
+            ("root.example", 64, false)
+        );
+        let r = RootAddr::parse("proxy:atproxy.example:443").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.reverse_proxy),
+            ("atproxy.example", 443, true)
+        );
+        assert_eq!(r.to_string(), "proxy:atproxy.example:443");
+        let r = RootAddr::parse("proxy:[::1]:6464").unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.reverse_proxy),
+            ("::1", 6464, true)
+        );
+        for bad in ["", "proxy:", "proxy:proxy:h:1", "proxy:h:x", "h:99999"] {
+            assert!(RootAddr::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod error;
 pub mod framing;
 pub mod keys;
 pub mod notification;
+pub mod proxy;
 
 pub use atsign::AtSign;
 pub use client::{

@@ -36,6 +36,11 @@ pub async fn spawn_srv(
     if multi {
         cmd.arg("--multi");
     }
+    // srv takes the proxy from its environment (ALL_PROXY wins over HTTPS_PROXY there too):
+    // the official srv command line has no proxy flag, and ps would show credentials.
+    if let Some(url) = crate::at::proxy::configured_url() {
+        cmd.env("ALL_PROXY", url);
+    }
     if let Some(line) = &est.relay.auth_line {
         cmd.arg("--rv-auth").env("RV_AUTH", line.trim_end());
     }

@@ -63,6 +63,11 @@ struct Args {
     /// atDirectory host or host:port (default root.atsign.org:64)
     #[argh(option, default = "String::from(\"root.atsign.org\")")]
     root_domain: String,
+    /// HTTP CONNECT or SOCKS5 proxy for atServer and relay connections:
+    /// http://[user:pass@]host:port, socks5://... or socks5h://... (default $ALL_PROXY or
+    /// $HTTPS_PROXY)
+    #[argh(option)]
+    proxy: Option<String>,
     /// seconds to wait for the daemon's feature check (default 20)
     #[argh(option, default = "20")]
     daemon_ping_timeout: u64,
@@ -165,6 +170,7 @@ impl Config {
             None => AtKeys::default_path(&from).map_err(|e| e.to_string())?,
         };
         let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+        crate::at::proxy::configure(a.proxy.as_deref())?;
         let _ = (
             a.encrypt_rvd_traffic,
             a.per_session_storage,

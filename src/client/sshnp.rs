@@ -76,6 +76,11 @@ struct Args {
     /// atDirectory host or host:port (default root.atsign.org:64)
     #[argh(option, default = "String::from(\"root.atsign.org\")")]
     root_domain: String,
+    /// HTTP CONNECT or SOCKS5 proxy for atServer and relay connections:
+    /// http://[user:pass@]host:port, socks5://... or socks5h://... (default $ALL_PROXY or
+    /// $HTTPS_PROXY)
+    #[argh(option)]
+    proxy: Option<String>,
     /// accepted for compatibility (the device's --local-sshd-port decides)
     #[argh(option, default = "22")]
     remote_sshd_port: u16,
@@ -183,12 +188,13 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         }
         _ => None,
     };
+    let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+    crate::at::proxy::configure(a.proxy.as_deref())?;
     let key_file = match &a.key_file {
         Some(k) => PathBuf::from(k),
         None => AtKeys::default_path(&from).map_err(|e| e.to_string())?,
     };
     let keys = AtKeys::load(&key_file).map_err(|e| e.to_string())?;
-    let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
     let progress = Progress { quiet: a.quiet };
     let client = AtClient::connect(ClientConfig {
         atsign: from,

@@ -99,6 +99,11 @@ pub struct Args {
     /// atDirectory host or host:port (default root.atsign.org:64)
     #[argh(option, default = "String::from(\"root.atsign.org\")")]
     root_domain: String,
+    /// HTTP CONNECT or SOCKS5 proxy for atServer and relay connections:
+    /// http://[user:pass@]host:port, socks5://... or socks5h://... (default $ALL_PROXY or
+    /// $HTTPS_PROXY)
+    #[argh(option)]
+    proxy: Option<String>,
 }
 
 /// Validated configuration: nothing here needs checking again at run time.
@@ -170,6 +175,7 @@ impl Config {
             (None, None) => PermitOpen::parse("localhost:22,localhost:3389")?,
         };
         let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+        crate::at::proxy::configure(a.proxy.as_deref())?;
         let _ = (a.un_hide, a.storage_path);
         Ok(Config {
             atsign,
@@ -220,7 +226,7 @@ pub fn main(argv: &[String]) -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let verbose = args.verbose;
+    runtime::init_logging(args.verbose);
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(msg) => {
@@ -228,7 +234,6 @@ pub fn main(argv: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime::init_logging(verbose);
     // Fail fast on a missing or broken key file, before any network wait.
     if let Err(e) = AtKeys::load(&config.key_file) {
         eprintln!("{e}");

@@ -213,7 +213,18 @@ pub async fn connect_tcp(
 /// # Errors
 /// As [`connect_tcp`], or `Io` if the auth line cannot be written.
 pub async fn connect_relay(relay: &RelayTarget) -> Result<Async<TcpStream>, TunnelError> {
-    let sock = connect_tcp(&relay.host, relay.port, "relay", RELAY_CONNECT_TIMEOUT).await?;
+    let sock = match crate::at::proxy::for_host(&relay.host) {
+        Some(proxy) => {
+            crate::at::proxy::connect_via(proxy, &relay.host, relay.port, RELAY_CONNECT_TIMEOUT)
+                .await
+                .map_err(|source| TunnelError::Connect {
+                    what: "relay",
+                    addr: format!("{}:{} via {proxy}", relay.host, relay.port),
+                    source,
+                })?
+        }
+        None => connect_tcp(&relay.host, relay.port, "relay", RELAY_CONNECT_TIMEOUT).await?,
+    };
     if let Some(line) = &relay.auth_line {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.trim_end_matches('\n').as_bytes());

@@ -96,6 +96,10 @@ fn config(a: Args) -> Result<Result<Config, String>, String> {
     } else {
         SessionCrypto::Plain
     };
+    // Proxy from the environment only (ALL_PROXY, HTTPS_PROXY, NO_PROXY): set by npt/sshnp -x.
+    if let Err(e) = crate::at::proxy::configure(None) {
+        return Ok(Err(e));
+    }
     Ok(Ok(Config {
         relay: RelayTarget {
             host: a.host,

@@ -59,6 +59,11 @@ struct Args {
     /// root server (default root.atsign.org)
     #[argh(option, default = "String::from(\"root.atsign.org\")")]
     root_domain: String,
+    /// HTTP CONNECT or SOCKS5 proxy for the atDirectory and atServer connections:
+    /// http://[user:pass@]host:port, socks5://... or socks5h://... (default $ALL_PROXY or
+    /// $HTTPS_PROXY)
+    #[argh(option)]
+    proxy: Option<String>,
     /// address session listeners bind (default 0.0.0.0)
     #[argh(option, default = "String::from(\"0.0.0.0\")")]
     bind: String,
@@ -104,7 +109,11 @@ fn parse_range(text: &str) -> Result<(u16, u16), String> {
     let lo: u16 = lo.trim().parse().map_err(|_| "--port-range: bad LOW")?;
     let hi: u16 = hi.trim().parse().map_err(|_| "--port-range: bad HIGH")?;
     if lo == 0 || hi < lo.saturating_add(1) {
-        return Err("--port-range needs 1 <= LOW < HIGH".into());
+        return Err(
+            "--port-range needs 1 <= LOW < HIGH: every session listens on two ports \
+             (one per side), so a single port such as 443-443 cannot carry a session"
+                .into(),
+        );
     }
     Ok((lo, hi))
 }
@@ -127,6 +136,7 @@ impl Config {
             .transpose()
             .map_err(|e| e.to_string())?;
         let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
+        crate::at::proxy::configure(a.proxy.as_deref())?;
         let bind: IpAddr = a
             .bind
             .parse()
@@ -482,6 +492,11 @@ mod tests {
     #[test]
     fn port_ranges() {
         assert_eq!(parse_range("40000-40999"), Ok((40000, 40999)));
+        // The smallest range: one session at a time, the client on one port, the device on
+        // the other.
+        assert_eq!(parse_range("443-444"), Ok((443, 444)));
+        let one = parse_range("443-443").unwrap_err();
+        assert!(one.contains("two ports"), "{one}");
         for bad in ["", "5", "0-10", "10-10", "20-10", "a-b", "1-70000"] {
             assert!(parse_range(bad).is_err(), "{bad}");
         }

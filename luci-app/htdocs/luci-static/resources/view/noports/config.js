@@ -242,6 +242,17 @@ return view.extend({
 			return true;
 		};
 
+		o = s.option(form.Value, 'proxy', _('Proxy'),
+			_('Only for networks without direct outbound access: reach the atServer and the relay through an HTTP CONNECT or SOCKS5 proxy, e.g. http://proxy.lan:3128 or socks5h://user:pass@proxy.lan:1080.'));
+		o.optional = true;
+		o.placeholder = 'http://proxy.lan:3128';
+		o.validate = function(section_id, value) {
+			var v = String(value == null ? '' : value);
+			if (!v.length || /^(http|socks5h?):\/\/([^@\s\/]+@)?(\[[0-9a-fA-F:.]+\]|[^:@\s\/\[\]]+):[0-9]{1,5}\/?$/.test(v))
+				return true;
+			return _('Expected http://, socks5:// or socks5h:// then [user:pass@]host:port');
+		};
+
 		o = s.option(form.Value, 'args', _('Additional arguments'),
 			_('Extra sshnpd flags separated by spaces, e.g. "-v --permit-open localhost:22,localhost:80". No quoting; use the list below for a value with spaces.'));
 		o.optional = true;
