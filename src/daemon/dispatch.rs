@@ -56,6 +56,8 @@ pub struct Daemon {
     pub(super) policy_cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
     /// Session ids already served, so a replayed (validly signed) request opens nothing.
     seen_sessions: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Last refusal log line and how many were suppressed since.
+    refusal_log: std::sync::Mutex<(Option<Instant>, u64)>,
 }
 
 /// How long a served session id is remembered: well past the notification lifetime (60 s).
@@ -69,6 +71,7 @@ impl Daemon {
             pending_rpcs: async_lock::Mutex::new(HashMap::new()),
             policy_cache: async_lock::Mutex::new(HashMap::new()),
             seen_sessions: std::sync::Mutex::new(HashMap::new()),
+            refusal_log: std::sync::Mutex::new((None, 0)),
         }
     }
 
@@ -120,14 +123,45 @@ impl Daemon {
         }
     }
 
-    async fn handle(self: Arc<Self>, n: Notification) {
+    /// Opens a sealed value (only ever for a sender already trusted); `None` after logging.
+    async fn open(&self, n: &mut Notification, what: &str) -> Option<String> {
+        match self.client.unseal(n).await {
+            Ok(()) => Some(n.value.clone().unwrap_or_default()),
+            Err(e) => {
+                log::warn!("{what} from {}: cannot decrypt: {e}", n.from);
+                None
+            }
+        }
+    }
+
+    /// Logs a refused sender at most once a second, counting the rest (a flood must not
+    /// become a log flood).
+    fn log_refusal(&self, from: &AtSign, reason: &str) {
+        let mut last = self.refusal_log.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, suppressed) = &mut *last;
+        if at.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+            let more = if *suppressed > 0 {
+                format!(" ({suppressed} more refused since the last report)")
+            } else {
+                String::new()
+            };
+            log::warn!("Notification ignored from {from} which is not authorized: {reason}{more}");
+            *at = Some(Instant::now());
+            *suppressed = 0;
+        } else {
+            *suppressed += 1;
+        }
+    }
+
+    async fn handle(self: Arc<Self>, mut n: Notification) {
         let key = n.key_name().to_string();
-        let value = n.value.clone().unwrap_or_default();
         // Policy answers come from the policy atSign on their own key family.
         if self.config.policy.as_ref() == Some(&n.from)
             && key.ends_with(".auth_checks.__rpcs.sshnp")
         {
-            self.on_policy_response(&key, &value).await;
+            if let Some(value) = self.open(&mut n, "policy answer").await {
+                self.on_policy_response(&key, &value).await;
+            }
             return;
         }
         let suffix = format!(".{}.sshnp", self.config.device);
@@ -141,17 +175,16 @@ impl Daemon {
         ) {
             return;
         }
-        // Authorisation before anything else looks at the request.
+        // Authorisation before anything else looks at the request: no look-up, no decryption
+        // for senders that are neither managers nor allowed by the policy atSign.
         let decision = self.authorize(&n.from).await;
         if !decision.allowed {
-            let shown: String = value.chars().take(200).collect();
-            log::warn!(
-                "Notification ignored from {} which is not authorized: {} Notification value was {shown}",
-                n.from,
-                decision.reason
-            );
+            self.log_refusal(&n.from, &decision.reason);
             return;
         }
+        let Some(value) = self.open(&mut n, &verb).await else {
+            return;
+        };
         log::info!("{verb} received from {}", n.from);
         match verb.as_str() {
             "ping" => self.on_ping(&n.from).await,

@@ -4,6 +4,7 @@
 //! executor driven by the main thread plus one helper thread, so spawned work keeps running while
 //! the main future waits.
 
+mod blocking;
 pub mod cli;
 pub mod fs;
 pub mod time;
@@ -14,6 +15,7 @@ use std::sync::OnceLock;
 use async_executor::Executor;
 
 pub use async_executor::Task;
+pub use blocking::{resolve, unblock};
 pub use time::{parse_duration, sleep, timeout, utc_timestamp, Backoff, Elapsed};
 
 fn executor() -> &'static Executor<'static> {
