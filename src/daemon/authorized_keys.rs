@@ -212,7 +212,7 @@ pub fn add_key(path: &Path, key: &PublicKeyLine, options: &str) -> Result<bool, 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
