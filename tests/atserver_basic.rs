@@ -223,7 +223,14 @@ fn visibility_public_self_hidden_and_scan() {
 #[test]
 fn huge_line_gets_at0005_and_close() {
     let s = TestAtServer::start(&["@alice"]);
-    let mut c = s.client("@alice");
+    // Unauthenticated connections get short lines only (issue 16): 9 KiB is already too long.
+    let mut u = s.client("@alice");
+    let _ = u.send_bytes(&[b'a'; 9 * 1024]);
+    let r = u.read_once();
+    assert!(r.starts_with("error:AT0005"), "{r:?}");
+    assert!(u.closed());
+    // Authenticated connections may send long lines, up to the shared input budget.
+    let mut c = s.login("@alice", true);
     let chunk = vec![b'a'; 1 << 20];
     for _ in 0..10 {
         if c.send_bytes(&chunk).is_err() {

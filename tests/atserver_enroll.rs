@@ -403,6 +403,19 @@ fn sshnp_enrollment_cannot_touch_identity_keys() {
             assert!(!r.contains(hidden), "{scan} lists {hidden}: {r}");
         }
     }
+    // notify:list shows only notifications the enrollment's namespaces may read.
+    let mut bob_side = s.login("@alice", true);
+    assert!(bob_side
+        .cmd("notify:update:@alice:y.other@alice:private-to-other-app")
+        .starts_with("data:"));
+    assert!(bob_side
+        .cmd("notify:update:@alice:z.mydev.sshnp@alice:for-sshnp")
+        .starts_with("data:"));
+    let owner_list = m.cmd("notify:list");
+    assert!(owner_list.contains("y.other"), "{owner_list}");
+    let list = d.cmd("notify:list");
+    assert!(list.contains("z.mydev.sshnp"), "{list}");
+    assert!(!list.contains("y.other"), "{list}");
     // Nothing changed, and a legacy PKAM login with the attacker's key fails.
     assert_eq!(m.cmd("llookup:public:publickey@alice"), pubkey_before);
     assert_eq!(

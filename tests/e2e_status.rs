@@ -50,10 +50,7 @@ fn status_file_follows_the_daemon() {
     let port = npt_port(&npt).unwrap();
     transfer_and_verify(port, 10_000).unwrap();
     let text = wait_for_file(&status, "\"sessions\":1");
-    assert!(
-        text.contains(&format!("\"last_session\":{{\"at\":\"20")),
-        "{text}"
-    );
+    assert!(text.contains("\"last_session\":{\"at\":\"20"), "{text}");
     assert!(
         text.contains(&format!(
             "\"from\":\"@demo_client\",\"service\":\"127.0.0.1:{service}\",\"suite\":\"nps1\""

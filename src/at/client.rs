@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::conn::{lookup_server, Connection, RootAddr};
 use super::framing::Response;
 use super::keys::AtKeys;
-use super::notification::{Notification, RawNotification};
+use super::notification::{Notification, RawNotification, Sealed};
 use super::{AtError, AtSign};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::{HashAlgo, RsaPublicKey};
@@ -393,6 +393,44 @@ impl AtClient {
     /// afterwards it reconnects by itself (with backoff) and resumes from the last
     /// notification it saw.
     pub async fn monitor(&self, regex: &str, start: MonitorStart) -> Result<Monitor, AtError> {
+        self.start_monitor_task(regex, start, true).await
+    }
+
+    /// As [`AtClient::monitor`], but encrypted values are left sealed: no shared-key look-up
+    /// and no decryption happen until the caller, having checked the sender, calls
+    /// [`AtClient::unseal`]. Strangers then cost no remote look-ups.
+    pub async fn monitor_sealed(
+        &self,
+        regex: &str,
+        start: MonitorStart,
+    ) -> Result<Monitor, AtError> {
+        self.start_monitor_task(regex, start, false).await
+    }
+
+    /// Decrypts a sealed notification's value in place (no-op when not sealed).
+    ///
+    /// # Errors
+    /// The sender's shared key cannot be fetched, or the value does not decrypt.
+    pub async fn unseal(&self, n: &mut Notification) -> Result<(), AtError> {
+        let Some(s) = n.sealed.take() else {
+            return Ok(());
+        };
+        if let Some(v) = n.value.take() {
+            let plain = self
+                .inner
+                .decrypt_from(&n.from, &v, s.iv.as_deref(), s.shared_key_enc.as_deref())
+                .await?;
+            n.value = Some(plain);
+        }
+        Ok(())
+    }
+
+    async fn start_monitor_task(
+        &self,
+        regex: &str,
+        start: MonitorStart,
+        decrypt: bool,
+    ) -> Result<Monitor, AtError> {
         if regex.contains('\n') || regex.contains('\r') || regex.contains(':') {
             return Err(AtError::Invalid(format!(
                 "monitor regex {regex:?} must not contain ':' or line breaks"
@@ -410,6 +448,7 @@ impl AtClient {
             regex.to_string(),
             since,
             tx,
+            decrypt,
         ));
         Ok(Monitor { rx, _task: task })
     }
@@ -637,7 +676,11 @@ impl Inner {
         Ok(conn)
     }
 
-    async fn to_notification(&self, json: &str) -> Result<Option<Notification>, AtError> {
+    async fn to_notification(
+        &self,
+        json: &str,
+        decrypt: bool,
+    ) -> Result<Option<Notification>, AtError> {
         let raw = RawNotification::parse(json)?;
         if raw.id == "-1" {
             return Ok(None);
@@ -650,16 +693,25 @@ impl Inner {
             return Ok(None);
         }
         let operation = raw.operation.unwrap_or_else(|| "update".into());
+        let mut sealed = None;
         let value = match raw.value {
             Some(v) if raw.isEncrypted == Some(true) && operation == "update" => {
                 let (iv, ske) = match raw.metadata {
                     Some(m) => (m.ivNonce, m.sharedKeyEnc),
                     None => (None, None),
                 };
-                Some(
-                    self.decrypt_from(&from, &v, iv.as_deref(), ske.as_deref())
-                        .await?,
-                )
+                if decrypt {
+                    Some(
+                        self.decrypt_from(&from, &v, iv.as_deref(), ske.as_deref())
+                            .await?,
+                    )
+                } else {
+                    sealed = Some(Sealed {
+                        iv,
+                        shared_key_enc: ske,
+                    });
+                    Some(v)
+                }
             }
             other => other,
         };
@@ -671,6 +723,7 @@ impl Inner {
             value,
             operation,
             epoch_millis: raw.epochMillis.unwrap_or(0),
+            sealed,
         }))
     }
 }
@@ -681,6 +734,7 @@ async fn monitor_loop(
     regex: String,
     since: Option<i64>,
     tx: async_channel::Sender<Notification>,
+    decrypt: bool,
 ) {
     let mut conn = Some(first);
     let mut last_epoch = since;
@@ -737,7 +791,7 @@ async fn monitor_loop(
                     continue;
                 }
             };
-            match inner.to_notification(&json).await {
+            match inner.to_notification(&json, decrypt).await {
                 Ok(Some(n)) => {
                     if seen.contains(&n.id) {
                         continue;

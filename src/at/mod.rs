@@ -19,4 +19,4 @@ pub use client::{
 pub use conn::RootAddr;
 pub use error::AtError;
 pub use keys::AtKeys;
-pub use notification::Notification;
+pub use notification::{Notification, Sealed};

@@ -20,6 +20,16 @@ pub struct Notification {
     pub value: Option<String>,
     pub operation: String,
     pub epoch_millis: i64,
+    /// From a sealed monitor ([`super::AtClient::monitor_sealed`]): `value` is still the
+    /// ciphertext, to be opened with [`super::AtClient::unseal`] once the sender is trusted.
+    pub sealed: Option<Sealed>,
+}
+
+/// What opening a sealed value needs (the notification metadata).
+#[derive(Debug, Clone, Default)]
+pub struct Sealed {
+    pub iv: Option<String>,
+    pub shared_key_enc: Option<String>,
 }
 
 impl Notification {
@@ -95,6 +105,7 @@ mod tests {
             value: None,
             operation: "update".into(),
             epoch_millis: 0,
+            sealed: None,
         };
         assert_eq!(n.key_name(), "dev1.request_ports.sshrvd");
     }

@@ -1,7 +1,7 @@
 //! Connection plumbing shared by the directory and the atServers: the sans-IO request line
 //! buffer (atprotocol.md §2.2), the single writer task that keeps every response one write
 //! (§2.3), the inbound connection limit (§2.6) and TLS accept with a deadline.
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,33 +13,178 @@ use futures_rustls::TlsAcceptor;
 
 use super::server::Hub;
 
-/// Inbound request buffer limit: 10,240,000 bytes (§2.2); beyond it AT0005 and close.
+/// Inbound request buffer limit for authenticated connections: 10,240,000 bytes (§2.2);
+/// beyond it AT0005 and close.
 pub(crate) const MAX_LINE: usize = 10_240_000;
+/// Request line limit before authentication (and on directory connections). The longest
+/// legitimate unauthenticated commands (`from:` with a client config, `pkam:`, an
+/// `enroll:request` with an RSA-4096 key) stay under 3 KiB.
+pub(crate) const MAX_UNAUTH_LINE: usize = 8 * 1024;
+/// Input every connection may buffer without drawing on the shared [`InputBudget`].
+pub(crate) const FREE_INPUT: usize = 32 * 1024;
+/// Buffered request input of all connections together, beyond [`FREE_INPUT`] each.
+pub(crate) const INPUT_BUDGET: usize = 4 * 1024 * 1024;
+/// At the connection limit, unauthenticated connections at least this old may be evicted.
+pub(crate) const EVICT_MIN_AGE: Duration = Duration::from_secs(1);
 /// TLS handshake deadline.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Outbound queue depth per connection (replies plus monitor lines).
 pub(crate) const OUT_QUEUE: usize = 4096;
 
-/// The line buffer ran past [`MAX_LINE`] without a `\n`.
+/// The line buffer ran past its limit without a `\n`, or the shared input budget is spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooLong;
 
+/// Bytes of buffered request input the whole process may hold (beyond each connection's
+/// [`FREE_INPUT`]), so memory stays bounded by the number of connections, not by what peers send.
+pub(crate) struct InputBudget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl InputBudget {
+    pub(crate) fn new(max: usize) -> Arc<InputBudget> {
+        Arc::new(InputBudget {
+            used: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                u.checked_add(n).filter(|t| *t <= self.max)
+            })
+            .is_ok()
+    }
+
+    fn give(&self, n: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                Some(u.saturating_sub(n))
+            });
+    }
+
+    /// Bytes currently drawn.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::SeqCst)
+    }
+}
+
 /// Sans-IO request framing: bytes in, complete lines out. Each `\n`-terminated line is one
 /// command (a slightly more forgiving reading of §2.2 that never merges two commands).
-#[derive(Default)]
+/// An unterminated tail may grow to `limit`; buffer capacity beyond [`FREE_INPUT`] is drawn
+/// from the shared budget, if any.
 pub(crate) struct LineBuf {
     buf: Vec<u8>,
     scanned: usize,
+    limit: usize,
+    budget: Option<Arc<InputBudget>>,
+    charged: usize,
+    over: bool,
+    over_budget: bool,
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        LineBuf::new(MAX_UNAUTH_LINE, None)
+    }
 }
 
 impl LineBuf {
-    /// Appends received bytes.
+    pub(crate) fn new(limit: usize, budget: Option<Arc<InputBudget>>) -> LineBuf {
+        LineBuf {
+            buf: Vec::new(),
+            scanned: 0,
+            limit,
+            budget,
+            charged: 0,
+            over: false,
+            over_budget: false,
+        }
+    }
+
+    /// Changes the line limit (e.g. after authentication).
+    pub(crate) fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
+    /// Appends received bytes; past the limit or the budget the next [`LineBuf::next_line`]
+    /// reports `TooLong` and nothing more is buffered.
     pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        if self.over {
+            return;
+        }
+        // Callers drain every complete line before feeding, so the buffer is one unterminated
+        // tail: without a newline in `bytes` it only grows.
+        if !bytes.contains(&b'\n') && self.buf.len() + bytes.len() > self.limit {
+            self.over = true;
+            return;
+        }
+        // Grow (doubling) only with the budget for the new capacity already drawn, so the
+        // allocation itself never exceeds the budget.
+        let want = self.buf.len() + bytes.len();
+        if want > self.buf.capacity() {
+            let new_cap = want
+                .max(
+                    self.buf
+                        .capacity()
+                        .saturating_mul(2)
+                        .min(self.limit + 64 * 1024),
+                )
+                .max(4096);
+            // Doubling if the budget allows, else exactly what is needed.
+            let new_cap = if self.charge_for(new_cap) {
+                new_cap
+            } else if self.charge_for(want) {
+                want
+            } else {
+                self.over = true;
+                self.over_budget = true;
+                return;
+            };
+            self.buf.reserve_exact(new_cap - self.buf.len());
+        }
         self.buf.extend_from_slice(bytes);
+        self.recharge();
+    }
+
+    /// Draws budget so that a capacity of `cap` is covered.
+    fn charge_for(&mut self, cap: usize) -> bool {
+        let Some(budget) = &self.budget else {
+            return true;
+        };
+        let need = cap.saturating_sub(FREE_INPUT);
+        if need > self.charged {
+            if !budget.take(need - self.charged) {
+                return false;
+            }
+            self.charged = need;
+        }
+        true
+    }
+
+    /// Settles the charge to the buffer's actual capacity beyond [`FREE_INPUT`] (drawing more
+    /// only if the allocator rounded up; returning what a shrink freed).
+    fn recharge(&mut self) {
+        let cap = self.buf.capacity();
+        let Some(budget) = &self.budget else {
+            return;
+        };
+        let need = cap.saturating_sub(FREE_INPUT);
+        if need > self.charged {
+            // Rounding by the allocator; count it even if it overdraws slightly.
+            budget.used.fetch_add(need - self.charged, Ordering::SeqCst);
+        } else {
+            budget.give(self.charged - need);
+        }
+        self.charged = need;
     }
 
     /// The next complete line (lossy UTF-8, without `\n`), or `TooLong` once the unterminated
-    /// tail exceeds [`MAX_LINE`].
+    /// tail exceeds the limit or the budget is spent.
     pub(crate) fn next_line(&mut self) -> Option<Result<String, TooLong>> {
         match self
             .buf
@@ -50,7 +195,11 @@ impl LineBuf {
                 let end = self.scanned + i;
                 let line: Vec<u8> = self.buf.drain(..=end).collect();
                 self.scanned = 0;
-                if end > MAX_LINE {
+                if self.buf.capacity() > FREE_INPUT && self.buf.len() < FREE_INPUT / 2 {
+                    self.buf.shrink_to(FREE_INPUT / 2);
+                }
+                self.recharge();
+                if end > self.limit {
                     return Some(Err(TooLong));
                 }
                 let text = line.get(..end).unwrap_or_default();
@@ -58,30 +207,92 @@ impl LineBuf {
             }
             None => {
                 self.scanned = self.buf.len();
-                (self.buf.len() > MAX_LINE).then_some(Err(TooLong))
+                (self.over || self.buf.len() > self.limit).then_some(Err(TooLong))
             }
+        }
+    }
+
+    /// True once the shared budget (not the line limit) refused more input.
+    pub(crate) fn budget_spent(&self) -> bool {
+        self.over_budget
+    }
+}
+
+impl Drop for LineBuf {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give(self.charged);
         }
     }
 }
 
-/// Counts a connection against the inbound limit; released on drop.
-pub(crate) struct ConnSlot(Arc<Hub>);
+/// One registered connection: evictable while unauthenticated.
+pub(crate) struct ConnEntry {
+    id: u64,
+    since: std::time::Instant,
+    authed: Arc<AtomicBool>,
+    kill: Sender<()>,
+}
+
+/// Counts a connection against the inbound limit; released (and unregistered) on drop.
+pub(crate) struct ConnSlot {
+    hub: Arc<Hub>,
+    id: u64,
+    /// Set by the session once authenticated (then never evicted).
+    pub authed: Arc<AtomicBool>,
+    /// Closes when the connection is evicted.
+    pub killed: Receiver<()>,
+}
 
 impl ConnSlot {
-    /// Takes a slot, or `None` when the limit is reached.
+    /// Takes a slot. At the limit the oldest unauthenticated connection older than
+    /// [`EVICT_MIN_AGE`] is evicted to make room, so idle or hostile connections that never
+    /// log in cannot lock owners out; `None` (AT0012) when there is none.
     pub(crate) fn take(hub: &Arc<Hub>) -> Option<ConnSlot> {
-        let n = hub.connections.fetch_add(1, Ordering::SeqCst);
+        let mut reg = hub.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let n = hub.connections.load(Ordering::SeqCst);
         if n >= hub.max_connections {
-            hub.connections.fetch_sub(1, Ordering::SeqCst);
-            return None;
+            let i = reg.iter().position(|e| {
+                !e.authed.load(Ordering::SeqCst) && e.since.elapsed() >= EVICT_MIN_AGE
+            })?;
+            if let Some(old) = reg.remove(i) {
+                old.kill.close();
+                let now = super::meta::now_ms();
+                let last = hub.last_evict_log.swap(now, Ordering::SeqCst);
+                if now - last >= 1000 {
+                    log::warn!(
+                        "inbound connection limit {} reached: closing the oldest unauthenticated connection",
+                        hub.max_connections
+                    );
+                }
+            }
         }
-        Some(ConnSlot(hub.clone()))
+        hub.connections.fetch_add(1, Ordering::SeqCst);
+        let id = hub.next_conn.fetch_add(1, Ordering::SeqCst);
+        let authed = Arc::new(AtomicBool::new(false));
+        let (kill, killed) = async_channel::bounded(1);
+        reg.push_back(ConnEntry {
+            id,
+            since: std::time::Instant::now(),
+            authed: authed.clone(),
+            kill,
+        });
+        Some(ConnSlot {
+            hub: hub.clone(),
+            id,
+            authed,
+            killed,
+        })
     }
 }
 
 impl Drop for ConnSlot {
     fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = reg.iter().position(|e| e.id == self.id) {
+            reg.remove(i);
+        }
+        self.hub.connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -165,9 +376,32 @@ mod tests {
 
     #[test]
     fn too_long() {
-        // A peer that never sends '\n' cannot make us buffer more than MAX_LINE.
-        let mut b = LineBuf::default();
+        // A peer that never sends '\n' cannot make us buffer more than the limit.
+        let mut b = LineBuf::new(MAX_LINE, None);
         b.feed(&vec![b'a'; MAX_LINE + 1]);
         assert_eq!(b.next_line(), Some(Err(TooLong)));
+        let mut b = LineBuf::default();
+        for _ in 0..100 {
+            b.feed(&[b'a'; 1000]);
+        }
+        assert_eq!(b.next_line(), Some(Err(TooLong)));
+        assert!(b.buf.len() <= MAX_UNAUTH_LINE + 1000, "{}", b.buf.len());
+    }
+
+    #[test]
+    fn shared_budget() {
+        let budget = InputBudget::new(200_000);
+        let mut a = LineBuf::new(MAX_LINE, Some(budget.clone()));
+        let mut b = LineBuf::new(MAX_LINE, Some(budget.clone()));
+        a.feed(&vec![b'a'; 150_000]);
+        assert_eq!(a.next_line(), None);
+        b.feed(&vec![b'b'; 150_000]);
+        assert_eq!(b.next_line(), Some(Err(TooLong)), "budget spent");
+        assert!(b.budget_spent());
+        a.feed(b"\n");
+        assert!(matches!(a.next_line(), Some(Ok(l)) if l.len() == 150_000));
+        drop(b);
+        drop(a);
+        assert_eq!(budget.used(), 0);
     }
 }

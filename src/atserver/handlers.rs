@@ -472,11 +472,23 @@ impl Session {
         }
         let re = compile(regex.as_deref())?;
         let now = now_ms();
+        let namespaces = self.enrollment_id().map(|id| {
+            super::enroll::Enrollment::load(&self.server, id)
+                .map(|e| e.namespaces)
+                .unwrap_or_default()
+        });
         let st = self.server.state();
         let items: Vec<String> = st
             .notes
             .iter()
             .filter(|n| n.kind == Kind::Received && n.expires_at >= now && monitor_matches(&re, n))
+            // An enrollment lists only what its namespaces may read, as `monitor` delivers.
+            .filter(|n| match &namespaces {
+                Some(ns) => AtKey::parse(&n.key)
+                    .map(|k| ns_allows(ns, &k, false, true))
+                    .unwrap_or(false),
+                None => true,
+            })
             .map(|n| n.to_json(true))
             .collect();
         if items.is_empty() {

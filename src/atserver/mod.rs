@@ -381,27 +381,44 @@ async fn handle_conn(
     target: Option<Arc<AtServer>>,
 ) {
     let slot = ConnSlot::take(&hub);
-    let Some(tls) = accept_tls(&acceptor, tcp).await else {
-        return;
-    };
-    let (reader, out) = split_with_writer(tls);
-    let tx = out.tx.clone();
-    match slot {
-        None => {
-            log::warn!("inbound connection limit {} reached", hub.max_connections);
-            let _ = tx
-                .send(b"error:AT0012-Inbound connection limit exceeded\n".to_vec())
-                .await;
-        }
-        Some(_slot) => match target {
-            None => root::serve(hub.clone(), reader, tx.clone()).await,
-            Some(server) => {
-                session::Session::new(hub.clone(), server, tx.clone())
-                    .run(reader, out.stopped.clone())
-                    .await
+    // An evicted connection (unauthenticated, at the connection limit) ends wherever it is.
+    let killed = slot.as_ref().map(|s| s.killed.clone());
+    let evicted = async {
+        match killed {
+            Some(k) => {
+                let _ = k.recv().await;
             }
-        },
-    }
-    tx.close();
-    let _ = crate::runtime::timeout(Duration::from_secs(5), out.task).await;
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let serve = async {
+        let Some(tls) = accept_tls(&acceptor, tcp).await else {
+            return;
+        };
+        let (reader, out) = split_with_writer(tls);
+        let tx = out.tx.clone();
+        match &slot {
+            None => {
+                log::warn!(
+                    "inbound connection limit {} reached (all authenticated)",
+                    hub.max_connections
+                );
+                let _ = tx
+                    .send(b"error:AT0012-Inbound connection limit exceeded\n".to_vec())
+                    .await;
+            }
+            Some(slot) => match target {
+                None => root::serve(hub.clone(), reader, tx.clone()).await,
+                Some(server) => {
+                    let mut session = session::Session::new(hub.clone(), server, tx.clone());
+                    session.authed = slot.authed.clone();
+                    session.run(reader, out.stopped.clone()).await
+                }
+            },
+        }
+        tx.close();
+        let _ = crate::runtime::timeout(Duration::from_secs(5), out.task).await;
+    };
+    futures_lite::future::or(serve, evicted).await;
+    drop(slot);
 }

@@ -389,6 +389,12 @@ pub(crate) struct Hub {
     /// Open connections (all listeners), for the inbound limit (§2.6).
     pub connections: AtomicUsize,
     pub max_connections: usize,
+    /// Open connections, oldest first, for evicting unauthenticated ones at the limit.
+    pub registry: std::sync::Mutex<std::collections::VecDeque<super::conn::ConnEntry>>,
+    pub next_conn: std::sync::atomic::AtomicU64,
+    pub last_evict_log: std::sync::atomic::AtomicI64,
+    /// Buffered request input of all connections (§2.2 limit aside).
+    pub input: Arc<super::conn::InputBudget>,
     pub unauth_idle: std::time::Duration,
     pub started_ms: i64,
     /// Outbound federation: peer directories, connection pool, delivery settings.
@@ -407,6 +413,10 @@ impl Hub {
             host,
             connections: AtomicUsize::new(0),
             max_connections,
+            registry: Default::default(),
+            next_conn: Default::default(),
+            last_evict_log: Default::default(),
+            input: super::conn::InputBudget::new(super::conn::INPUT_BUDGET),
             unauth_idle,
             started_ms: now_ms(),
             peers: super::peer::Peers::default(),

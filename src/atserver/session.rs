@@ -8,7 +8,7 @@ use async_channel::Sender;
 use futures_lite::io::AsyncReadExt;
 use futures_lite::AsyncRead;
 
-use super::conn::{LineBuf, TooLong};
+use super::conn::{LineBuf, TooLong, INPUT_BUDGET, MAX_LINE, MAX_UNAUTH_LINE};
 use super::enroll::{EnrollState, Enrollment};
 use super::error::{AtCode, AtErr, VerbResult};
 use super::meta::now_ms;
@@ -18,6 +18,10 @@ use crate::crypto::{b64, hash, random};
 
 /// Authenticated connections may stay idle this long (reference: 30 days, §2.6).
 const AUTH_IDLE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// After an over-long line, input is read and discarded this long before the close.
+const OVERFLOW_DRAIN: Duration = Duration::from_secs(2);
+/// ... and at most this many bytes on an unauthenticated connection (authenticated: MAX_LINE).
+const OVERFLOW_DRAIN_UNAUTH: usize = 64 * 1024;
 /// A `from:` challenge must be answered within 60 s (§4.1).
 const CHALLENGE_TTL_MS: i64 = 60_000;
 /// Failed `cram`/`pkam` attempts per connection before replies slow down, and before close.
@@ -58,6 +62,9 @@ pub(crate) struct Session {
     pub bad_otps: u32,
     /// (atSign, session key `_<id>@x`, proof, expiry) of the last foreign `from:` (§4.4).
     pub foreign: Option<(String, String, String, i64)>,
+    /// Shared with the connection slot: set once authenticated (no longer evictable, long
+    /// lines allowed).
+    pub authed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Session {
@@ -74,6 +81,7 @@ impl Session {
             enroll_requests: Vec::new(),
             bad_otps: 0,
             foreign: None,
+            authed: Arc::default(),
         }
     }
 
@@ -84,6 +92,20 @@ impl Session {
 
     pub(crate) fn is_owner(&self) -> bool {
         matches!(self.auth, Auth::Owner { .. })
+    }
+
+    /// Authenticated as the owner or as another atServer (`pol`).
+    fn is_authed(&self) -> bool {
+        !matches!(self.auth, Auth::Unauthenticated)
+    }
+
+    /// Longest request line accepted in the current state.
+    fn line_limit(&self) -> usize {
+        if self.is_authed() {
+            MAX_LINE
+        } else {
+            MAX_UNAUTH_LINE
+        }
     }
 
     /// The APKAM enrollment id of this connection, if any.
@@ -140,25 +162,62 @@ impl Session {
         stopped: async_channel::Receiver<()>,
     ) {
         let _ = self.tx.send(b"@".to_vec()).await;
-        let mut lines = LineBuf::default();
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut lines = LineBuf::new(MAX_UNAUTH_LINE, Some(self.hub.input.clone()));
+        // Small reads until authenticated: strangers cost little memory each.
+        let mut buf = vec![0u8; 4 * 1024];
         loop {
             while let Some(line) = lines.next_line() {
                 let line = match line {
                     Ok(l) => l,
                     Err(TooLong) => {
-                        log::warn!(
-                            "{}: request over {} bytes, closing",
-                            self.me(),
-                            super::conn::MAX_LINE
-                        );
+                        if lines.budget_spent() {
+                            log::warn!(
+                                "{}: buffered input of all connections over {} bytes, closing",
+                                self.me(),
+                                INPUT_BUDGET
+                            );
+                        } else {
+                            log::warn!(
+                                "{}: request over {} bytes ({}), closing",
+                                self.me(),
+                                self.line_limit(),
+                                if self.is_authed() {
+                                    "authenticated"
+                                } else {
+                                    "unauthenticated"
+                                }
+                            );
+                        }
                         self.reply_err(&AtErr::new(AtCode::BufferLimit, "Buffer limit exceeded"))
                             .await;
+                        // Let the writer send the error and close, and discard (never buffer)
+                        // what the peer still sends for a moment: closing with unread input
+                        // would reset the connection and lose the error on the way.
+                        self.tx.close();
+                        let deadline = std::time::Instant::now() + OVERFLOW_DRAIN;
+                        // Strangers get little: their drain is short in bytes as well.
+                        let mut allowance = if self.is_authed() {
+                            MAX_LINE
+                        } else {
+                            OVERFLOW_DRAIN_UNAUTH
+                        };
+                        while allowance > 0 {
+                            let left =
+                                deadline.saturating_duration_since(std::time::Instant::now());
+                            match crate::runtime::timeout(left, reader.read(&mut buf)).await {
+                                Ok(Ok(n)) if n > 0 => allowance = allowance.saturating_sub(n),
+                                _ => break,
+                            }
+                        }
                         return;
                     }
                 };
                 if let Flow::Close = self.handle_line(&line).await {
                     return;
+                }
+                lines.set_limit(self.line_limit());
+                if self.is_authed() && buf.len() < 16 * 1024 {
+                    buf.resize(16 * 1024, 0);
                 }
                 if self.tx.is_closed() {
                     return;
@@ -205,6 +264,8 @@ impl Session {
         }
         let is_auth_verb = matches!(verb, Verb::Pkam { .. } | Verb::Cram { .. });
         let result = self.dispatch(verb).await;
+        self.authed
+            .store(self.is_authed(), std::sync::atomic::Ordering::SeqCst);
         match result {
             Ok(Some(body)) => self.reply(&body).await,
             Ok(None) => {}

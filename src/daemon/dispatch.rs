@@ -55,21 +55,80 @@ pub struct Daemon {
     pub(super) pending_rpcs:
         async_lock::Mutex<HashMap<i64, async_channel::Sender<(String, Object)>>>,
     pub(super) policy_cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
-    /// Session ids already served, so a replayed (validly signed) request opens nothing.
-    seen_sessions: std::sync::Mutex<HashMap<String, Instant>>,
+    /// Session ids already served (with their wall-clock time, seconds), so a replayed
+    /// (validly signed) request opens nothing, also after a restart: kept in `seen_path`.
+    seen_sessions: std::sync::Mutex<HashMap<String, u64>>,
+    seen_path: Option<std::path::PathBuf>,
+    /// Last refusal log line and how many were suppressed since.
+    refusal_log: std::sync::Mutex<(Option<Instant>, u64)>,
 }
 
 /// How long a served session id is remembered: well past the notification lifetime (60 s).
 const REPLAY_WINDOW: Duration = Duration::from_secs(600);
+/// Most remembered session ids (oldest dropped first): bounds memory and the file.
+const MAX_SEEN: usize = 4096;
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `$HOME/.sshnp/<device>/seen_requests`, the daemon's replay memory.
+fn seen_path(device: &str) -> Option<std::path::PathBuf> {
+    let home = crate::runtime::fs::home_dir().ok()?;
+    Some(home.join(".sshnp").join(device).join("seen_requests"))
+}
+
+/// Reads `<unix seconds> <session id>` lines, keeping those inside the replay window; a
+/// malformed line is skipped with a log line.
+fn load_seen(path: &std::path::Path) -> HashMap<String, u64> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
+        Err(e) => {
+            log::warn!("replay memory {}: {e}", path.display());
+            return HashMap::new();
+        }
+    };
+    let now = unix_secs();
+    let mut seen = HashMap::new();
+    let mut bad = 0;
+    for line in text.lines() {
+        let parsed = line
+            .split_once(' ')
+            .and_then(|(t, sid)| Some((t.parse::<u64>().ok()?, sid)))
+            .filter(|(_, sid)| valid_session_id(sid));
+        match parsed {
+            Some((t, sid)) if now.saturating_sub(t) < REPLAY_WINDOW.as_secs() => {
+                seen.insert(sid.to_string(), t);
+            }
+            Some(_) => {}
+            None => bad += 1,
+        }
+    }
+    if bad > 0 {
+        log::warn!(
+            "replay memory {}: {bad} malformed lines ignored",
+            path.display()
+        );
+    }
+    seen
+}
 
 impl Daemon {
     pub fn new(config: Config, client: AtClient) -> Daemon {
+        let seen_file = seen_path(&config.device);
+        let seen = seen_file.as_deref().map(load_seen).unwrap_or_default();
         Daemon {
             config,
             client,
             pending_rpcs: async_lock::Mutex::new(HashMap::new()),
             policy_cache: async_lock::Mutex::new(HashMap::new()),
-            seen_sessions: std::sync::Mutex::new(HashMap::new()),
+            seen_sessions: std::sync::Mutex::new(seen),
+            seen_path: seen_file,
+            refusal_log: std::sync::Mutex::new((None, 0)),
         }
     }
 
@@ -94,12 +153,32 @@ impl Daemon {
         }
     }
 
-    /// Record `sid` as served; true if it was served before (within the replay window).
+    /// Record `sid` as served; true if it was served before (within the replay window). The
+    /// memory is written through to `seen_path` (atomic, 0600) before the session is served.
     fn is_replay(&self, sid: &str) -> bool {
         let mut seen = self.seen_sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        seen.retain(|_, at| now.duration_since(*at) < REPLAY_WINDOW);
-        seen.insert(sid.to_string(), now).is_some()
+        let now = unix_secs();
+        seen.retain(|_, at| now.saturating_sub(*at) < REPLAY_WINDOW.as_secs());
+        if seen.contains_key(sid) {
+            return true;
+        }
+        while seen.len() >= MAX_SEEN {
+            let Some(oldest) = seen.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            seen.remove(&oldest);
+        }
+        seen.insert(sid.to_string(), now);
+        if let Some(path) = &self.seen_path {
+            let mut text = String::with_capacity(seen.len() * 48);
+            for (k, t) in seen.iter() {
+                text.push_str(&format!("{t} {k}\n"));
+            }
+            if let Err(e) = crate::runtime::fs::write_atomic_0600(path, text.as_bytes()) {
+                log::warn!("replay memory {}: {e}", path.display());
+            }
+        }
+        false
     }
 
     async fn authorize(&self, from: &AtSign) -> Decision {
@@ -121,14 +200,45 @@ impl Daemon {
         }
     }
 
-    async fn handle(self: Arc<Self>, n: Notification) {
+    /// Opens a sealed value (only ever for a sender already trusted); `None` after logging.
+    async fn open(&self, n: &mut Notification, what: &str) -> Option<String> {
+        match self.client.unseal(n).await {
+            Ok(()) => Some(n.value.clone().unwrap_or_default()),
+            Err(e) => {
+                log::warn!("{what} from {}: cannot decrypt: {e}", n.from);
+                None
+            }
+        }
+    }
+
+    /// Logs a refused sender at most once a second, counting the rest (a flood must not
+    /// become a log flood).
+    fn log_refusal(&self, from: &AtSign, reason: &str) {
+        let mut last = self.refusal_log.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, suppressed) = &mut *last;
+        if at.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+            let more = if *suppressed > 0 {
+                format!(" ({suppressed} more refused since the last report)")
+            } else {
+                String::new()
+            };
+            log::warn!("Notification ignored from {from} which is not authorized: {reason}{more}");
+            *at = Some(Instant::now());
+            *suppressed = 0;
+        } else {
+            *suppressed += 1;
+        }
+    }
+
+    async fn handle(self: Arc<Self>, mut n: Notification) {
         let key = n.key_name().to_string();
-        let value = n.value.clone().unwrap_or_default();
         // Policy answers come from the policy atSign on their own key family.
         if self.config.policy.as_ref() == Some(&n.from)
             && key.ends_with(".auth_checks.__rpcs.sshnp")
         {
-            self.on_policy_response(&key, &value).await;
+            if let Some(value) = self.open(&mut n, "policy answer").await {
+                self.on_policy_response(&key, &value).await;
+            }
             return;
         }
         let suffix = format!(".{}.sshnp", self.config.device);
@@ -142,17 +252,16 @@ impl Daemon {
         ) {
             return;
         }
-        // Authorisation before anything else looks at the request.
+        // Authorisation before anything else looks at the request: no look-up, no decryption
+        // for senders that are neither managers nor allowed by the policy atSign.
         let decision = self.authorize(&n.from).await;
         if !decision.allowed {
-            let shown: String = value.chars().take(200).collect();
-            log::warn!(
-                "Notification ignored from {} which is not authorized: {} Notification value was {shown}",
-                n.from,
-                decision.reason
-            );
+            self.log_refusal(&n.from, &decision.reason);
             return;
         }
+        let Some(value) = self.open(&mut n, &verb).await else {
+            return;
+        };
         log::info!("{verb} received from {}", n.from);
         match verb.as_str() {
             "ping" => self.on_ping(&n.from).await,
@@ -572,4 +681,28 @@ pub(super) fn authorized_keys_target(
             .map_err(|e| e.to_string()),
     };
     (server, path)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_memory_file_keeps_only_recent_well_formed_ids() {
+        let dir = std::env::temp_dir().join(format!("np-seen-{}", random::uuid_v4()));
+        let path = dir.join("seen_requests");
+        let now = unix_secs();
+        let text = format!(
+            "{now} 11111111-2222-4333-8444-555555555555\n{} old-one\nnot a line\n{now} bad/id\n{now} ok_2\n",
+            now - REPLAY_WINDOW.as_secs() - 5
+        );
+        crate::runtime::fs::write_atomic_0600(&path, text.as_bytes()).unwrap();
+        let seen = load_seen(&path);
+        let mut ids: Vec<&str> = seen.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["11111111-2222-4333-8444-555555555555", "ok_2"]);
+        assert!(load_seen(&dir.join("absent")).is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

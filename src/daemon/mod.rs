@@ -289,8 +289,10 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     // One monitor for session traffic and policy answers, filtered client-side by the dispatcher.
+    // Sealed: values stay encrypted until the sender is authorised, so strangers cause no
+    // shared-key look-ups and no decryption.
     let monitor = client
-        .monitor("sshnp@", MonitorStart::Live)
+        .monitor_sealed("sshnp@", MonitorStart::Live)
         .await
         .map_err(|e| e.to_string())?;
     status::set_state("running");

@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -195,12 +195,13 @@ pub async fn connect_tcp(
         addr: addr_text.clone(),
         source,
     };
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(fail)?
-        .next()
-        .ok_or_else(|| fail(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
-    let sock = runtime::timeout(limit, Async::<TcpStream>::connect(addr))
+    // Names resolve on a helper thread: a slow resolver must not stall the executor (and so
+    // every other session).
+    let connect = async {
+        let addr = runtime::resolve(host, port).await?;
+        Async::<TcpStream>::connect(addr).await
+    };
+    let sock = runtime::timeout(limit, connect)
         .await
         .map_err(|_| TunnelError::Timeout(what))?
         .map_err(fail)?;

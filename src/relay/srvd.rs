@@ -244,8 +244,9 @@ async fn connect(config: &Config) -> Result<AtClient, String> {
 async fn run(config: Arc<Config>) -> Result<(), String> {
     let client = connect(&config).await?;
     let table = SessionTable::new(config.relay.clone());
+    // Sealed: a request's value is only decrypted once its sender passed `-m`/`--allow`.
     let mut monitor = client
-        .monitor("sshrvd@", MonitorStart::Live)
+        .monitor_sealed("sshrvd@", MonitorStart::Live)
         .await
         .map_err(|e| e.to_string())?;
     log::warn!(
@@ -257,8 +258,22 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         config.relay.max_connections
     );
     let in_flight = Arc::new(async_lock::Semaphore::new(MAX_IN_FLIGHT));
+    let (mut refusals, mut last_refusal_log) = (0u64, None);
     while let Some(n) = monitor.next().await {
         if !n.key.contains("sshrvd") || n.operation == "delete" {
+            continue;
+        }
+        if let Err(why) = sender_allowed(&config, &n.from) {
+            refusals += 1;
+            if last_refusal_log.map_or(true, |t: std::time::Instant| {
+                t.elapsed() >= Duration::from_secs(1)
+            }) {
+                log::warn!(
+                    "session request from {} dropped: {why} ({refusals} refused so far)",
+                    n.from
+                );
+                last_refusal_log = Some(std::time::Instant::now());
+            }
             continue;
         }
         let Some(permit) = in_flight.try_acquire_arc() else {
@@ -288,9 +303,13 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
 
 /// Validates one request and, if acceptable, opens the session and replies N4. Every refusal
 /// is logged with its reason and gets no reply, as in the reference (§4.1).
-async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, n: Notification) {
+async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: Notification) {
     let from = n.from.clone();
     log::info!("New session request from {from}");
+    if let Err(e) = client.unseal(&mut n).await {
+        log::warn!("session request from {from}: cannot decrypt: {e}");
+        return;
+    }
     let Some(value) = n.value.as_deref() else {
         log::warn!("session request from {from}: no value");
         return;
@@ -397,6 +416,22 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, n: Notifi
     }
 }
 
+/// The sender part of the admission policy (`-m`, `--allow`), checked before anything is
+/// looked up or decrypted.
+fn sender_allowed(cfg: &Config, from: &AtSign) -> Result<(), String> {
+    if let Some(m) = &cfg.manager {
+        if m != from {
+            return Err(format!("{from} is not the manager {m}"));
+        }
+    }
+    if let Some(list) = &cfg.allow {
+        if !list.contains(from) {
+            return Err(format!("{from} is not in the allow list"));
+        }
+    }
+    Ok(())
+}
+
 /// The admission policy: who may ask, and for what.
 fn admit(cfg: &Config, from: &AtSign, req: &RelayRequest) -> Result<(), String> {
     if req.session_id.is_empty()
@@ -409,16 +444,7 @@ fn admit(cfg: &Config, from: &AtSign, req: &RelayRequest) -> Result<(), String> 
     if req.atsign_a != from.as_str() {
         return Err(format!("sender {from} is not atSignA {}", req.atsign_a));
     }
-    if let Some(m) = &cfg.manager {
-        if m != from {
-            return Err(format!("{from} is not the manager {m}"));
-        }
-    }
-    if let Some(list) = &cfg.allow {
-        if !list.contains(from) {
-            return Err(format!("{from} is not in the allow list"));
-        }
-    }
+    sender_allowed(cfg, from)?;
     let both = req.authenticate_socket_a && req.authenticate_socket_b;
     if !both && !cfg.allow_unauthenticated {
         return Err("unauthenticated sockets requested (see --allow-unauthenticated)".into());

@@ -5,6 +5,7 @@
 //! the main future waits.
 
 pub mod atomic;
+mod blocking;
 pub mod cli;
 pub mod fs;
 pub mod time;
@@ -15,6 +16,7 @@ use std::sync::OnceLock;
 use async_executor::Executor;
 
 pub use async_executor::Task;
+pub use blocking::{resolve, unblock};
 pub use time::{parse_duration, sleep, timeout, utc_timestamp, Backoff, Elapsed};
 
 fn executor() -> &'static Executor<'static> {

@@ -177,6 +177,18 @@ impl TestAtServer {
         self.spawn();
     }
 
+    /// The server process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The server's resident set size in KiB (`VmRSS` of /proc/<pid>/status).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// `DIR/keys/@a_key.atKeys`.
     pub fn keys_path(&self, atsign: &str) -> PathBuf {
         self.dir.join("keys").join(format!("{atsign}_key.atKeys"))
@@ -261,6 +273,24 @@ impl Client {
             tls: rustls::StreamOwned::new(conn, tcp),
             buf: Vec::new(),
         }
+    }
+
+    /// As [`Client::connect`], but returns errors (connect or handshake) instead of panicking.
+    pub fn try_connect(addr: &str, ca: &Path) -> std::io::Result<Client> {
+        let (host, _) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| std::io::Error::other("host:port"))?;
+        let tcp = TcpStream::connect(addr)?;
+        tcp.set_read_timeout(Some(READ_TIMEOUT))?;
+        tcp.set_write_timeout(Some(READ_TIMEOUT))?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(std::io::Error::other)?;
+        let conn = rustls::ClientConnection::new(client_config(ca), name)
+            .map_err(std::io::Error::other)?;
+        Ok(Client {
+            tls: rustls::StreamOwned::new(conn, tcp),
+            buf: Vec::new(),
+        })
     }
 
     pub fn set_read_timeout(&self, d: Duration) {
