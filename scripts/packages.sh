@@ -21,8 +21,11 @@ table="| OpenWrt arch | binary (B) | .ipk (B) | .apk (B) |
 fail=0
 while read -r arch bin; do
 	rm -f "$DIST"/noports_*_"$arch".ipk "$DIST"/noports-*_"$arch".apk
-	ipk="$(scripts/ipk.sh --bin "$bin" --arch "$arch" --out "$DIST" | head -n 1)"
-	apk="$(python3 scripts/apk.py --bin "$bin" --arch "$arch" --out "$DIST" | head -n 1)"
+	# The first line each prints is the package's path (no `| head`: SIGPIPE under pipefail).
+	ipk="$(scripts/ipk.sh --bin "$bin" --arch "$arch" --out "$DIST")"
+	ipk="${ipk%%$'\n'*}"
+	apk="$(python3 scripts/apk.py --bin "$bin" --arch "$arch" --out "$DIST")"
+	apk="${apk%%$'\n'*}"
 	b=$(wc -c <"$bin"); i=$(wc -c <"$ipk"); a=$(wc -c <"$apk")
 	table="$table
 | $arch | $b | $i | $a |"
