@@ -32,6 +32,8 @@ pub const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for [`RelayConfig::half_close_linger`].
 pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
+/// How long the accept loop waits for the first bytes of a silent new socket.
+const EARLY_WAIT: Duration = Duration::from_millis(10);
 /// Back-off after a failed `accept` (e.g. EMFILE), so a full fd table does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -437,9 +439,10 @@ async fn authenticate(
     spec: &SessionSpec,
     limit: Duration,
     spoke: &AtomicBool,
+    early: Vec<u8>,
 ) -> Result<Vec<u8>, AuthFail> {
     let read = async {
-        let mut buf = Vec::with_capacity(1024);
+        let mut buf = early;
         let mut chunk = [0u8; 1024];
         loop {
             let n = (&*sock).read(&mut chunk).await.map_err(AuthFail::Io)?;
@@ -465,6 +468,44 @@ async fn authenticate(
     runtime::timeout(limit, read)
         .await
         .map_err(|_| AuthFail::Timeout)?
+}
+
+/// What the accept loop learned from the bytes already waiting on a new socket.
+enum Early {
+    /// A complete, valid auth line: ready to pair, with the bytes after it.
+    Verified(Vec<u8>),
+    /// A complete line that fails (or over-long input): close now.
+    Refused(AuthFail),
+    /// No complete line yet: authenticate asynchronously, starting from these bytes.
+    Partial(Vec<u8>),
+}
+
+/// Reads what the peer already sent (never waits) and checks a complete auth line at once.
+/// A legitimate side writes its line right after connecting, so it is usually verified here,
+/// before any later socket is accepted and before strangers could evict it.
+fn check_early(sock: &Async<TcpStream>, key: &RsaPublicKey, spec: &SessionSpec) -> Early {
+    use std::io::Read;
+    let mut buf = vec![0u8; 4096];
+    let n = match sock.get_ref().read(&mut buf) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Early::Refused(AuthFail::Io(e)),
+    };
+    buf.truncate(n);
+    match take_auth_line(&buf) {
+        Ok(Some((line, rest))) => match verify_auth_line(
+            line,
+            &spec.session_id,
+            &spec.client_nonce,
+            &spec.rvd_nonce,
+            key,
+        ) {
+            Ok(()) => Early::Verified(rest.to_vec()),
+            Err(e) => Early::Refused(AuthFail::Line(e)),
+        },
+        Ok(None) => Early::Partial(buf),
+        Err(e) => Early::Refused(AuthFail::Line(e)),
+    }
 }
 
 async fn accept_loop(
@@ -528,13 +569,46 @@ async fn accept_loop(
             let _ = events.send(Event::Ready(side, ready)).await;
             continue;
         };
+        // A legitimate side's line follows its connect within a moment: give a socket with
+        // nothing yet a few milliseconds before judging it (strangers cost this much each).
+        let mut checked = check_early(&sock, &key, &spec);
+        if matches!(&checked, Early::Partial(b) if b.is_empty())
+            && runtime::timeout(EARLY_WAIT, sock.readable()).await.is_ok()
+        {
+            checked = check_early(&sock, &key, &spec);
+        }
+        let early = match checked {
+            Early::Verified(leftover) => {
+                log::debug!(
+                    "session {}: side {side}: {peer} authenticated",
+                    spec.session_id
+                );
+                let ready = Ready {
+                    sock,
+                    leftover,
+                    peer,
+                    _slot: slot,
+                };
+                let _ = events.send(Event::Ready(side, ready)).await;
+                continue;
+            }
+            Early::Refused(e) => {
+                log::warn!(
+                    "session {}: Authentication failed on side {side} from {peer}: {e}",
+                    spec.session_id
+                );
+                let _ = events.send(Event::Failed).await;
+                continue;
+            }
+            Early::Partial(bytes) => bytes,
+        };
         let (spec, events, limit) = (spec.clone(), events.clone(), inner.cfg.auth_timeout);
-        let spoke = Arc::new(AtomicBool::new(false));
+        let spoke = Arc::new(AtomicBool::new(!early.is_empty()));
         let spoke2 = spoke.clone();
         // Bounded by the auth deadline, and cancelled (closing the socket) when evicted or
         // when the session ends.
         let task = runtime::spawn(async move {
-            match authenticate(&sock, &key, &spec, limit, &spoke2).await {
+            match authenticate(&sock, &key, &spec, limit, &spoke2, early).await {
                 Ok(leftover) => {
                     log::debug!(
                         "session {}: side {side}: {peer} authenticated",
