@@ -522,6 +522,10 @@ async fn accept_loop(
     let key = key.map(Arc::new);
     // Sockets still authenticating, oldest first. Owned here, so they close with the session.
     let mut pending: VecDeque<Authenticating> = VecDeque::new();
+    // In a multi-pair session the first pair is the control channel: each side's first socket
+    // must reach the pairing queue first, so the first socket accepted is verified before the
+    // next is accepted (concurrent verification let a data socket overtake it under load).
+    let mut first = !spec.single_pair;
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -602,6 +606,29 @@ async fn accept_loop(
             }
             Early::Partial(bytes) => bytes,
         };
+        if std::mem::take(&mut first) {
+            let spoke = AtomicBool::new(true);
+            let limit = inner.cfg.auth_timeout;
+            match authenticate(&sock, &key, &spec, limit, &spoke, early).await {
+                Ok(leftover) => {
+                    let ready = Ready {
+                        sock,
+                        leftover,
+                        peer,
+                        _slot: slot,
+                    };
+                    let _ = events.send(Event::Ready(side, ready)).await;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "session {}: Authentication failed on side {side} from {peer}: {e}",
+                        spec.session_id
+                    );
+                    let _ = events.send(Event::Failed).await;
+                }
+            }
+            continue;
+        }
         let (spec, events, limit) = (spec.clone(), events.clone(), inner.cfg.auth_timeout);
         let spoke = Arc::new(AtomicBool::new(!early.is_empty()));
         let spoke2 = spoke.clone();
