@@ -583,25 +583,11 @@ async fn accept_loop(
         }
         let early = match checked {
             Early::Verified(leftover) => {
-                log::debug!(
-                    "session {}: side {side}: {peer} authenticated",
-                    spec.session_id
-                );
-                let ready = Ready {
-                    sock,
-                    leftover,
-                    peer,
-                    _slot: slot,
-                };
-                let _ = events.send(Event::Ready(side, ready)).await;
+                settle(&spec, side, peer, sock, slot, Ok(leftover), &events).await;
                 continue;
             }
             Early::Refused(e) => {
-                log::warn!(
-                    "session {}: Authentication failed on side {side} from {peer}: {e}",
-                    spec.session_id
-                );
-                let _ = events.send(Event::Failed).await;
+                settle(&spec, side, peer, sock, slot, Err(e), &events).await;
                 continue;
             }
             Early::Partial(bytes) => bytes,
@@ -609,24 +595,8 @@ async fn accept_loop(
         if std::mem::take(&mut first) {
             let spoke = AtomicBool::new(true);
             let limit = inner.cfg.auth_timeout;
-            match authenticate(&sock, &key, &spec, limit, &spoke, early).await {
-                Ok(leftover) => {
-                    let ready = Ready {
-                        sock,
-                        leftover,
-                        peer,
-                        _slot: slot,
-                    };
-                    let _ = events.send(Event::Ready(side, ready)).await;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "session {}: Authentication failed on side {side} from {peer}: {e}",
-                        spec.session_id
-                    );
-                    let _ = events.send(Event::Failed).await;
-                }
-            }
+            let outcome = authenticate(&sock, &key, &spec, limit, &spoke, early).await;
+            settle(&spec, side, peer, sock, slot, outcome, &events).await;
             continue;
         }
         let (spec, events, limit) = (spec.clone(), events.clone(), inner.cfg.auth_timeout);
@@ -635,34 +605,49 @@ async fn accept_loop(
         // Bounded by the auth deadline, and cancelled (closing the socket) when evicted or
         // when the session ends.
         let task = runtime::spawn(async move {
-            match authenticate(&sock, &key, &spec, limit, &spoke2, early).await {
-                Ok(leftover) => {
-                    log::debug!(
-                        "session {}: side {side}: {peer} authenticated",
-                        spec.session_id
-                    );
-                    let ready = Ready {
-                        sock,
-                        leftover,
-                        peer,
-                        _slot: slot,
-                    };
-                    let _ = events.send(Event::Ready(side, ready)).await;
-                }
-                Err(e) => {
-                    log::warn!(
-                        "session {}: Authentication failed on side {side} from {peer}: {e}",
-                        spec.session_id
-                    );
-                    let _ = events.send(Event::Failed).await;
-                }
-            }
+            let outcome = authenticate(&sock, &key, &spec, limit, &spoke2, early).await;
+            settle(&spec, side, peer, sock, slot, outcome, &events).await;
         });
         pending.push_back(Authenticating {
             source,
             spoke,
             task,
         });
+    }
+}
+
+/// Hands a socket whose authentication ended to the session: verified (ready to pair) or
+/// refused (closed here, counted as rejected).
+async fn settle(
+    spec: &SessionSpec,
+    side: Side,
+    peer: SocketAddr,
+    sock: Async<TcpStream>,
+    slot: ConnSlot,
+    outcome: Result<Vec<u8>, AuthFail>,
+    events: &async_channel::Sender<Event>,
+) {
+    match outcome {
+        Ok(leftover) => {
+            log::debug!(
+                "session {}: side {side}: {peer} authenticated",
+                spec.session_id
+            );
+            let ready = Ready {
+                sock,
+                leftover,
+                peer,
+                _slot: slot,
+            };
+            let _ = events.send(Event::Ready(side, ready)).await;
+        }
+        Err(e) => {
+            log::warn!(
+                "session {}: Authentication failed on side {side} from {peer}: {e}",
+                spec.session_id
+            );
+            let _ = events.send(Event::Failed).await;
+        }
     }
 }
 
