@@ -4,10 +4,7 @@
 #[path = "common/stack.rs"]
 mod stack;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use noports::at::{AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions, RootAddr};
@@ -21,27 +18,6 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_noports"))
 }
 
-/// Accepts connections and records the first line of each.
-fn fake_relay() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let rec = lines.clone();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(c) = c else { continue };
-            let rec = rec.clone();
-            std::thread::spawn(move || {
-                c.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut line = String::new();
-                let _ = BufReader::new(c).read_line(&mut line);
-                rec.lock().unwrap().push(line);
-            });
-        }
-    });
-    (port, lines)
-}
-
 /// Issue 16: a stranger's notifications are refused on the sender alone, before any shared-key
 /// look-up or decryption (the monitor leaves values sealed), the refusals are logged at most
 /// once a second, and a manager's request in the middle of the flood is answered promptly.
@@ -50,7 +26,7 @@ fn strangers_cost_no_lookups_and_do_not_delay_a_manager() {
     let stack = Stack::start(bin(), "e2e-flood", &["@stranger"]);
     let service = start_plus_one_service();
     let daemon = stack.start_daemon("flooddev", CLIENT, &format!("127.0.0.1:{service}"));
-    let (relay_port, _relay_lines) = fake_relay();
+    let (relay_port, _relay_lines) = recording_listener();
     std::env::set_var("NOPORTS_CA_FILE", &stack.ca);
     block_on(async {
         let root = RootAddr::parse(&stack.root).unwrap();

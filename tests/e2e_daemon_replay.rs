@@ -4,10 +4,7 @@
 #[path = "common/stack.rs"]
 mod stack;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use noports::at::{AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions, RootAddr};
@@ -22,34 +19,13 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_noports"))
 }
 
-/// Accepts connections and records the first line of each.
-fn fake_relay() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let rec = lines.clone();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(c) = c else { continue };
-            let rec = rec.clone();
-            std::thread::spawn(move || {
-                c.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut line = String::new();
-                let _ = BufReader::new(c).read_line(&mut line);
-                rec.lock().unwrap().push(line);
-            });
-        }
-    });
-    (port, lines)
-}
-
 #[test]
 fn replayed_request_after_a_daemon_restart_opens_nothing() {
     let stack = Stack::start(bin(), "e2e-replay", &[]);
     let service = start_plus_one_service();
     let permit = format!("127.0.0.1:{service}");
     let mut daemon = stack.start_daemon("replaydev", CLIENT, &permit);
-    let (relay_port, relay_lines) = fake_relay();
+    let (relay_port, relay_lines) = recording_listener();
     std::env::set_var("NOPORTS_CA_FILE", &stack.ca);
     let sid = "88888888-2222-4333-8444-555555555555";
     let seen_file = stack

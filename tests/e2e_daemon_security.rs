@@ -6,10 +6,7 @@
 #[path = "common/stack.rs"]
 mod stack;
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use noports::at::{AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions, RootAddr};
@@ -23,33 +20,12 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_noports"))
 }
 
-/// Accepts connections and records the first line of each.
-fn fake_relay() -> (u16, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let rec = lines.clone();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(c) = c else { continue };
-            let rec = rec.clone();
-            std::thread::spawn(move || {
-                c.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut line = String::new();
-                let _ = BufReader::new(c).read_line(&mut line);
-                rec.lock().unwrap().push(line);
-            });
-        }
-    });
-    (port, lines)
-}
-
 #[test]
 fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
     let stack = Stack::start(bin(), "e2e-sec", &[]);
     let service = start_plus_one_service();
     let daemon = stack.start_daemon("secdev", CLIENT, &format!("127.0.0.1:{service}"));
-    let (relay_port, relay_lines) = fake_relay();
+    let (relay_port, relay_lines) = recording_listener();
     std::env::set_var("NOPORTS_CA_FILE", &stack.ca);
 
     block_on(async {

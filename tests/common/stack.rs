@@ -407,3 +407,25 @@ pub fn open_fds(pid: u32) -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// A stand-in relay: accepts connections on 127.0.0.1 and records the first line of each
+/// (the auth line a daemon sends). Returns its port and the lines so far.
+pub fn recording_listener() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let rec = lines.clone();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { continue };
+            let rec = rec.clone();
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut line = String::new();
+                let _ = BufReader::new(c).read_line(&mut line);
+                rec.lock().unwrap().push(line);
+            });
+        }
+    });
+    (port, lines)
+}
