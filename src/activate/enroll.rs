@@ -70,6 +70,9 @@ pub struct ListArgs {
     /// device name regex
     #[argh(option, short = 'D')]
     drx: Option<String>,
+    /// info logging
+    #[argh(switch, short = 'v')]
+    verbose: bool,
 }
 
 #[derive(FromArgs)]
@@ -88,6 +91,9 @@ pub struct FetchArgs {
     /// enrollment id
     #[argh(option, short = 'i')]
     enrollment_id: String,
+    /// info logging
+    #[argh(switch, short = 'v')]
+    verbose: bool,
 }
 
 /// What a management command does to the records it selects.
@@ -161,6 +167,7 @@ pub struct ManageArgs<Op> {
     enrollment_id: Option<String>,
     arx: Option<String>,
     drx: Option<String>,
+    verbose: bool,
     _op: std::marker::PhantomData<Op>,
 }
 
@@ -185,6 +192,9 @@ struct ManageFlags {
     /// device name regex
     #[argh(option, short = 'D')]
     drx: Option<String>,
+    /// info logging
+    #[argh(switch, short = 'v')]
+    verbose: bool,
 }
 
 impl<Op> argh::FromArgs for ManageArgs<Op> {
@@ -197,6 +207,7 @@ impl<Op> argh::FromArgs for ManageArgs<Op> {
             enrollment_id: f.enrollment_id,
             arx: f.arx,
             drx: f.drx,
+            verbose: f.verbose,
             _op: std::marker::PhantomData,
         })
     }
@@ -376,8 +387,8 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
     Ok(())
 }
 
-struct Record {
-    id: String,
+pub(super) struct Record {
+    pub(super) id: String,
     app: String,
     device: String,
     status: String,
@@ -420,7 +431,7 @@ fn matches(re: &Option<String>, text: &str) -> Result<bool, String> {
     }
 }
 
-async fn select(
+pub(super) async fn select(
     client: &AtClient,
     status: Option<&str>,
     arx: &Option<String>,
@@ -446,6 +457,7 @@ async fn select(
 }
 
 pub async fn list(a: ListArgs) -> Result<(), String> {
+    crate::runtime::init_logging(a.verbose);
     if let Some(s) = &a.enrollment_status {
         if !["pending", "approved", "denied", "revoked", "expired"].contains(&s.as_str()) {
             return Err(format!(
@@ -470,6 +482,7 @@ pub async fn list(a: ListArgs) -> Result<(), String> {
 }
 
 pub async fn fetch(a: FetchArgs) -> Result<(), String> {
+    crate::runtime::init_logging(a.verbose);
     let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
     let req = Object::new().with("enrollmentId", a.enrollment_id.as_str());
     let answer = client
@@ -480,7 +493,41 @@ pub async fn fetch(a: FetchArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds to an `enroll:approve` request our encryption private key and self-encryption key,
+/// each encrypted with the APKAM key that the requester wrapped for us (§11.6).
+pub(super) fn add_approval_keys(
+    client: &AtClient,
+    r: &Record,
+    req: &mut Object,
+) -> Result<(), String> {
+    let keys = client.keys();
+    let wrapped = r
+        .wrapped_apkam
+        .as_deref()
+        .ok_or("record has no encryptedAPKAMSymmetricKey")?;
+    let ct = b64::decode(wrapped).map_err(|e| e.to_string())?;
+    let key_text = keys
+        .encrypt_private
+        .decrypt(&ct)
+        .map_err(|e| format!("cannot unwrap the APKAM key: {e}"))?;
+    let key_text = String::from_utf8(key_text).map_err(|_| "APKAM key is not base64 text")?;
+    let apkam: [u8; 32] = b64::decode(key_text.trim())
+        .ok()
+        .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
+        .ok_or("APKAM key is not 32 bytes")?;
+    req.push(
+        "encryptedDefaultEncryptionPrivateKey",
+        encrypt_b64(&apkam, &ZERO_IV, &keys.encrypt_private.to_pkcs8_b64()),
+    );
+    req.push(
+        "encryptedDefaultSelfEncryptionKey",
+        encrypt_b64(&apkam, &ZERO_IV, &b64::encode(&keys.self_encryption_key)),
+    );
+    Ok(())
+}
+
 pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String> {
+    crate::runtime::init_logging(a.verbose);
     if a.enrollment_id.is_none() && a.arx.is_none() && a.drx.is_none() {
         return Err("At least one of --enrollmentId, --arx or --drx must be provided".into());
     }
@@ -511,30 +558,7 @@ pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String>
                 "Approving enrollmentId {} with appName \"{}\" and deviceName \"{}\"",
                 r.id, r.app, r.device
             );
-            let keys = client.keys();
-            let wrapped = r
-                .wrapped_apkam
-                .as_deref()
-                .ok_or("record has no encryptedAPKAMSymmetricKey")?;
-            let ct = b64::decode(wrapped).map_err(|e| e.to_string())?;
-            let key_text = keys
-                .encrypt_private
-                .decrypt(&ct)
-                .map_err(|e| format!("cannot unwrap the APKAM key: {e}"))?;
-            let key_text =
-                String::from_utf8(key_text).map_err(|_| "APKAM key is not base64 text")?;
-            let apkam: [u8; 32] = b64::decode(key_text.trim())
-                .ok()
-                .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
-                .ok_or("APKAM key is not 32 bytes")?;
-            req.push(
-                "encryptedDefaultEncryptionPrivateKey",
-                encrypt_b64(&apkam, &ZERO_IV, &keys.encrypt_private.to_pkcs8_b64()),
-            );
-            req.push(
-                "encryptedDefaultSelfEncryptionKey",
-                encrypt_b64(&apkam, &ZERO_IV, &b64::encode(&keys.self_encryption_key)),
-            );
+            add_approval_keys(&client, &r, &mut req)?;
         } else {
             println!("{} enrollmentId {}", Op::LABEL, r.id);
         }

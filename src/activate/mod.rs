@@ -1,6 +1,8 @@
 //! `at_activate`: atSign activation (CRAM onboarding) and APKAM enrollment management
 //! (noports.md §8, atprotocol.md §11).
+mod auto;
 mod enroll;
+mod registrar;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +15,32 @@ use crate::at::{AtClient, AtError, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::runtime::{self, cli, parse_duration};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The official CLI's long names (camelCase, Dart `args`) and the `--root-domain` every other
+/// applet takes, mapped onto ours.
+const DIALECT: cli::Dialect<'static> = cli::Dialect {
+    aliases: &[
+        ("--rootServer", "--root-server"),
+        ("--root-domain", "--root-server"),
+        ("--enrollmentId", "--enrollment-id"),
+        ("--enrollmentStatus", "--enrollment-status"),
+        ("--registrarUrl", "--registrar-url"),
+        ("--cramkey", "--cramkey"),
+        ("--passcode", "--passcode"),
+    ],
+    switches: &['v'],
+    negatable: &[("verbose", 'v'), ("approve-existing", '\0')],
+};
+
+/// Flags every command takes, taken out before the per-command parser sees the arguments.
+#[derive(Default)]
+struct Shared {
+    proxy: Option<String>,
+    /// `--debug`: debug logging.
+    debug: bool,
+    /// `--mca N`: attempts to reach the atServer, 3 s apart.
+    max_connect_attempts: Option<u32>,
+}
 
 #[derive(FromArgs)]
 #[argh(help_triggers("-h", "--help"))]
@@ -35,13 +63,14 @@ enum Command {
     List(enroll::ListArgs),
     Fetch(enroll::FetchArgs),
     Approve(enroll::ManageArgs<enroll::Approve>),
+    Auto(auto::AutoArgs),
     Deny(enroll::ManageArgs<enroll::Deny>),
     Revoke(enroll::ManageArgs<enroll::Revoke>),
     Unrevoke(enroll::ManageArgs<enroll::Unrevoke>),
     Delete(enroll::ManageArgs<enroll::Delete>),
+    Interactive(auto::InteractiveArgs),
 }
 
-/// Options every command shares.
 #[derive(FromArgs, Clone)]
 #[argh(subcommand, name = "status")]
 /// Report whether an atSign is activated: exit 0 activated, 1 no public key, 2 atServer
@@ -65,9 +94,17 @@ pub struct OnboardArgs {
     /// the atSign
     #[argh(option, short = 'a')]
     atsign: String,
-    /// CRAM secret (or "<atsign>:<secret>")
+    /// CRAM secret (or "<atsign>:<secret>"); without it, the registrar sends a verification
+    /// code to the atSign's owner and the secret comes from there
     #[argh(option, short = 'c')]
     cramkey: Option<String>,
+    /// registrar host[:port] that gives the CRAM secret (default my.atsign.com)
+    #[argh(
+        option,
+        short = 'g',
+        default = "String::from(registrar::DEFAULT_REGISTRAR)"
+    )]
+    registrar_url: String,
     /// atKeys file to create (default ~/.atsign/keys/<atSign>_key.atKeys)
     #[argh(option, short = 'k')]
     keys: Option<String>,
@@ -133,8 +170,8 @@ pub struct SppArgs {
 pub fn main(argv: &[String]) -> ExitCode {
     let mut argv = argv.to_vec();
     // First, so that `at_activate --proxy URL status …` still finds its command.
-    let proxy = match take_proxy_flag(&mut argv) {
-        Ok(p) => p,
+    let shared = match take_shared_flags(&mut argv) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(1);
@@ -149,16 +186,29 @@ pub fn main(argv: &[String]) -> ExitCode {
     }
     if argv.len() < 2 {
         eprintln!("You must supply a command.");
-        eprintln!("Commands: status onboard otp spp enroll list fetch approve deny revoke unrevoke delete");
+        eprintln!("Commands: {COMMANDS}");
         return ExitCode::from(1);
     }
-    let args: Args = match cli::parse(&argv) {
+    if let Some(c) = argv.get(1).filter(|c| !c.starts_with('-')) {
+        if !COMMANDS.split(' ').any(|known| known == c) {
+            eprintln!("Invalid argument: Unknown command: {c}");
+            eprintln!("Commands: {COMMANDS}");
+            return ExitCode::from(1);
+        }
+    }
+    let args: Args = match cli::parse_dialect(&argv, DIALECT) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    if let Err(e) = crate::at::proxy::configure(proxy.as_deref()) {
+    if let Err(e) = crate::at::proxy::configure(shared.proxy.as_deref()) {
         eprintln!("Invalid argument(s): {e}");
         return ExitCode::from(1);
+    }
+    if shared.debug {
+        runtime::init_logging_level("debug");
+    }
+    if let Some(n) = shared.max_connect_attempts {
+        let _ = MAX_CONNECT_ATTEMPTS.set(n);
     }
     runtime::block_on(async move {
         match run(args.command).await {
@@ -171,29 +221,47 @@ pub fn main(argv: &[String]) -> ExitCode {
     })
 }
 
-/// Removes `--proxy URL` / `--proxy=URL` (any position before `--`) from `argv`: it applies to
-/// every command, so it is taken out before the per-command parsers see the arguments.
-fn take_proxy_flag(argv: &mut Vec<String>) -> Result<Option<String>, String> {
-    let mut found = None;
+const COMMANDS: &str =
+    "status onboard otp spp enroll list fetch approve auto deny revoke unrevoke delete interactive";
+
+static MAX_CONNECT_ATTEMPTS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Removes the flags every command shares (`--proxy URL`, `--mca N`, `--debug`, also as
+/// `--flag=value`, any position before `--`) from `argv`.
+fn take_shared_flags(argv: &mut Vec<String>) -> Result<Shared, String> {
+    let mut shared = Shared::default();
     let mut i = 1;
-    while let Some(a) = argv.get(i) {
+    while let Some(a) = argv.get(i).cloned() {
         if a == "--" {
             break;
         }
-        if a == crate::at::proxy::FLAG {
-            if argv.get(i + 1).is_none() {
-                return Err(format!("{} needs a URL", crate::at::proxy::FLAG));
-            }
-            found = Some(argv.remove(i + 1));
-            argv.remove(i);
-        } else if let Some(v) = a.strip_prefix("--proxy=") {
-            found = Some(v.to_string());
-            argv.remove(i);
-        } else {
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        let takes_value = name == crate::at::proxy::FLAG || name == "--mca";
+        if !takes_value && name != "--debug" {
             i += 1;
+            continue;
+        }
+        argv.remove(i);
+        let value = match (takes_value, inline) {
+            (false, _) => None,
+            (true, Some(v)) => Some(v),
+            (true, None) if i < argv.len() => Some(argv.remove(i)),
+            (true, None) => return Err(format!("{name} needs a value")),
+        };
+        match (name.as_str(), value) {
+            ("--debug", _) => shared.debug = true,
+            ("--mca", Some(v)) => {
+                shared.max_connect_attempts = Some(v.parse().ok().filter(|n| *n > 0).ok_or(
+                    format!("--mca needs a number of attempts (1 or more), not {v}"),
+                )?)
+            }
+            (_, v) => shared.proxy = v,
         }
     }
-    Ok(found)
+    Ok(shared)
 }
 
 async fn run(cmd: Command) -> Result<ExitCode, String> {
@@ -244,6 +312,8 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Revoke(a) => enroll::manage(a).await,
         Command::Unrevoke(a) => enroll::manage(a).await,
         Command::Delete(a) => enroll::manage(a).await,
+        Command::Auto(a) => auto::auto(a).await,
+        Command::Interactive(_) => Ok(auto::interactive(DIALECT).await),
     }
 }
 
@@ -266,11 +336,43 @@ pub(crate) async fn authenticated(
 ) -> Result<AtClient, String> {
     let atsign = parse_atsign(atsign)?;
     let path = keys_path(&atsign, keys)?;
-    let keys = AtKeys::load(&path).map_err(|e| e.to_string())?;
+    AtKeys::load(&path).map_err(|e| e.to_string())?;
     let root = RootAddr::parse(root).map_err(|e| e.to_string())?;
-    AtClient::connect(ClientConfig { atsign, keys, root })
-        .await
-        .map_err(|e| e.to_string())
+    retrying(connect_attempts(1), || async {
+        let config = ClientConfig {
+            atsign: atsign.clone(),
+            keys: AtKeys::load(&path)?,
+            root: root.clone(),
+        };
+        AtClient::connect(config).await
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// How many times to try reaching an atServer: `--mca`, else `default`.
+fn connect_attempts(default: u32) -> u32 {
+    MAX_CONNECT_ATTEMPTS.get().copied().unwrap_or(default)
+}
+
+/// Runs `attempt` up to `attempts` times, 3 s apart, while it fails for a reason that another
+/// try could change (the atServer not there yet); a refusal is returned at once.
+async fn retrying<T, F, Fut>(attempts: u32, mut attempt: F) -> Result<T, AtError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AtError>>,
+{
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(e) if n < attempts && e.is_connection_problem() => {
+                log::info!("atServer not reachable yet (attempt {n} of {attempts}): {e}");
+                runtime::sleep(Duration::from_secs(3)).await;
+                n += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// An unauthenticated connection to `atsign`'s atServer.
@@ -278,8 +380,11 @@ pub(crate) async fn server_connection(
     atsign: &AtSign,
     root: &RootAddr,
 ) -> Result<Connection, AtError> {
-    let (host, port) = lookup_server(root, atsign).await?;
-    Connection::connect(&host, port).await
+    retrying(connect_attempts(1), || async {
+        let (host, port) = lookup_server(root, atsign).await?;
+        Connection::connect(&host, port).await
+    })
+    .await
 }
 
 async fn status(a: &StatusArgs) -> ExitCode {
@@ -329,28 +434,38 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
     if path.exists() {
         return Err(format!("atKeys file {} already exists", path.display()));
     }
-    let secret = a
-        .cramkey
-        .as_deref()
-        .ok_or("--cramkey is required (the registrar is not reachable from here)")?;
-    let secret = secret
-        .split_once(':')
-        .map(|(_, s)| s)
-        .unwrap_or(secret)
-        .trim()
-        .to_string();
     let root = RootAddr::parse(&a.root_server).map_err(|e| e.to_string())?;
-    println!("[Information] Onboarding your atSign. This may take up to 2 minutes.");
-    let mut conn = server_connection(&atsign, &root)
-        .await
-        .map_err(|e| e.to_string())?;
-    if let Ok(v) = conn
-        .request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
-        .await
-    {
-        if !v.trim().is_empty() && v.trim() != "null" {
-            return Err(format!("{atsign} is already activated"));
+    let secret = match a.cramkey.as_deref() {
+        Some(k) => k.split_once(':').map_or(k, |(_, s)| s).trim().to_string(),
+        None => {
+            // Before the registrar sends a code: an activated atSign needs none.
+            let mut conn = server_connection(&atsign, &root)
+                .await
+                .map_err(|e| format!("[Error] Onboarding failed. {e}"))?;
+            if is_activated(&mut conn, &atsign).await {
+                return Err(already_activated(&atsign));
+            }
+            conn.close().await;
+            let prompt = format!(
+                "Enter the verification code sent to the email address or phone number registered for {atsign}: "
+            );
+            registrar::cram_secret(&a.registrar_url, &atsign, || {
+                registrar::read_code_from_stdin(&prompt)
+            })
+            .await
+            .map_err(|e| format!("[Error] Onboarding failed. {e}"))?
         }
+    };
+    println!("[Information] Onboarding your atSign. This may take up to 2 minutes.");
+    // Freshly activated at the registrar, the atServer may take a little while to come up.
+    let attempts = if a.cramkey.is_some() { 1 } else { 10 };
+    let mut conn = retrying(connect_attempts(attempts), || {
+        server_connection(&atsign, &root)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    if is_activated(&mut conn, &atsign).await {
+        return Err(already_activated(&atsign));
     }
     let challenge = conn
         .request(&format!("from:{atsign}"), REQUEST_TIMEOUT)
@@ -411,4 +526,19 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     println!("[Success] Your .atKeys file saved at {}", path.display());
     Ok(())
+}
+
+/// True when `atsign` already has its public encryption key (activated before).
+async fn is_activated(conn: &mut Connection, atsign: &AtSign) -> bool {
+    conn.request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+        .await
+        .is_ok_and(|v| !v.trim().is_empty() && v.trim() != "null")
+}
+
+fn already_activated(atsign: &AtSign) -> String {
+    format!(
+        "[Error] {atsign} is already activated. To use it here, enroll this device: \
+         at_activate enroll -a {atsign} -s <OTP> -p <app> -d <device> -n <namespaces> -k <file>, \
+         with an OTP from `at_activate otp -a {atsign}` where its keys are"
+    )
 }

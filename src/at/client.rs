@@ -393,7 +393,17 @@ impl AtClient {
     /// afterwards it reconnects by itself (with backoff) and resumes from the last
     /// notification it saw.
     pub async fn monitor(&self, regex: &str, start: MonitorStart) -> Result<Monitor, AtError> {
-        self.start_monitor_task(regex, start, true).await
+        self.start_monitor_task(regex, start, true, false).await
+    }
+
+    /// As [`AtClient::monitor`], plus the atServer's own *self* notifications (new enrollment
+    /// requests, atprotocol.md §11.5), which only reach monitors that ask for them.
+    pub async fn monitor_with_self_notifications(
+        &self,
+        regex: &str,
+        start: MonitorStart,
+    ) -> Result<Monitor, AtError> {
+        self.start_monitor_task(regex, start, true, true).await
     }
 
     /// As [`AtClient::monitor`], but encrypted values are left sealed: no shared-key look-up
@@ -404,7 +414,7 @@ impl AtClient {
         regex: &str,
         start: MonitorStart,
     ) -> Result<Monitor, AtError> {
-        self.start_monitor_task(regex, start, false).await
+        self.start_monitor_task(regex, start, false, false).await
     }
 
     /// Decrypts a sealed notification's value in place (no-op when not sealed).
@@ -430,6 +440,7 @@ impl AtClient {
         regex: &str,
         start: MonitorStart,
         decrypt: bool,
+        self_notes: bool,
     ) -> Result<Monitor, AtError> {
         if regex.contains('\n') || regex.contains('\r') || regex.contains(':') {
             return Err(AtError::Invalid(format!(
@@ -440,7 +451,7 @@ impl AtClient {
             MonitorStart::Live => None,
             MonitorStart::Since(t) => Some(t),
         };
-        let conn = self.inner.start_monitor(regex, since).await?;
+        let conn = self.inner.start_monitor(regex, since, self_notes).await?;
         let (tx, rx) = async_channel::bounded(256);
         let task = runtime::spawn(monitor_loop(
             self.inner.clone(),
@@ -449,6 +460,7 @@ impl AtClient {
             since,
             tx,
             decrypt,
+            self_notes,
         ));
         Ok(Monitor { rx, _task: task })
     }
@@ -665,11 +677,17 @@ impl Inner {
         }
     }
 
-    async fn start_monitor(&self, regex: &str, since: Option<i64>) -> Result<Connection, AtError> {
+    async fn start_monitor(
+        &self,
+        regex: &str,
+        since: Option<i64>,
+        self_notes: bool,
+    ) -> Result<Connection, AtError> {
         let mut conn = Box::pin(self.open_authenticated()).await?;
+        let flags = if self_notes { ":selfNotifications" } else { "" };
         let cmd = match since {
-            Some(t) => format!("monitor:{t} {regex}"),
-            None => format!("monitor {regex}"),
+            Some(t) => format!("monitor{flags}:{t} {regex}"),
+            None => format!("monitor{flags} {regex}"),
         };
         conn.send(&cmd).await?;
         log::info!("Monitor: monitor started for {} ({regex})", self.atsign);
@@ -735,6 +753,7 @@ async fn monitor_loop(
     since: Option<i64>,
     tx: async_channel::Sender<Notification>,
     decrypt: bool,
+    self_notes: bool,
 ) {
     let mut conn = Some(first);
     let mut last_epoch = since;
@@ -743,7 +762,7 @@ async fn monitor_loop(
     loop {
         let mut c = match conn.take() {
             Some(c) => c,
-            None => match inner.start_monitor(&regex, last_epoch).await {
+            None => match inner.start_monitor(&regex, last_epoch, self_notes).await {
                 Ok(c) => {
                     backoff.reset();
                     c

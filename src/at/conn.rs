@@ -185,6 +185,36 @@ pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AtError
     }
 }
 
+/// TCP (directly or through the configured proxy) + TLS with host-name verification.
+pub(super) async fn tls_connect(
+    host: &str,
+    port: u16,
+) -> Result<TlsStream<Async<TcpStream>>, AtError> {
+    let peer = format!("{host}:{port}");
+    let tcp = match super::proxy::for_host(host) {
+        // TLS below still verifies the server: the proxy only relays the bytes.
+        Some(proxy) => super::proxy::connect_via(proxy, host, port, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| AtError::io(format!("connecting to {peer} via {proxy}"), e))?,
+        None => {
+            let addr = resolve(host, port).await?;
+            timeout(CONNECT_TIMEOUT, Async::<TcpStream>::connect(addr))
+                .await
+                .map_err(|_| AtError::Timeout("TCP connect"))?
+                .map_err(|e| AtError::io(format!("connecting to {peer}"), e))?
+        }
+    };
+    let _ = tcp.get_ref().set_nodelay(true);
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|_| AtError::Invalid(format!("invalid server name {host}")))?;
+    let connector = TlsConnector::from(tls_config()?);
+    // The handshake future holds a whole rustls connection: keep it off the caller's stack.
+    timeout(CONNECT_TIMEOUT, Box::pin(connector.connect(name, tcp)))
+        .await
+        .map_err(|_| AtError::Timeout("TLS handshake"))?
+        .map_err(|e| AtError::io(format!("TLS handshake with {peer}"), e))
+}
+
 pub struct Connection {
     // Boxed: a TLS stream is several KiB, and it would otherwise be copied into every future
     // that holds a connection.
@@ -198,33 +228,11 @@ pub struct Connection {
 impl Connection {
     /// TCP + TLS handshake with host-name verification.
     pub async fn connect(host: &str, port: u16) -> Result<Connection, AtError> {
-        let peer = format!("{host}:{port}");
-        let tcp = match super::proxy::for_host(host) {
-            // TLS below still verifies the atServer: the proxy only relays the bytes.
-            Some(proxy) => super::proxy::connect_via(proxy, host, port, CONNECT_TIMEOUT)
-                .await
-                .map_err(|e| AtError::io(format!("connecting to {peer} via {proxy}"), e))?,
-            None => {
-                let addr = resolve(host, port).await?;
-                timeout(CONNECT_TIMEOUT, Async::<TcpStream>::connect(addr))
-                    .await
-                    .map_err(|_| AtError::Timeout("TCP connect"))?
-                    .map_err(|e| AtError::io(format!("connecting to {peer}"), e))?
-            }
-        };
-        let _ = tcp.get_ref().set_nodelay(true);
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|_| AtError::Invalid(format!("invalid server name {host}")))?;
-        let connector = TlsConnector::from(tls_config()?);
-        // The handshake future holds a whole rustls connection: keep it off the caller's stack.
-        let stream = timeout(CONNECT_TIMEOUT, Box::pin(connector.connect(name, tcp)))
-            .await
-            .map_err(|_| AtError::Timeout("TLS handshake"))?
-            .map_err(|e| AtError::io(format!("TLS handshake with {peer}"), e))?;
+        let stream = tls_connect(host, port).await?;
         Ok(Connection {
             stream: Box::new(stream),
             reader: LineReader::new(),
-            peer,
+            peer: format!("{host}:{port}"),
             rbuf: vec![0u8; 16 * 1024],
         })
     }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod conn;
 mod error;
 pub mod framing;
+pub mod https;
 pub mod keys;
 pub mod notification;
 pub mod proxy;

@@ -27,6 +27,7 @@ const DIALECT: cli::Dialect<'static> = cli::Dialect {
         ("--no-et", "--no-encrypt-rvd-traffic"),
     ],
     switches: &['v', 'q', 'x', 'K'],
+    negatable: &[("verbose", 'v')],
 };
 
 /// A year: what the official npt uses for `-T 0` ("never").

@@ -25,6 +25,7 @@ const DIALECT: cli::Dialect<'static> = cli::Dialect {
         ("--ad", "--authenticate-device-to-rvd"),
     ],
     switches: &['s', 'v', 'x', 'q'],
+    negatable: &[("verbose", 'v')],
 };
 
 /// The local srv waits this long for ssh to connect (noports.md §7.1).

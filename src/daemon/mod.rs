@@ -30,6 +30,7 @@ const DIALECT: cli::Dialect<'static> = cli::Dialect {
         ("--ephemeral-permission", "--ephemeral-permissions"),
     ],
     switches: &['s', 'h', 'u', 'v'],
+    negatable: &[("sshpublickey", 's'), ("verbose", 'v')],
 };
 
 #[derive(FromArgs)]

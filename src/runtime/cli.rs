@@ -14,6 +14,9 @@ pub struct Dialect<'a> {
     pub aliases: &'a [(&'a str, &'a str)],
     /// Single-letter switches that may be combined, e.g. `['s', 'u', 'v']` for `-suv`.
     pub switches: &'a [char],
+    /// Switches the official parser also accepts as `--no-<name>` (Dart `negatable`), with
+    /// their short letter: `--no-verbose` cancels an earlier `-v`/`--verbose`, as there.
+    pub negatable: &'a [(&'a str, char)],
 }
 
 /// Normalise `args` (without argv[0]) per `dialect`.
@@ -37,6 +40,14 @@ pub fn normalise(args: &[String], dialect: Dialect<'_>) -> Vec<String> {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (a.clone(), None),
         };
+        if let Some((long, short)) = a
+            .strip_prefix("--no-")
+            .and_then(|n| dialect.negatable.iter().find(|(long, _)| *long == n))
+        {
+            let (long, short) = (format!("--{long}"), format!("-{short}"));
+            out.retain(|o| *o != long && *o != short);
+            continue;
+        }
         let name = dialect
             .aliases
             .iter()
@@ -99,6 +110,7 @@ mod tests {
         let d = Dialect {
             aliases: &[("--po", "--permit-open")],
             switches: &['s', 'u', 'v'],
+            negatable: &[("verbose", 'v'), ("sshpublickey", 's')],
         };
         assert_eq!(
             normalise(&s(&["", "-su", "--po=localhost:22", "-a", "@x", "-v"]), d),
@@ -117,5 +129,11 @@ mod tests {
             s(&["-sx"]),
             "unknown letters are left for argh to reject"
         );
+        assert_eq!(
+            normalise(&s(&["-sv", "--no-verbose", "--no-sshpublickey", "-v"]), d),
+            s(&["-v"]),
+            "--no-X cancels what came before it, not what comes after"
+        );
+        assert_eq!(normalise(&s(&["--no-hide"]), d), s(&["--no-hide"]));
     }
 }

@@ -52,7 +52,11 @@ pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
 /// Initialise env_logger once. `verbose` raises the default level from `warn` to `info`;
 /// `RUST_LOG` always wins.
 pub fn init_logging(verbose: bool) {
-    let default = if verbose { "info" } else { "warn" };
+    init_logging_level(if verbose { "info" } else { "warn" });
+}
+
+/// Logging at `default` unless RUST_LOG says otherwise; the first call wins.
+pub fn init_logging_level(default: &str) {
     let env = env_logger::Env::default().default_filter_or(default);
     let _ = env_logger::Builder::from_env(env)
         .format_timestamp_millis()

@@ -1,0 +1,234 @@
+//! `at_activate auto` (approve matching enrollment requests as they arrive) and
+//! `at_activate interactive` (a prompt for the management commands) — noports.md §8.
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+use super::authenticated;
+use super::enroll::{add_approval_keys, select};
+use crate::at::MonitorStart;
+use crate::noports::json::Object;
+use crate::runtime::{self, cli};
+
+/// New enrollment requests arrive as the atServer's self notifications under this key.
+const NEW_ENROLLMENTS: &str = r".*\.new\.enrollments\.__manage";
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "auto")]
+/// Wait for new enrollment requests and approve those whose app and device names match, until
+/// --limit were approved.
+pub struct AutoArgs {
+    /// the atSign
+    #[argh(option, short = 'a')]
+    atsign: String,
+    /// atKeys file
+    #[argh(option, short = 'k')]
+    keys: Option<String>,
+    /// atDirectory host or host:port
+    #[argh(option, short = 'r', default = "String::from(\"root.atsign.org\")")]
+    root_server: String,
+    /// app name regex
+    #[argh(option, short = 'A')]
+    arx: Option<String>,
+    /// device name regex
+    #[argh(option, short = 'D')]
+    drx: Option<String>,
+    /// how many requests to approve before exiting (default 1)
+    #[argh(option, short = 'L', default = "1")]
+    limit: u32,
+    /// first approve matching requests that are already pending
+    #[argh(switch)]
+    approve_existing: bool,
+    /// info logging
+    #[argh(switch, short = 'v')]
+    verbose: bool,
+}
+
+pub async fn auto(a: AutoArgs) -> Result<ExitCode, String> {
+    runtime::init_logging(a.verbose);
+    if a.arx.is_none() && a.drx.is_none() {
+        return Err("At least one of --arx or --drx must be provided".into());
+    }
+    if a.limit == 0 {
+        return Err("--limit must be 1 or more".into());
+    }
+    let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
+    // Listening starts before the pending ones are read, so a request arriving in between is
+    // not missed.
+    let mut monitor = client
+        .monitor_with_self_notifications(NEW_ENROLLMENTS, MonitorStart::Live)
+        .await
+        .map_err(|e| format!("cannot listen for enrollment requests: {e}"))?;
+    let mut approved = 0;
+    if a.approve_existing {
+        for r in select(&client, Some("pending"), &a.arx, &a.drx).await? {
+            if approved == a.limit {
+                break;
+            }
+            approve(&client, &a, &r).await?;
+            approved += 1;
+        }
+    }
+    if approved < a.limit {
+        println!("Listening for new enrollment requests");
+    }
+    while approved < a.limit {
+        let n = monitor
+            .next()
+            .await
+            .ok_or("the monitor connection to the atServer ended")?;
+        let key = n.key.rsplit(':').next().unwrap_or(&n.key);
+        let Some(id) = key.split('.').next().filter(|id| !id.is_empty()) else {
+            log::warn!(
+                "ignoring an enrollment notification without an id: {}",
+                n.key
+            );
+            continue;
+        };
+        println!("Got enrollment request ID {id}");
+        // The notification only says that a request exists: its app and device names are read
+        // from the atServer's record, which is what an approval applies to.
+        let pending = select(&client, Some("pending"), &a.arx, &a.drx).await?;
+        match pending.iter().find(|r| r.id == id) {
+            Some(r) => {
+                approve(&client, &a, r).await?;
+                approved += 1;
+            }
+            None => println!(
+                "Not approving {id}: it is not pending, or its app or device name does not match"
+            ),
+        }
+    }
+    println!(
+        "Approved {approved} requests - limit was {} - done.",
+        a.limit
+    );
+    client.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn approve(
+    client: &crate::at::AtClient,
+    a: &AutoArgs,
+    r: &super::enroll::Record,
+) -> Result<(), String> {
+    println!(
+        "Approving enrollment request which matched the regex filters (app: \"{}\" and device: \"{}\" respectively)",
+        a.arx.as_deref().unwrap_or(""),
+        a.drx.as_deref().unwrap_or("")
+    );
+    let mut req = Object::new().with("enrollmentId", r.id.as_str());
+    add_approval_keys(client, r, &mut req)?;
+    let answer = client
+        .request(&format!("enroll:approve:{}", req.to_json()))
+        .await
+        .map_err(|e| format!("approval of {} failed: {e}", r.id))?;
+    log::info!("Server response: {answer}");
+    println!("Approval successful.");
+    Ok(())
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "interactive")]
+/// A `$ ` prompt that runs management commands (otp, spp, list, fetch, approve, auto, deny,
+/// revoke, unrevoke, delete) one per line, until `exit` or end of input.
+pub struct InteractiveArgs {}
+
+/// Commands the prompt refuses: they create key files or are the prompt itself.
+const NOT_INTERACTIVE: &[&str] = &["onboard", "enroll", "status", "interactive"];
+
+pub async fn interactive(dialect: cli::Dialect<'static>) -> ExitCode {
+    use std::io::Write;
+    loop {
+        print!("$ ");
+        let _ = std::io::stdout().flush();
+        let line = runtime::unblock(|| {
+            let mut l = String::new();
+            std::io::stdin().read_line(&mut l).map(|n| (n, l))
+        })
+        .await;
+        let line = match line {
+            Some(Ok((0, _))) | None => break,
+            Some(Ok((_, l))) => l,
+            Some(Err(e)) => {
+                eprintln!("cannot read the command: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let words = match split_words(line.trim()) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("{e}");
+                continue;
+            }
+        };
+        let Some(first) = words.first() else { continue };
+        if first == "exit" || first == "quit" {
+            break;
+        }
+        if NOT_INTERACTIVE.contains(&first.as_str()) {
+            eprintln!("The {first} command is not available in interactive mode");
+            continue;
+        }
+        let mut argv = vec!["at_activate".to_string()];
+        argv.extend(words);
+        let Ok(args) = cli::parse_dialect::<super::Args>(&argv, dialect) else {
+            continue;
+        };
+        match Box::pin(super::run(args.command)).await {
+            Ok(_) => {}
+            Err(e) => eprintln!("Error: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Splits a command line into words: blanks separate, single or double quotes group.
+fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => cur.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err("unterminated quote".into());
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_words;
+
+    #[test]
+    fn words_and_quotes() {
+        assert_eq!(
+            split_words(r#"approve -a @x --arx "no ports"  -D 'dev.*'"#).unwrap(),
+            ["approve", "-a", "@x", "--arx", "no ports", "-D", "dev.*"]
+        );
+        assert!(split_words("list -a \"@x").is_err());
+        assert!(split_words("   ").unwrap().is_empty());
+    }
+}
