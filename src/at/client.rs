@@ -389,6 +389,19 @@ impl AtClient {
             .map(|_| ())
     }
 
+    /// Whether `atsign` exists in the atDirectory: `None` when that cannot be told (the
+    /// directory is unreachable, or a reverse proxy stands in for it).
+    pub async fn is_registered(&self, atsign: &AtSign) -> Option<bool> {
+        if self.inner.root.reverse_proxy {
+            return None;
+        }
+        match lookup_server(&self.inner.root, atsign).await {
+            Ok(_) => Some(true),
+            Err(AtError::Invalid(_)) => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// Start a monitor on its own connection. Returns once the first monitor is established;
     /// afterwards it reconnects by itself (with backoff) and resumes from the last
     /// notification it saw.

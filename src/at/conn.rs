@@ -212,7 +212,17 @@ pub(super) async fn tls_connect(
     timeout(CONNECT_TIMEOUT, Box::pin(connector.connect(name, tcp)))
         .await
         .map_err(|_| AtError::Timeout("TLS handshake"))?
-        .map_err(|e| AtError::io(format!("TLS handshake with {peer}"), e))
+        .map_err(|e| {
+            if e.to_string().contains("UnknownIssuer") {
+                AtError::Invalid(format!(
+                    "TLS handshake with {peer}: {e}: its certificate is not signed by a CA this \
+                     machine trusts. For a self-hosted atServer or relay, set {CA_FILE_ENV} to \
+                     the file of its CA certificate (PEM)"
+                ))
+            } else {
+                AtError::io(format!("TLS handshake with {peer}"), e)
+            }
+        })
 }
 
 pub struct Connection {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_io::Async;
 
-use super::session::{establish, Kind, Progress, SessionParams, SuitePref};
+use super::session::{establish, Kind, Progress, Retry, SessionError, SessionParams, SuitePref};
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::crypto::rsa::RsaPrivateKey;
 use crate::noports::names::validate_device_name;
@@ -148,11 +148,22 @@ impl Config {
             }
             None => Duration::from_secs(30),
         };
-        let suite = match a.suite.as_str() {
-            "auto" => SuitePref::Auto,
-            "official" => SuitePref::Official,
-            "nps1" => SuitePref::Ours,
-            other => {
+        let suite = match (a.suite.as_str(), a.exit_when_connected) {
+            ("nps1", true) => {
+                return Err("--suite nps1 cannot be used with -x: the detached srv that keeps the tunnel \
+                            after npt exits speaks the official suite only. Run npt without -x to use nps1, \
+                            or choose --suite official"
+                    .into())
+            }
+            // A detached srv speaks the official suite (its contract has no suite keys).
+            ("auto", true) => {
+                log::info!("-x: the detached srv uses the official suite (AES-256-CTR)");
+                SuitePref::Official
+            }
+            ("auto", false) => SuitePref::Auto,
+            ("official", _) => SuitePref::Official,
+            ("nps1", false) => SuitePref::Ours,
+            (other, _) => {
                 return Err(format!(
                     "\"{other}\" is not an allowed value for option \"suite\"."
                 ))
@@ -190,13 +201,9 @@ impl Config {
                     remote_port,
                 },
                 timeout,
+                timeout_given: a.timeout.is_some(),
                 encrypt: !a.no_encrypt_rvd_traffic,
-                // A detached srv speaks the official suite (its contract has no suite keys).
-                suite: if a.exit_when_connected {
-                    SuitePref::Official
-                } else {
-                    suite
-                },
+                suite,
                 ping_timeout: Duration::from_secs(a.daemon_ping_timeout.max(1)),
             },
             local_port: a.local_port,
@@ -227,11 +234,14 @@ pub fn main(argv: &[String]) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let quiet = config.quiet;
     runtime::block_on(async move {
         let run = run(config, keys);
+        // Ctrl-C (or a service manager's SIGTERM) is how a tunnel is meant to end: not an error.
         let stop = async {
             runtime::shutdown_signal().await;
-            Err("interrupted".to_string())
+            Progress { quiet }.say("Interrupted: tunnel closed");
+            Ok(())
         };
         match futures_lite::future::or(run, stop).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -271,12 +281,13 @@ async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
                 progress.say("Session ended");
                 return Ok(());
             }
-            Err(e) if !config.keep_alive => return Err(e),
+            Err(e) if !config.keep_alive || e.retry() == Retry::Never => return Err(e.0),
             Ok(()) => {
                 progress.say("Session ended, keep-alive is set: will wait 5 seconds and retry")
             }
             Err(e) => progress.say(&format!(
-                "{e}; keep-alive is set: will wait 5 seconds and retry"
+                "{}; keep-alive is set: will wait 5 seconds and retry",
+                e.0
             )),
         }
         sleep(Duration::from_secs(5)).await;
@@ -289,7 +300,7 @@ async fn one_session(
     ephemeral: &RsaPrivateKey,
     local_port: &mut u16,
     progress: Progress,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     // The local port first: a port in use is the user's to fix, before any network round trip.
     // Loopback only: unlike the official client we never expose the tunnel to the LAN.
     let bind = || {
@@ -299,14 +310,12 @@ async fn one_session(
     };
     let listener = if config.exit_when_connected {
         // The detached srv binds it itself; only check that it can.
-        drop(bind()?);
+        drop(bind().map_err(SessionError::fatal)?);
         None
     } else {
-        Some(bind()?)
+        Some(bind().map_err(SessionError::fatal)?)
     };
-    let est = establish(client, &config.params, ephemeral, progress, &[])
-        .await
-        .map_err(|e| e.0)?;
+    let est = establish(client, &config.params, ephemeral, progress, &[]).await?;
     if *local_port == 0 {
         progress.say("Finding an available local port");
     } else {
@@ -320,12 +329,12 @@ async fn one_session(
         return Ok(());
     }
     let Some(listener) = listener else {
-        return Err("internal: no local listener".into());
+        return Err(SessionError::new("internal: no local listener"));
     };
     let port = listener
         .get_ref()
         .local_addr()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SessionError::new(e.to_string()))?
         .port();
     // -K keeps the same local port across sessions.
     *local_port = port;
@@ -337,7 +346,7 @@ async fn one_session(
     );
     let stats = tunnel::client_multi(est.relay, listener, est.crypto, config.params.timeout)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SessionError::new(e.to_string()))?;
     log::info!(
         "session {}: {} connections, {} bytes out, {} bytes in",
         est.session_id,

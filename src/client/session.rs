@@ -65,6 +65,9 @@ pub struct SessionParams {
     pub device_name: String,
     pub kind: Kind,
     pub timeout: Duration,
+    /// `-T` was given: only then must the daemon honour a timeout other than its default
+    /// (csshnpd has no adjustable timeout and ignores the field).
+    pub timeout_given: bool,
     pub encrypt: bool,
     pub suite: SuitePref,
     pub ping_timeout: Duration,
@@ -82,11 +85,41 @@ pub struct Established {
 
 /// Why a session could not be set up; the text is what the user sees after `Error : `.
 #[derive(Debug)]
-pub struct SessionError(pub String);
+pub struct SessionError(pub String, Retry);
+
+/// Whether trying the same session again (`-K`) can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Timeouts, lost connections: the next attempt may work.
+    Maybe,
+    /// The daemon lacks a feature, or does not allow what was asked: the answer will not
+    /// change by asking again.
+    Never,
+}
+
+impl SessionError {
+    pub fn new(message: impl Into<String>) -> SessionError {
+        SessionError(message.into(), Retry::Maybe)
+    }
+
+    pub fn fatal(message: impl Into<String>) -> SessionError {
+        SessionError(message.into(), Retry::Never)
+    }
+
+    pub fn retry(&self) -> Retry {
+        self.1
+    }
+}
 
 impl From<AtError> for SessionError {
     fn from(e: AtError) -> Self {
-        SessionError(e.to_string())
+        SessionError::new(e.to_string())
+    }
+}
+
+impl From<String> for SessionError {
+    fn from(e: String) -> Self {
+        SessionError::new(e)
     }
 }
 
@@ -164,7 +197,8 @@ async fn send_relay_request(
             &request.to_json(),
             SESSION_NOTIFY,
         )
-        .await?;
+        .await
+        .map_err(|e| about(e, &p.relay, "relay atSign", "-r"))?;
     Ok(())
 }
 
@@ -199,7 +233,8 @@ pub async fn establish(
             "ping",
             SESSION_NOTIFY,
         )
-        .await?;
+        .await
+        .map_err(|e| about(e, &p.device, "device atSign", "-t"))?;
 
     let client_nonce = utc_timestamp('T');
     // With the official suite the relay request goes out now, in parallel with the ping. When
@@ -221,17 +256,13 @@ pub async fn establish(
             Ok(Ok(Event::Ping(v))) => ping = Some(v),
             Ok(Ok(Event::Session(v))) => session_answer = Some(v),
             Ok(Ok(Event::Relay(v))) => relay_answer = Some(v),
-            Ok(Err(_)) => return Err(SessionError("monitor ended".into())),
-            Err(_) => {
-                return Err(SessionError(
-                    "TimeoutException: Daemon feature check timed out".into(),
-                ))
-            }
+            Ok(Err(_)) => return Err(SessionError::new("monitor ended")),
+            Err(_) => return Err(ping_timeout(client, p).await),
         }
     }
     progress.say("Received daemon feature check response");
     let ping = PingResponse::parse(ping.as_deref().unwrap_or("")).map_err(|e| {
-        SessionError(format!(
+        SessionError::new(format!(
             "invalid feature check response from {}: {e}",
             p.device
         ))
@@ -241,25 +272,60 @@ pub async fn establish(
         Feature::SrE2ee,
         Feature::SupportsPortChoice,
     ];
-    if p.timeout != Duration::from_secs(30) {
+    if p.timeout_given && p.timeout != Duration::from_secs(30) {
         required.push(Feature::AdjustableTimeout);
     }
     if let Some(missing) = ping.first_missing(&required) {
-        return Err(SessionError(missing.missing_message()));
+        return Err(SessionError::fatal(missing.missing_message()));
     }
     progress.say("Required daemon features are supported");
+    if let Kind::Npt {
+        remote_host,
+        remote_port,
+    } = &p.kind
+    {
+        // csshnpd drops a request it does not permit without a word (the Dart daemon and ours
+        // answer with the reason): the ping already said what it permits, so with the C daemon
+        // a request outside that fails here, at once.
+        if ping.is_c_daemon()
+            && !ping.allowed_services.is_empty()
+            && crate::noports::permit::PermitOpen::parse(&ping.allowed_services.join(","))
+                .is_ok_and(|permitted| !permitted.allows(remote_host, *remote_port))
+        {
+            return Err(SessionError::fatal(format!(
+                "The device daemon {} ({}) does not permit {remote_host}:{remote_port}; it permits: {}",
+                p.device,
+                p.device_name,
+                ping.allowed_services.join(", ")
+            )));
+        }
+    }
 
     let use_ours = match p.suite {
         SuitePref::Official => false,
         SuitePref::Ours => {
             if !ping.supports(SUITE_NAME) {
-                return Err(SessionError(format!(
-                    "This device daemon does not support the {SUITE_NAME} data-plane suite"
+                return Err(SessionError::fatal(format!(
+                    "This device daemon does not support the {SUITE_NAME} data-plane suite (--suite nps1); use --suite auto or official"
                 )));
             }
             true
         }
-        SuitePref::Auto => ping.supports(SUITE_NAME),
+        SuitePref::Auto => {
+            let ours = ping.supports(SUITE_NAME);
+            if !ours {
+                log::info!(
+                    "{} does not offer the {SUITE_NAME} data plane: using the official suite{}",
+                    p.device,
+                    if p.encrypt {
+                        " (AES-256-CTR)"
+                    } else {
+                        " without encryption"
+                    }
+                );
+            }
+            ours
+        }
     };
     let relay_deadline = if early {
         started + RELAY_DEADLINE
@@ -274,17 +340,20 @@ pub async fn establish(
             Ok(Ok(Event::Relay(v))) => relay_answer = Some(v),
             Ok(Ok(Event::Ping(_))) => {}
             Ok(Ok(Event::Session(v))) => session_answer = Some(v),
-            Ok(Err(_)) => return Err(SessionError("monitor ended".into())),
-            Err(_) => {
-                return Err(SessionError(format!(
-                    "Connection timeout to srvd {} service",
-                    p.relay
-                )))
-            }
+            Ok(Err(_)) => return Err(SessionError::new("monitor ended")),
+            Err(_) => return Err(relay_timeout(client, p).await),
         }
     }
-    let relay = RelayResponse::parse(relay_answer.as_deref().unwrap_or(""))
-        .map_err(|e| SessionError(format!("invalid response from srvd {}: {e}", p.relay)))?;
+    let relay_answer = relay_answer.unwrap_or_default();
+    if let Some(why) = relay_answer.trim().strip_prefix("error:") {
+        return Err(SessionError::fatal(format!(
+            "The relay {} (-r) refused the session: {}",
+            p.relay,
+            why.trim()
+        )));
+    }
+    let relay = RelayResponse::parse(&relay_answer)
+        .map_err(|e| SessionError::new(format!("invalid response from srvd {}: {e}", p.relay)))?;
     progress.say("Received host and port from srvd");
 
     let suite_secret = use_ours.then(EphemeralSecret::generate);
@@ -337,7 +406,7 @@ pub async fn establish(
         }
     };
     let signed = envelope::sign(&payload, &client.keys().encrypt_private)
-        .map_err(|e| SessionError(format!("cannot sign the session request: {e}")))?;
+        .map_err(|e| SessionError::new(format!("cannot sign the session request: {e}")))?;
     progress.say("Sending session request to the device daemon");
     let key = format!("{verb}.{}.sshnp", p.device_name);
     client
@@ -351,32 +420,41 @@ pub async fn establish(
         match timeout(left, events.recv()).await {
             Ok(Ok(Event::Session(v))) => session_answer = Some(v),
             Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Err(SessionError("monitor ended".into())),
-            Err(_) => return Err(SessionError("No response from the device daemon".into())),
+            Ok(Err(_)) => return Err(SessionError::new("monitor ended")),
+            Err(_) => {
+                return Err(SessionError::new(format!(
+                    "No response from the device daemon {} ({}) within {} s: it did not accept the session request. \
+                     Check that it permits {} (-m/--managers, or its policy service) and, for npt, that the \
+                     remote host:port is in its --permit-open list; its log says why",
+                    p.device,
+                    p.device_name,
+                    DAEMON_DEADLINE.as_secs(),
+                    client.atsign()
+                )))
+            }
         }
     }
     let answer = session_answer.unwrap_or_default();
     if messages::is_error_reply(&answer) {
-        log::warn!("invalid daemon response: {answer}");
-        return Err(SessionError(format!(
+        // A refusal (permit-open, policy) is the daemon's considered answer: asking again
+        // every few seconds under -K would not change it.
+        return Err(SessionError::fatal(format!(
             "Received error response from the device daemon: {answer}"
         )));
     }
     let env = envelope::parse(&answer)
-        .map_err(|e| SessionError(format!("invalid daemon response: {e}")))?;
+        .map_err(|e| SessionError::new(format!("invalid daemon response: {e}")))?;
     let device_key = client.public_key(&p.device).await?;
     if env.verify(&device_key).is_err() {
-        return Err(SessionError(format!(
+        return Err(SessionError::new(format!(
             "Failed to verify signature of msg from {}",
             p.device
         )));
     }
     let resp = SessionResponse::from_object(&env.payload)
-        .map_err(|e| SessionError(format!("invalid daemon response: {e}")))?;
+        .map_err(|e| SessionError::new(format!("invalid daemon response: {e}")))?;
     if resp.session_id != sid {
-        return Err(SessionError(
-            "daemon response is for another session".into(),
-        ));
+        return Err(SessionError::new("daemon response is for another session"));
     }
     progress.say("Received response from the device daemon");
 
@@ -386,7 +464,7 @@ pub async fn establish(
         &rvd_nonce,
         &client.keys().encrypt_private,
     )
-    .map_err(|e| SessionError(format!("cannot sign the relay auth line: {e}")))?;
+    .map_err(|e| SessionError::new(format!("cannot sign the relay auth line: {e}")))?;
     let target = RelayTarget {
         host: relay.host.clone(),
         port: relay.port_a,
@@ -395,11 +473,11 @@ pub async fn establish(
 
     let unwrap = |wrapped: &str| -> Result<String, SessionError> {
         let ct =
-            b64::decode(wrapped).map_err(|_| SessionError("session key is not base64".into()))?;
+            b64::decode(wrapped).map_err(|_| SessionError::new("session key is not base64"))?;
         let plain = ephemeral
             .decrypt(&ct)
-            .map_err(|e| SessionError(format!("cannot decrypt the session key: {e}")))?;
-        String::from_utf8(plain).map_err(|_| SessionError("session key is not text".into()))
+            .map_err(|e| SessionError::new(format!("cannot decrypt the session key: {e}")))?;
+        String::from_utf8(plain).map_err(|_| SessionError::new("session key is not text"))
     };
     match (
         resp.suite.as_deref(),
@@ -410,9 +488,9 @@ pub async fn establish(
             let peer: [u8; 32] = b64::decode(peer)
                 .ok()
                 .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
-                .ok_or_else(|| SessionError("daemonSuitePK is not a 32-byte key".into()))?;
+                .ok_or_else(|| SessionError::new("daemonSuitePK is not a 32-byte key"))?;
             let keys = suite::derive(Role::Client, secret, &peer, &sid)
-                .map_err(|e| SessionError(e.to_string()))?;
+                .map_err(|e| SessionError::new(e.to_string()))?;
             Ok(Established {
                 session_id: sid,
                 relay: target,
@@ -431,11 +509,11 @@ pub async fn establish(
         _ => {
             let (Some(k), Some(iv)) = (resp.session_aes_key.as_deref(), resp.session_iv.as_deref())
             else {
-                return Err(SessionError("daemon response has no session key".into()));
+                return Err(SessionError::new("daemon response has no session key"));
             };
             let (k, iv) = (unwrap(k)?, unwrap(iv)?);
             let crypto = SessionCrypto::official_b64(&k, &iv)
-                .map_err(|e| SessionError(format!("bad session key: {e}")))?;
+                .map_err(|e| SessionError::new(format!("bad session key: {e}")))?;
             Ok(Established {
                 session_id: sid,
                 relay: target,
@@ -444,5 +522,54 @@ pub async fn establish(
                 official_b64: Some((k, iv)),
             })
         }
+    }
+}
+
+/// The daemon did not answer the ping: say what to check, and whether the atSign exists.
+async fn ping_timeout(client: &AtClient, p: &SessionParams) -> SessionError {
+    if client.is_registered(&p.device).await == Some(false) {
+        return SessionError::fatal(format!(
+            "The device atSign {} (-t) does not exist in the atDirectory",
+            p.device
+        ));
+    }
+    SessionError::new(format!(
+        "TimeoutException: Daemon feature check timed out: no device named \"{}\" answered from {} \
+         within {} s. Check the device name (-d), that sshnpd runs as {} with -d {} on the device, \
+         and that {} is one of its managers (-m) or is allowed by its policy service",
+        p.device_name,
+        p.device,
+        p.ping_timeout.as_secs(),
+        p.device,
+        p.device_name,
+        client.atsign()
+    ))
+}
+
+/// The relay did not answer: say whether it exists, else that it is not answering.
+async fn relay_timeout(client: &AtClient, p: &SessionParams) -> SessionError {
+    if client.is_registered(&p.relay).await == Some(false) {
+        return SessionError::fatal(format!(
+            "The relay atSign {} (-r) does not exist in the atDirectory",
+            p.relay
+        ));
+    }
+    SessionError::new(format!(
+        "Connection timeout to srvd {} service: the relay (-r) did not answer within {} s \
+         (not running, or it does not serve {})",
+        p.relay,
+        RELAY_DEADLINE.as_secs(),
+        client.atsign()
+    ))
+}
+
+/// A failed notification to `who`: when its atServer says the atSign has no atServer at all
+/// (AT0007), name the atSign and its role, and do not retry.
+fn about(e: AtError, who: &AtSign, role: &str, flag: &str) -> SessionError {
+    match &e {
+        AtError::Server { code, .. } if code == "AT0007" => SessionError::fatal(format!(
+            "The {role} {who} ({flag}) does not exist in the atDirectory ({e})"
+        )),
+        _ => SessionError::from(e),
     }
 }

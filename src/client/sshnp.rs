@@ -238,6 +238,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
             public_keys: a.send_ssh_public_key,
         },
         timeout: LOCAL_CONNECT_WINDOW,
+        timeout_given: false,
         encrypt: true,
         suite,
         ping_timeout: Duration::from_secs(a.daemon_ping_timeout.max(1)),

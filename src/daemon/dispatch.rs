@@ -301,7 +301,7 @@ impl Daemon {
             }
         };
         match authorized_keys::add_key(&path, &key, &self.config.public_key_options) {
-            Ok(true) => log::warn!("sshpublickey from {from}: added to {}", path.display()),
+            Ok(true) => log::info!("sshpublickey from {from}: added to {}", path.display()),
             Ok(false) => log::info!("sshpublickey from {from}: already present"),
             Err(e) => log::warn!("Error writing to .ssh/authorized_keys file : {e}"),
         }
@@ -419,13 +419,13 @@ impl Daemon {
         let sid = req.session_id.clone();
         runtime::spawn(async move {
             match control.run(local, idle).await {
-                Ok(s) => log::warn!(
+                Ok(s) => log::info!(
                     "npt session {sid} ended: {} connections, {} bytes out, {} bytes in",
                     s.connections,
                     s.bytes_out,
                     s.bytes_in
                 ),
-                Err(e) => log::warn!("npt session {sid} ended with error: {e}"),
+                Err(e) => log_session_end_error("npt", &sid, &e),
             }
         })
         .detach();
@@ -596,7 +596,7 @@ impl Daemon {
                     } else {
                         "official"
                     };
-                    log::warn!("{what} session {sid} for {from} to {target} via {relay}: started (suite {suite})");
+                    log::info!("{what} session {sid} for {from} to {target} via {relay}: started (suite {suite})");
                     super::status::session(from.as_str(), target, suite);
                     self.reply(from, sid, &signed).await;
                     return;
@@ -645,12 +645,12 @@ impl Daemon {
         let sid = req.session_id.clone();
         runtime::spawn(async move {
             match tunnel::daemon_single(relay, local, crypto, Duration::from_secs(30)).await {
-                Ok(s) => log::warn!(
+                Ok(s) => log::info!(
                     "ssh session {sid} ended: {} bytes out, {} bytes in",
                     s.bytes_out,
                     s.bytes_in
                 ),
-                Err(e) => log::warn!("ssh session {sid} ended with error: {e}"),
+                Err(e) => log_session_end_error("ssh", &sid, &e),
             }
         })
         .detach();
@@ -704,5 +704,16 @@ mod tests {
         assert_eq!(ids, ["11111111-2222-4333-8444-555555555555", "ok_2"]);
         assert!(load_seen(&dir.join("absent")).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// A session's end with an error: the client going away without a goodbye (Ctrl-C, a dropped
+/// link) is routine; anything else (tampering, protocol violations) needs attention.
+fn log_session_end_error(what: &str, sid: &str, e: &crate::noports::tunnel::TunnelError) {
+    match e {
+        crate::noports::tunnel::TunnelError::Truncated => log::info!(
+            "{what} session {sid} ended: the client went away without closing the tunnel"
+        ),
+        e => log::warn!("{what} session {sid} ended with error: {e}"),
     }
 }

@@ -3,7 +3,6 @@
 mod authorized_keys;
 mod dispatch;
 mod doctor;
-mod permit;
 mod policy;
 mod sshd;
 mod status;
@@ -16,8 +15,8 @@ use argh::FromArgs;
 
 use crate::at::{AtClient, AtKeys, AtSign, MonitorStart, NotifyOptions, PutOptions, RootAddr};
 use crate::noports::names::validate_device_name;
+pub use crate::noports::permit::PermitOpen;
 use crate::runtime::{self, cli, sleep};
-pub use permit::PermitOpen;
 
 /// Official long-name aliases and combinable switches (noports.md §9.1).
 const DIALECT: cli::Dialect<'static> = cli::Dialect {
@@ -249,7 +248,7 @@ pub fn main(argv: &[String]) -> ExitCode {
         let run = run(config);
         let stop = async {
             runtime::shutdown_signal().await;
-            log::warn!("sshnpd: shutting down on signal");
+            log::info!("sshnpd: shutting down on signal");
             status::set_state("stopped");
             Ok(())
         };
@@ -268,7 +267,7 @@ async fn run(config: Config) -> Result<(), String> {
     let client = AtClient::connect_retrying(&config.atsign, &config.key_file, &config.root)
         .await
         .map_err(|e| e.to_string())?;
-    log::warn!(
+    log::info!(
         "sshnpd {} started as {} device {} managers [{}] permit-open [{}]",
         env!("CARGO_PKG_VERSION"),
         config.atsign,

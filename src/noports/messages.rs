@@ -445,6 +445,12 @@ impl PingResponse {
             .collect()
     }
 
+    /// The official C daemon (csshnpd): its `corePackageVersion` starts with `c` and it sends
+    /// no `deviceGroupName` (noports.md §6.7). It answers no refused request.
+    pub fn is_c_daemon(&self) -> bool {
+        self.device_group_name.is_none() && self.core_package_version.starts_with('c')
+    }
+
     /// Whether feature `name` is advertised as true.
     pub fn supports(&self, name: &str) -> bool {
         self.supported_features

@@ -4,6 +4,8 @@
 //! - [`envelope`]: the signed envelope, sign / parse / verify (§2).
 //! - [`relay_msg`]: relay session request N3 and response N4 (§4.1), the auth line (§4.3).
 //! - [`control`]: multi-mode `connect:K:IV` control messages and their decoder (§5.4).
+//! - [`permit`]: the permit-open list (§6.4): the daemon enforces it, clients check a
+//!   request against what a ping reply advertises.
 //! - [`messages`]: npt_request, ssh_request, session response, ping reply, policy RPC
 //!   (§1.3, §1.4, §6.3, §6.7–§6.9).
 //!
@@ -17,6 +19,7 @@ pub mod envelope;
 pub mod json;
 pub mod messages;
 pub mod names;
+pub mod permit;
 pub mod relay_msg;
 
 pub use control::{ControlDecoder, ControlError, ControlMsg};

@@ -195,7 +195,8 @@ pub(crate) async fn run(
     }
     let _ = conn.get_ref().shutdown(Shutdown::Both);
     if let Err(e) = &result {
-        log::warn!("multiplexed session ended: {e}");
+        // The caller owns the session and logs its end at the level it deserves.
+        log::debug!("multiplexed session ended: {e}");
     }
     result.map(|()| shared.counters.snapshot())
 }

@@ -203,7 +203,7 @@ pub(crate) fn main(argv: &[String]) -> ExitCode {
     runtime::block_on(async move {
         let stop = async {
             runtime::shutdown_signal().await;
-            log::warn!("srvd: shutting down on signal");
+            log::info!("srvd: shutting down on signal");
             Ok(())
         };
         match run(Arc::new(config)).or(stop).await {
@@ -249,7 +249,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .monitor_sealed("sshrvd@", MonitorStart::Live)
         .await
         .map_err(|e| e.to_string())?;
-    log::warn!(
+    log::info!(
         "srvd {} started as {} (ip {}, max {} sessions, {} sockets)",
         env!("CARGO_PKG_VERSION"),
         config.atsign,
