@@ -271,6 +271,13 @@ fn systemd_units_with_the_documented_override_conf() {
     env_policy.push(("manager_atsign".into(), String::new()));
     let argv = exec_start_argv(&unit, "/usr/local/bin/sshnpd", &env_policy, &dir);
     assert!(!argv.iter().any(|a| a == "-m"), "{argv:?}");
+    // The policy page writes just the atSign: Environment=delegate_policy="@policy_atsign_123"
+    env_policy.push(("delegate_policy".into(), "@policy_atsign_123".into()));
+    let argv = exec_start_argv(&unit, "/usr/local/bin/sshnpd", &env_policy, &dir);
+    assert!(
+        argv.windows(2).any(|w| w == ["-p", "@policy_atsign_123"]),
+        "{argv:?}"
+    );
 
     // Upgrade: settings kept; -b moves ExecStart.
     let mut args = base.to_vec();

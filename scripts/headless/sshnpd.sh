@@ -19,6 +19,7 @@ additional_args=""               # any other sshnpd options, e.g. "--permit-open
 
 sleep 10 # let the network come up
 export USER="$user"
+case $delegate_policy in @*) delegate_policy="-p $delegate_policy" ;; esac
 while true; do
 	# shellcheck disable=SC2086
 	"$binary_path"/sshnpd -a "$device_atsign" ${manager_atsign:+-m "$manager_atsign"} -d "$device_name" $delegate_policy $s $u $v $additional_args
