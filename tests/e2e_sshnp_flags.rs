@@ -276,6 +276,12 @@ fn unsupported_choices_are_refused_with_a_reason() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(expect), "{args:?}: {err}");
     }
+    // Without arguments: the version line first (the documented upgrade check), then the error.
+    let out = Command::new(bin()).arg("sshnp").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("Version : "), "{err}");
+    assert!(err.contains("Option from is mandatory."), "{err}");
     // A profile's ENCRYPT_RVD_TRAFFIC=false is the same as --no-et; a missing profile is named.
     let profile = dir.join("p.env");
     std::fs::write(&profile, "ENCRYPT_RVD_TRAFFIC=false\n").unwrap();

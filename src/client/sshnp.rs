@@ -261,6 +261,14 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         apply_profile(&mut a, Profile::load(&path)?);
     }
     check_choices(&a)?;
+    if a.from.as_deref().map_or(true, |f| f.trim().is_empty()) {
+        // Run without arguments, the official sshnp starts with its version line; the
+        // documentation's upgrade check relies on it.
+        eprintln!(
+            "Version : {v} (core: rs{v})\nRun sshnp --help for the options.",
+            v = env!("CARGO_PKG_VERSION")
+        );
+    }
     let from = AtSign::parse(mandatory(&a.from, "Option from is mandatory.")?)
         .map_err(|e| e.to_string())?;
     let root_domain = a
