@@ -46,8 +46,13 @@ fn cached_owner(key: &str) -> Option<AtSign> {
     AtSign::parse(&format!("@{owner}")).ok()
 }
 
-/// The device name of a shared key `device_info.<dev>.sshnp@owner` (as `scan:@owner` lists it).
+/// The device name of a shared key `device_info.<dev>.sshnp@owner` (as `scan:@owner` lists it;
+/// a `@me:` prefix, which some servers keep, is allowed).
 fn info_key_device(key: &str, owner: &AtSign) -> Option<String> {
+    let key = match key.strip_prefix('@') {
+        Some(rest) => rest.split_once(':')?.1,
+        None => key,
+    };
     let name = key
         .strip_suffix(owner.as_str())?
         .strip_prefix("device_info.")?
@@ -207,6 +212,10 @@ mod tests {
         assert_eq!(cached_owner("@alice:device_info.lab.sshnp@bob"), None);
         assert_eq!(
             info_key_device("device_info.lab_1.sshnp@bob", &bob).as_deref(),
+            Some("lab_1")
+        );
+        assert_eq!(
+            info_key_device("@alice:device_info.lab_1.sshnp@bob", &bob).as_deref(),
             Some("lab_1")
         );
         // A hostile owner cannot smuggle key syntax or other owners' names through.
