@@ -5,7 +5,6 @@
 //! on our atServer), ask each one's atServer for the `device_info.<name>.sshnp` records it
 //! shares with us (`scan:@owner`), read each record, ping the device, and collect heartbeats.
 //! The official client always waits 10 s; we stop early once every listed device answered.
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::at::{AtClient, AtSign, MonitorStart, NotifyOptions};
@@ -28,6 +27,9 @@ const PING_NOTIFY: NotifyOptions = NotifyOptions {
 /// One listed device: its display name and advertised info.
 struct Device {
     owner: AtSign,
+    /// The device name as the daemon calls itself.
+    dev: String,
+    /// The name printed: `dev`, or `dev@owner` without `-t`.
     name: String,
     info: PingResponse,
     active: bool,
@@ -82,8 +84,8 @@ pub async fn list_devices(client: &AtClient, to: Option<&AtSign>) -> Result<(), 
         .monitor(&format!("heartbeat\\.{NAME_RE}"), MonitorStart::Live)
         .await
         .map_err(|e| e.to_string())?;
-    // Key: (owner, device name), so the same name at two atSigns stays two devices.
-    let mut devices: BTreeMap<(String, String), Device> = BTreeMap::new();
+    // A device is (owner, name): the same name at two atSigns stays two devices.
+    let mut devices: Vec<Device> = Vec::new();
     for owner in &owners {
         let listed = match client.request(&format!("scan:{owner} {regex}")).await {
             Ok(a) => scan_list(&a),
@@ -136,19 +138,17 @@ pub async fn list_devices(client: &AtClient, to: Option<&AtSign>) -> Result<(), 
             {
                 log::warn!("cannot ping {dev}{owner}: {e}");
             }
-            devices.insert(
-                (owner.as_str().to_string(), dev),
-                Device {
-                    owner: owner.clone(),
-                    name,
-                    info,
-                    active: false,
-                },
-            );
+            devices.push(Device {
+                owner: owner.clone(),
+                dev,
+                name,
+                info,
+                active: false,
+            });
         }
     }
     let deadline = Instant::now() + LISTEN_WINDOW;
-    while !devices.is_empty() && devices.values().any(|d| !d.active) {
+    while devices.iter().any(|d| !d.active) {
         let left = deadline.saturating_duration_since(Instant::now());
         let Ok(Some(n)) = timeout(left, monitor.next()).await else {
             break;
@@ -160,41 +160,38 @@ pub async fn list_devices(client: &AtClient, to: Option<&AtSign>) -> Result<(), 
         else {
             continue;
         };
-        if let Some(d) = devices.get_mut(&(n.from.as_str().to_string(), dev.to_string())) {
-            if d.owner == n.from {
+        for d in devices.iter_mut() {
+            if d.owner == n.from && d.dev == dev {
                 d.active = true;
             }
         }
     }
-    print_devices(devices.values());
+    devices.sort_by(|a, b| a.name.cmp(&b.name));
+    print_devices(&devices);
     Ok(())
 }
 
-fn print_devices<'a>(devices: impl Iterator<Item = &'a Device> + Clone) {
-    if devices.clone().next().is_none() {
+fn print_devices(devices: &[Device]) {
+    if devices.is_empty() {
         eprintln!("[X] No devices found");
         return;
     }
-    eprintln!("Active Devices:");
-    print_list(devices.clone().filter(|d| d.active));
-    eprintln!("Inactive Devices:");
-    print_list(devices.filter(|d| !d.active));
-}
-
-fn print_list<'a>(devices: impl Iterator<Item = &'a Device>) {
-    let mut any = false;
-    for d in devices {
-        any = true;
-        eprintln!(
-            "  {} - v{} (core v{})",
-            d.name, d.info.version, d.info.core_package_version
-        );
-        if !d.info.allowed_services.is_empty() {
-            eprintln!("  - allowedServices: {}", d.info.allowed_services.join(" "));
+    for (title, active) in [("Active Devices:", true), ("Inactive Devices:", false)] {
+        eprintln!("{title}");
+        let mut any = false;
+        for d in devices.iter().filter(|d| d.active == active) {
+            any = true;
+            eprintln!(
+                "  {} - v{} (core v{})",
+                d.name, d.info.version, d.info.core_package_version
+            );
+            if !d.info.allowed_services.is_empty() {
+                eprintln!("  - allowedServices: {}", d.info.allowed_services.join(" "));
+            }
         }
-    }
-    if !any {
-        eprintln!("  No devices found");
+        if !any {
+            eprintln!("  No devices found");
+        }
     }
 }
 

@@ -109,35 +109,35 @@ struct Args {
     /// accepted for compatibility (always on)
     #[argh(switch)]
     authenticate_client_to_rvd: bool,
-    /// not supported: the client always authenticates to the relay
+    /// not supported
     #[argh(switch)]
     no_authenticate_client_to_rvd: bool,
     /// accepted for compatibility (always on)
     #[argh(switch)]
     authenticate_device_to_rvd: bool,
-    /// not supported: the device always authenticates to the relay
+    /// not supported
     #[argh(switch)]
     no_authenticate_device_to_rvd: bool,
-    /// list the devices that share their info with this atSign, active and inactive (--ls)
+    /// list devices (--ls)
     #[argh(switch)]
     list_devices: bool,
-    /// read options from an env-style profile (KEY=VALUE lines; the command line wins)
+    /// env-style profile (KEY=VALUE lines)
     #[argh(option)]
     config_file: Option<String>,
-    /// ssh client: openssh (the system's ssh; "dart" is not available here)
+    /// openssh (dart: not available)
     #[argh(option, default = "String::from(\"openssh\")")]
     ssh_client: String,
-    /// ssh-ed25519 or ssh-rsa: validated, unused (as the official client)
+    /// ssh-ed25519 or ssh-rsa (unused)
     #[argh(option, default = "String::from(\"ssh-ed25519\")")]
     ssh_algorithm: String,
-    /// seconds: applies to the Dart built-in ssh client only; accepted and unused here
+    /// unused (Dart ssh client only)
     #[argh(option)]
     idle_timeout: Option<u64>,
-    /// give the -o options to the tunnel instead of the ssh session; without a separate
-    /// tunnel ssh (encrypted mode, the only one here) they are left out of the ssh command
+    /// keep the -o options out of the ssh command (for a tunnel ssh, which encrypted mode
+    /// does not have)
     #[argh(switch)]
     add_forwards_to_tunnel: bool,
-    /// not supported: daemons older than 4.0.0
+    /// not supported
     #[argh(switch)]
     legacy_daemon: bool,
     /// data plane: auto, official or nps1
