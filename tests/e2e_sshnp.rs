@@ -1,75 +1,18 @@
 //! sshnp end to end with a real OpenSSH sshd and ssh: atserver + srvd + sshnpd + sshnp -x.
+#[path = "common/sshd.rs"]
+mod sshd;
 #[path = "common/stack.rs"]
 mod stack;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use sshd::*;
 use stack::*;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_noports"))
-}
-
-fn sshd_path() -> Option<PathBuf> {
-    ["/usr/sbin/sshd", "/usr/bin/sshd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn keygen(path: &Path) {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .expect("ssh-keygen runs")
-        .success();
-    assert!(ok, "ssh-keygen failed");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A private sshd on 127.0.0.1 that accepts `user_key` for the current user.
-fn start_sshd(dir: &Path, user_key_pub: &Path) -> (Proc, u16) {
-    let sshd = sshd_path().expect("openssh-server is installed (.ci/run installs it)");
-    let _ = std::fs::create_dir_all("/run/sshd");
-    let host_key = dir.join("ssh_host_ed25519_key");
-    keygen(&host_key);
-    let authorized = dir.join("authorized_keys");
-    std::fs::copy(user_key_pub, &authorized).unwrap();
-    let port = free_port();
-    let config = dir.join("sshd_config");
-    std::fs::write(
-        &config,
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPasswordAuthentication no\n\
-             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n\
-             StrictModes no\nUsePAM no\nPidFile {}\n",
-            host_key.display(),
-            authorized.display(),
-            dir.join("sshd.pid").display()
-        ),
-    )
-    .unwrap();
-    let mut c = Command::new(sshd);
-    c.arg("-D").arg("-e").arg("-f").arg(&config);
-    let p = Proc::spawn("sshd", c);
-    p.wait_for("Server listening on 127.0.0.1", Duration::from_secs(20))
-        .unwrap();
-    (p, port)
-}
-
-fn current_user() -> String {
-    let out = Command::new("id").arg("-un").output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Clients: `npt` (any TCP port) and `sshnp` (ssh). Shared session set-up lives in
 //! [`session`]: feature check, relay request, signed session request, reply verification.
 mod detached;
+mod list;
 mod npt;
+mod profile;
 mod session;
 mod sshnp;
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_io::Async;
 
+use super::list;
+use super::profile::Profile;
 use super::session::{establish, Kind, Progress, SessionParams, SuitePref};
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::crypto::rsa::RsaPrivateKey;
@@ -22,7 +24,9 @@ const DIALECT: cli::Dialect<'static> = cli::Dialect {
         ("--et", "--encrypt-rvd-traffic"),
         ("--no-et", "--no-encrypt-rvd-traffic"),
         ("--ac", "--authenticate-client-to-rvd"),
+        ("--no-ac", "--no-authenticate-client-to-rvd"),
         ("--ad", "--authenticate-device-to-rvd"),
+        ("--no-ad", "--no-authenticate-device-to-rvd"),
     ],
     switches: &['s', 'v', 'x', 'q'],
     negatable: &[("verbose", 'v')],
@@ -51,8 +55,8 @@ struct Args {
     #[argh(option, short = 'd')]
     device: Option<String>,
     /// local port for ssh (0 = pick one)
-    #[argh(option, short = 'l', default = "0")]
-    local_port: u16,
+    #[argh(option, short = 'l')]
+    local_port: Option<u16>,
     /// ssh identity file
     #[argh(option, short = 'i')]
     identity_file: Option<String>,
@@ -75,16 +79,16 @@ struct Args {
     #[argh(option, short = 'k')]
     key_file: Option<String>,
     /// atDirectory host or host:port (default root.atsign.org:64)
-    #[argh(option, default = "String::from(\"root.atsign.org\")")]
-    root_domain: String,
+    #[argh(option)]
+    root_domain: Option<String>,
     /// HTTP CONNECT or SOCKS5 proxy for atServer and relay connections:
     /// http://[user:pass@]host:port, socks5://... or socks5h://... (default $ALL_PROXY or
     /// $HTTPS_PROXY)
     #[argh(option)]
     proxy: Option<String>,
     /// accepted for compatibility (the device's --local-sshd-port decides)
-    #[argh(option, default = "22")]
-    remote_sshd_port: u16,
+    #[argh(option)]
+    remote_sshd_port: Option<u16>,
     /// seconds to wait for the daemon's feature check (default 20)
     #[argh(option, default = "20")]
     daemon_ping_timeout: u64,
@@ -106,9 +110,37 @@ struct Args {
     /// accepted for compatibility (always on)
     #[argh(switch)]
     authenticate_client_to_rvd: bool,
+    /// not supported
+    #[argh(switch)]
+    no_authenticate_client_to_rvd: bool,
     /// accepted for compatibility (always on)
     #[argh(switch)]
     authenticate_device_to_rvd: bool,
+    /// not supported
+    #[argh(switch)]
+    no_authenticate_device_to_rvd: bool,
+    /// list devices (--ls)
+    #[argh(switch)]
+    list_devices: bool,
+    /// env-style profile (KEY=VALUE lines)
+    #[argh(option)]
+    config_file: Option<String>,
+    /// openssh (dart: not available)
+    #[argh(option, default = "String::from(\"openssh\")")]
+    ssh_client: String,
+    /// ssh-ed25519 or ssh-rsa (unused)
+    #[argh(option, default = "String::from(\"ssh-ed25519\")")]
+    ssh_algorithm: String,
+    /// unused (Dart ssh client only)
+    #[argh(option)]
+    idle_timeout: Option<u64>,
+    /// keep the -o options out of the ssh command (for a tunnel ssh, which encrypted mode
+    /// does not have)
+    #[argh(switch)]
+    add_forwards_to_tunnel: bool,
+    /// not supported
+    #[argh(switch)]
+    legacy_daemon: bool,
     /// data plane: auto, official or nps1
     #[argh(option, default = "String::from(\"auto\")")]
     suite: String,
@@ -118,6 +150,24 @@ fn mandatory<'a>(v: &'a Option<String>, msg: &str) -> Result<&'a str, String> {
     v.as_deref()
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| msg.to_string())
+}
+
+/// Our atServer connection: `-k` (or the default atKeys path), `--root-domain`, `--proxy`.
+async fn connect(a: &Args, from: &AtSign, root_domain: &str) -> Result<AtClient, String> {
+    let root = RootAddr::parse(root_domain).map_err(|e| e.to_string())?;
+    crate::at::proxy::configure(a.proxy.as_deref())?;
+    let key_file = match &a.key_file {
+        Some(k) => PathBuf::from(k),
+        None => AtKeys::default_path(from).map_err(|e| e.to_string())?,
+    };
+    let keys = AtKeys::load(&key_file).map_err(|e| e.to_string())?;
+    AtClient::connect(ClientConfig {
+        atsign: from.clone(),
+        keys,
+        root,
+    })
+    .await
+    .map_err(|e| e.to_string())
 }
 
 pub fn main(argv: &[String]) -> ExitCode {
@@ -135,9 +185,106 @@ pub fn main(argv: &[String]) -> ExitCode {
     }
 }
 
-async fn run(a: Args) -> Result<ExitCode, String> {
+/// Fills what the command line left unset from `--config-file` (noports.md §10.1).
+fn apply_profile(a: &mut Args, p: Profile) {
+    fn fill<T>(cli: &mut Option<T>, file: Option<T>) {
+        if cli.is_none() {
+            *cli = file;
+        }
+    }
+    fill(&mut a.from, p.from);
+    fill(&mut a.to, p.to);
+    fill(&mut a.device, p.device);
+    fill(&mut a.srvd, p.srvd);
+    fill(&mut a.host, p.host);
+    fill(&mut a.local_port, p.local_port);
+    fill(&mut a.remote_user_name, p.remote_user_name);
+    fill(&mut a.tunnel_user_name, p.tunnel_user_name);
+    fill(&mut a.root_domain, p.root_domain);
+    fill(&mut a.remote_sshd_port, p.remote_sshd_port);
+    a.send_ssh_public_key |= p.send_ssh_public_key == Some(true);
+    if a.local_ssh_options.is_empty() {
+        a.local_ssh_options = p.local_ssh_options;
+    }
+    // A profile's `false` means the same as the `--no-…` flag, unless the command line says
+    // otherwise.
+    if !a.authenticate_client_to_rvd && p.authenticate_client_to_rvd == Some(false) {
+        a.no_authenticate_client_to_rvd = true;
+    }
+    if !a.authenticate_device_to_rvd && p.authenticate_device_to_rvd == Some(false) {
+        a.no_authenticate_device_to_rvd = true;
+    }
+    if !a.encrypt_rvd_traffic && p.encrypt_rvd_traffic == Some(false) {
+        a.no_encrypt_rvd_traffic = true;
+    }
+}
+
+/// The choices the official parser validates, and the ones this client cannot honour.
+fn check_choices(a: &Args) -> Result<(), String> {
+    match a.ssh_client.as_str() {
+        "openssh" => {}
+        "dart" => {
+            return Err("--ssh-client dart is not available: this sshnp runs the system's OpenSSH \
+                 ssh (the Dart built-in ssh client is not part of noports); use --ssh-client openssh"
+                .into())
+        }
+        other => {
+            return Err(format!(
+                "\"{other}\" is not an allowed value for option \"ssh-client\"."
+            ))
+        }
+    }
+    if !matches!(a.ssh_algorithm.as_str(), "ssh-ed25519" | "ssh-rsa") {
+        return Err(format!(
+            "\"{}\" is not an allowed value for option \"ssh-algorithm\".",
+            a.ssh_algorithm
+        ));
+    }
+    if a.legacy_daemon {
+        return Err(
+            "--legacy-daemon is not supported: daemons older than 4.0.0 are not served".into(),
+        );
+    }
+    if a.no_encrypt_rvd_traffic {
+        return Err("--no-et is not supported: relay traffic is always encrypted".into());
+    }
+    if a.no_authenticate_client_to_rvd || a.no_authenticate_device_to_rvd {
+        return Err(
+            "--no-ac / --no-ad are not supported: both sides always authenticate to the relay"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+async fn run(mut a: Args) -> Result<ExitCode, String> {
+    if let Some(path) = a.config_file.clone() {
+        apply_profile(&mut a, Profile::load(&path)?);
+    }
+    check_choices(&a)?;
+    if a.from.as_deref().map_or(true, |f| f.trim().is_empty()) {
+        // Run without arguments, the official sshnp starts with its version line; the
+        // documentation's upgrade check relies on it.
+        eprintln!(
+            "Version : {v} (core: rs{v})\nRun sshnp --help for the options.",
+            v = env!("CARGO_PKG_VERSION")
+        );
+    }
     let from = AtSign::parse(mandatory(&a.from, "Option from is mandatory.")?)
         .map_err(|e| e.to_string())?;
+    let root_domain = a
+        .root_domain
+        .clone()
+        .unwrap_or_else(|| "root.atsign.org".to_string());
+    if a.list_devices {
+        let to = match a.to.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => Some(AtSign::parse(t).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let client = connect(&a, &from, &root_domain).await?;
+        list::list_devices(&client, to.as_ref()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let device = AtSign::parse(mandatory(
         &a.to,
         "Option to is mandatory, unless list-devices is passed.",
@@ -149,9 +296,6 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         "srvdAtSign is mandatory, unless list-devices is passed.",
     )?)
     .map_err(|e| e.to_string())?;
-    if a.no_encrypt_rvd_traffic {
-        return Err("--no-et is not supported: relay traffic is always encrypted".into());
-    }
     let device_name = match &a.device {
         Some(d) => validate_device_name(d)?,
         None => {
@@ -189,21 +333,8 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         }
         _ => None,
     };
-    let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
-    crate::at::proxy::configure(a.proxy.as_deref())?;
-    let key_file = match &a.key_file {
-        Some(k) => PathBuf::from(k),
-        None => AtKeys::default_path(&from).map_err(|e| e.to_string())?,
-    };
-    let keys = AtKeys::load(&key_file).map_err(|e| e.to_string())?;
     let progress = Progress { quiet: a.quiet };
-    let client = AtClient::connect(ClientConfig {
-        atsign: from,
-        keys,
-        root,
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    let client = connect(&a, &from, &root_domain).await?;
 
     progress.say("Resolving remote username for user session");
     let user = match &a.remote_user_name {
@@ -219,6 +350,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         &a.identity_passphrase,
         a.remote_sshd_port,
         a.encrypt_rvd_traffic,
+        a.idle_timeout,
     );
     let _ = (a.authenticate_client_to_rvd, a.authenticate_device_to_rvd);
     if let Some(u) = &user {
@@ -251,6 +383,7 @@ async fn run(a: Args) -> Result<ExitCode, String> {
         }
         None => Vec::new(),
     };
+    let local_port = a.local_port.unwrap_or(0);
     let est = establish(&client, &params, &ephemeral, progress, &before)
         .await
         .map_err(|e| e.0)?;
@@ -269,7 +402,14 @@ async fn run(a: Args) -> Result<ExitCode, String> {
                 .map(String::from),
             );
         }
-        for o in a.local_ssh_options.iter().flat_map(|o| o.split(',')) {
+        // --add-forwards-to-tunnel hands the -o options to the tunnel; encrypted mode (the
+        // only one here) has no tunnel ssh, so the official client drops them as we do.
+        let options = if a.add_forwards_to_tunnel {
+            &[][..]
+        } else {
+            &a.local_ssh_options[..]
+        };
+        for o in options.iter().flat_map(|o| o.split(',')) {
             v.extend(o.split_whitespace().map(String::from));
         }
         v.push(match &user {
@@ -285,12 +425,12 @@ async fn run(a: Args) -> Result<ExitCode, String> {
 
     if a.output_execution_command {
         let port =
-            super::detached::spawn_srv(&est, a.local_port, LOCAL_CONNECT_WINDOW, false).await?;
+            super::detached::spawn_srv(&est, local_port, LOCAL_CONNECT_WINDOW, false).await?;
         println!("ssh {}", ssh_args(port).join(" "));
         return Ok(ExitCode::SUCCESS);
     }
-    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], a.local_port))
-        .map_err(|e| format!("cannot listen on localhost:{}: {e}", a.local_port))?;
+    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], local_port))
+        .map_err(|e| format!("cannot listen on localhost:{local_port}: {e}"))?;
     let port = listener
         .get_ref()
         .local_addr()
