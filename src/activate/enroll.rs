@@ -425,8 +425,8 @@ fn records(list: &Object) -> Vec<Record> {
 fn matches(re: &Option<String>, text: &str) -> Result<bool, String> {
     match re {
         None => Ok(true),
-        Some(r) => regex_lite::Regex::new(r)
-            .map(|re| re.is_match(text))
+        Some(r) => super::pattern::Pattern::new(r)
+            .map(|p| p.is_match(text))
             .map_err(|e| format!("bad regex {r:?}: {e}")),
     }
 }
