@@ -14,4 +14,6 @@ pub mod activate;
 pub mod atserver;
 pub mod client;
 pub mod daemon;
+#[cfg(feature = "policy")]
+pub mod policy;
 pub mod relay;
