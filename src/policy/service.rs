@@ -42,6 +42,8 @@ pub struct Service {
     configured: Vec<AtSign>,
     /// Daemons heard from by heartbeat.
     heard: Mutex<Vec<AtSign>>,
+    /// (daemon, device) pairs heard from.
+    devices: Mutex<Vec<(AtSign, String)>>,
     seen: Mutex<HashMap<(AtSign, i64), Instant>>,
 }
 
@@ -54,6 +56,7 @@ impl Service {
             groups: RwLock::new(Arc::new(groups)),
             configured,
             heard: Mutex::new(Vec::new()),
+            devices: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -134,17 +137,29 @@ impl Service {
             );
             return;
         }
-        let new = {
+        let (new_daemon, new_device) = {
             let mut heard = lock(&self.heard);
-            let new = !heard.contains(&n.from) && !self.configured.contains(&n.from);
-            if new {
+            let new_daemon = !heard.contains(&n.from) && !self.configured.contains(&n.from);
+            if new_daemon {
                 heard.push(n.from.clone());
             }
-            new
+            let mut devices = lock(&self.devices);
+            let pair = (n.from.clone(), device.to_string());
+            let new_device = !devices.contains(&pair);
+            if new_device && devices.len() < DEDUP_MAX {
+                devices.push(pair);
+            }
+            (new_daemon, new_device)
         };
-        log::info!("heartbeat from daemon {} device {device}", n.from);
-        if new {
-            log::info!("Daemon atSigns: {}", self.daemons_text());
+        // The first heartbeat of each device always shows (the service's view of its
+        // daemons); the 5-minutely repeats only with -v.
+        if new_device {
+            log::warn!("heartbeat from daemon {} device {device}", n.from);
+        } else {
+            log::info!("heartbeat from daemon {} device {device}", n.from);
+        }
+        if new_daemon {
+            log::warn!("Daemon atSigns: {}", self.daemons_text());
         }
         if self.mode == Mode::AtServer {
             let value = n.value.clone().unwrap_or_default();
@@ -214,7 +229,7 @@ impl Service {
             return;
         };
         if !self.first_time(&from, id) {
-            log::info!("duplicate request {id} from {from}; already answered");
+            log::warn!("duplicate request {id} from {from}; already answered");
             return;
         }
         let value = n.value.unwrap_or_default();
