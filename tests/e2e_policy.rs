@@ -254,10 +254,15 @@ fn npp_atserver_admits_by_device_group_and_follows_group_updates() {
     let stack = Stack::start(bin(), "e2e-policy-atserver", &[POLICY, "@newcomer"]);
     let allowed = start_plus_one_service();
     let other = start_plus_one_service();
-    let mut npp = start_service(&stack, "npp_atserver", &[]);
+    let mut npp = start_service(&stack, "npp_atserver", &["--daemon-atsigns", DEVICE]);
     npp.wait_for("Load complete: 0 groups", Duration::from_secs(1))
         .unwrap();
     let _daemon = start_policy_daemon(&stack, "dev7", "lab");
+    npp.wait_for(
+        &format!("heartbeat from daemon {DEVICE} device dev7"),
+        Duration::from_secs(20),
+    )
+    .unwrap();
 
     // import: a YAML group granting the device group `lab`.
     let file = stack.dir.join("groups.yaml");
@@ -304,6 +309,12 @@ fn npp_atserver_admits_by_device_group_and_follows_group_updates() {
     let listed = admin(&stack, "list", &[]);
     assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(listed.contains("\"name\":\"late\""), "{listed}");
+    // The heartbeat of a daemon named by --daemon-atsigns is kept as a device record.
+    let devices = admin(&stack, "devices", &[]);
+    assert!(
+        devices.starts_with("dev7 {") && devices.contains("\"devicename\":\"dev7\""),
+        "{devices}"
+    );
     npp.terminate();
     let mut npp = start_service(&stack, "npp_atserver", &[]);
     npp.wait_for("Load complete: 2 groups", Duration::from_secs(1))

@@ -10,7 +10,7 @@ use crate::at::AtClient;
 use crate::runtime::{self, cli};
 
 /// The sub-commands, as the first argument.
-pub const COMMANDS: &[&str] = &["import", "set-group", "delete-group", "list"];
+pub const COMMANDS: &[&str] = &["import", "set-group", "delete-group", "list", "devices"];
 
 #[derive(FromArgs)]
 #[argh(help_triggers("--help"))]
@@ -47,6 +47,7 @@ enum Job {
     Set(Group),
     Delete(String),
     List,
+    Devices,
 }
 
 fn job(cmd: &str, a: &AdminArgs) -> Result<Job, String> {
@@ -71,6 +72,7 @@ fn job(cmd: &str, a: &AdminArgs) -> Result<Job, String> {
             check_id(&id)?;
             Ok(Job::Delete(id))
         }
+        "devices" => Ok(Job::Devices),
         _ => Ok(Job::List),
     }
 }
@@ -111,6 +113,11 @@ async fn run(client: &AtClient, work: Job) -> Result<(), String> {
     let e = |e: crate::at::AtError| e.to_string();
     let mut existing = store::load_groups(client).await.map_err(e)?;
     match work {
+        Job::Devices => {
+            for (device, info) in store::load_devices(client).await.map_err(e)? {
+                println!("{device} {info}");
+            }
+        }
         Job::List => {
             for g in &existing {
                 println!("{}", g.to_json());

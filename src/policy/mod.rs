@@ -6,8 +6,8 @@
 //!   parsed by our own YAML subset in `yaml.rs`), re-read when it changes or on SIGHUP; a
 //!   malformed file is refused with its line and the last good policy stays in force.
 //! - `npp_atserver -a @policy`: the groups are records on the policy atSign's own atServer
-//!   (`store.rs`), followed live; `npp_atserver import|set-group|delete-group|list` edit them
-//!   (`admin.rs`).
+//!   (`store.rs`), followed live; `npp_atserver import|set-group|delete-group|list|devices`
+//!   edit and show them (`admin.rs`).
 //!
 //! Depends on `at/`, `noports/` (JSON), `crypto/` and `runtime/` only; feature `policy`.
 mod admin;
@@ -67,8 +67,8 @@ struct FileArgs {
 #[derive(FromArgs)]
 #[argh(help_triggers("--help"))]
 /// NoPorts policy service with the groups kept on the policy atSign's atServer. Edit them with
-/// `npp_atserver import --yaml FILE`, `set-group --json JSON`, `delete-group --id ID`, `list`
-/// (each with -a and the key options).
+/// `npp_atserver import --yaml FILE`, `set-group --json JSON`, `delete-group --id ID`, `list`,
+/// `devices` (each with -a and the key options).
 struct AtServerArgs {
     /// the policy atSign (mandatory)
     #[argh(option, short = 'a')]

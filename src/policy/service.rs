@@ -139,7 +139,9 @@ impl Service {
         }
         let (new_daemon, new_device) = {
             let mut heard = lock(&self.heard);
-            let new_daemon = !heard.contains(&n.from) && !self.configured.contains(&n.from);
+            let new_daemon = !heard.contains(&n.from)
+                && !self.configured.contains(&n.from)
+                && heard.len() < DEDUP_MAX;
             if new_daemon {
                 heard.push(n.from.clone());
             }
@@ -161,7 +163,11 @@ impl Service {
         if new_daemon {
             log::warn!("Daemon atSigns: {}", self.daemons_text());
         }
-        if self.mode == Mode::AtServer {
+        // Records only for daemons the policy names (or --daemon-atsigns): a stranger's
+        // heartbeats must not create records on our atServer.
+        let named = self.configured.contains(&n.from)
+            || rules::daemons_of(&self.groups()).contains(&n.from);
+        if self.mode == Mode::AtServer && named {
             let value = n.value.clone().unwrap_or_default();
             if json::parse(&value).is_err() {
                 log::warn!("heartbeat from {} is not JSON; not stored", n.from);

@@ -96,6 +96,29 @@ pub async fn load_groups(client: &AtClient) -> Result<Vec<Group>, AtError> {
     Ok(groups)
 }
 
+/// Every stored device heartbeat: (device name, the daemon's ping-response JSON).
+pub async fn load_devices(client: &AtClient) -> Result<Vec<(String, String)>, AtError> {
+    let me = client.atsign().as_str().to_string();
+    let mut out = Vec::new();
+    for key in client.scan(Some(r"\.devices\.policy\.sshnp")).await? {
+        let Some(device) = key
+            .strip_suffix(me.as_str())
+            .and_then(|k| k.strip_suffix(".devices.policy.sshnp"))
+        else {
+            continue;
+        };
+        if device.contains([':', '@']) {
+            continue;
+        }
+        match get_self(client, &key).await {
+            Ok(v) => out.push((device.to_string(), v)),
+            Err(e) => log::warn!("device record {key} skipped: {e}"),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The next free numeric id (the official services number groups 1, 2, …).
 pub fn next_id(groups: &[Group]) -> String {
     let max = groups
