@@ -221,6 +221,24 @@ userGroups:
         assert_eq!(g[1].device_groups[0].1, vec!["*:3389".to_string()]);
     }
 
+    /// A half-saved or mangled file is an error, never a panic (the service must survive it).
+    #[test]
+    fn mangled_files_never_panic() {
+        for end in 0..=EXAMPLE.len() {
+            if let Some(prefix) = EXAMPLE.get(..end) {
+                let _ = parse_policy(prefix);
+            }
+        }
+        let bytes = EXAMPLE.as_bytes();
+        for i in 0..bytes.len() {
+            for b in [b' ', b'-', b':', b'"', b'@', b'\n', b'*'] {
+                let mut v = bytes.to_vec();
+                v[i] = b;
+                let _ = parse_policy(&String::from_utf8_lossy(&v));
+            }
+        }
+    }
+
     #[test]
     fn schema_errors_name_the_line() {
         let cases: &[(&str, usize, &str)] = &[
