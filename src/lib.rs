@@ -1,4 +1,5 @@
-//! noports-rs: NoPorts (sshnpd, sshnp, npt, srvd, srv, at_activate, atserver) as one multicall binary.
+//! noports-rs: NoPorts (sshnpd, sshnp, npt, srvd, srv, at_activate, npp_file, npp_atserver,
+//! atserver) as one multicall binary.
 //!
 //! Layering (see docs/architecture.md): applets -> noports/ -> at/ -> crypto/, runtime/.
 //! Applets never import each other.
@@ -14,4 +15,6 @@ pub mod activate;
 pub mod atserver;
 pub mod client;
 pub mod daemon;
+#[cfg(feature = "policy")]
+pub mod policy;
 pub mod relay;

@@ -13,6 +13,10 @@ const APPLETS: &[(&str, Entry)] = &[
     ("srvd", relay::srvd_main),
     ("srv", relay::srv_main),
     ("at_activate", activate::main),
+    #[cfg(feature = "policy")]
+    ("npp_file", noports::policy::npp_file_main),
+    #[cfg(feature = "policy")]
+    ("npp_atserver", noports::policy::npp_atserver_main),
     #[cfg(feature = "atserver")]
     ("atserver", noports::atserver::main),
 ];

@@ -13,6 +13,8 @@ const APPLETS: &[&str] = &[
     "srvd",
     "srv",
     "at_activate",
+    "npp_file",
+    "npp_atserver",
     "atserver",
 ];
 

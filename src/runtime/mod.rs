@@ -77,3 +77,36 @@ pub async fn shutdown_signal() {
         }
     }
 }
+
+/// SIGHUP deliveries, for services that reload their configuration on it.
+pub struct Hangups(Option<async_signal::Signals>);
+
+impl Hangups {
+    /// Starts catching SIGHUP (it no longer terminates the process).
+    pub fn new() -> Hangups {
+        match async_signal::Signals::new([async_signal::Signal::Hup]) {
+            Ok(s) => Hangups(Some(s)),
+            Err(e) => {
+                log::warn!("cannot install a SIGHUP handler: {e}");
+                Hangups(None)
+            }
+        }
+    }
+
+    /// Resolves at the next SIGHUP (never, when no handler could be installed).
+    pub async fn next(&mut self) {
+        use futures_lite::StreamExt;
+        match self.0.as_mut() {
+            Some(s) => {
+                let _ = s.next().await;
+            }
+            None => futures_lite::future::pending::<()>().await,
+        }
+    }
+}
+
+impl Default for Hangups {
+    fn default() -> Self {
+        Hangups::new()
+    }
+}
