@@ -44,7 +44,7 @@ test:
 	./scripts/test-deps.sh
 	./scripts/router-build.sh $(subst $(comma), ,$(TEST_ROUTER_ARCHES)) >/dev/null
 	$(CARGO) build
-	NOPORTS_REQUIRE_ROUTER_ARCHES=$(TEST_ROUTER_ARCHES) NOPORTS_REQUIRE_DROPBEAR=1 NOPORTS_REQUIRE_CHROMIUM=1 $(CARGO) test --no-fail-fast -- --test-threads=2
+	NOPORTS_REQUIRE_ROUTER_ARCHES=$(TEST_ROUTER_ARCHES) NOPORTS_REQUIRE_MSRV=1 NOPORTS_REQUIRE_DROPBEAR=1 NOPORTS_REQUIRE_CHROMIUM=1 $(CARGO) test --no-fail-fast -- --test-threads=2
 
 demo:
 	$(CARGO) build --release

@@ -6,6 +6,12 @@
 # Debian/Ubuntu; as root, or through sudo when available. Does nothing if present.
 # The cross toolchain for the router builds is scripts/router-build.sh's business.
 set -euo pipefail
+# The toolchain of Cargo.toml's rust-version (the MSRV), from rustup: tests/msrv.rs builds with it.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "$0")/../Cargo.toml")
+if [ -n "$msrv" ] && command -v rustup >/dev/null 2>&1 &&
+	! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+  rustup toolchain install "$msrv" --profile minimal >&2
+fi
 need=()
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1; } || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
