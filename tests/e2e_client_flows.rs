@@ -340,3 +340,43 @@ fn unsafe_sigint(pid: u32) {
         .args(["-INT", &pid.to_string()])
         .status();
 }
+
+#[test]
+fn a_relay_refusal_reaches_the_client_with_its_reason() {
+    let mut stack = Stack::start(bin(), "e2e-refuse", &[]);
+    // The stack's relay, restarted with an allow-list that leaves the client out.
+    if let Some(mut r) = stack.srvd.take() {
+        r.terminate();
+    }
+    let mut c = stack.command("srvd");
+    c.args([
+        "-a",
+        RELAY,
+        "-i",
+        "127.0.0.1",
+        "--root-domain",
+        &stack.root,
+        "-v",
+    ])
+    .args(["--allow", DEVICE])
+    .arg("-k")
+    .arg(stack.keys(RELAY));
+    let relay = Proc::spawn("srvd", c);
+    relay
+        .wait_for("monitor started", Duration::from_secs(30))
+        .unwrap();
+    let _daemon = stack.start_daemon("fdev", CLIENT, "localhost:22");
+    let (code, out, secs) = npt_to_end(&stack, "fdev", 22, &["-K"], Duration::from_secs(40));
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(
+            "The relay @demo_relay (-r) refused the session: @demo_client is not in the allow list"
+        ),
+        "{out}"
+    );
+    assert!(
+        secs < 15.0,
+        "took {secs:.1} s: the refusal must not wait for a timeout"
+    );
+    assert!(!out.contains("will wait 5 seconds and retry"), "{out}");
+}

@@ -30,7 +30,14 @@ fn builds_with_the_declared_minimum_rust_version() {
         return;
     }
     let out = Command::new("cargo")
-        .args([&format!("+{msrv}"), "check", "--locked", "--lib", "--bins", "--quiet"])
+        .args([
+            &format!("+{msrv}"),
+            "check",
+            "--locked",
+            "--lib",
+            "--bins",
+            "--quiet",
+        ])
         .env(
             "CARGO_TARGET_DIR",
             concat!(env!("CARGO_MANIFEST_DIR"), "/target/msrv"),

@@ -53,13 +53,22 @@ async fn ask(client: &AtClient, key: &str, value: &str) {
     client.notify(&relay, key, value, opts).await.unwrap();
 }
 
-/// The N4 answer for `sid`, if one arrives within `limit`.
-async fn answer(mon: &mut Monitor, sid: &str, limit: Duration) -> Option<RelayResponse> {
+/// The answer for `sid`, if one arrives within `limit`: the N4, or the refusal's reason
+/// (`error:<reason>`).
+async fn answer(
+    mon: &mut Monitor,
+    sid: &str,
+    limit: Duration,
+) -> Option<Result<RelayResponse, String>> {
     let wait = async {
         loop {
             let n = mon.next().await.unwrap();
             if n.key.contains(&format!("{sid}.sshrvd")) {
-                return RelayResponse::parse(n.value.as_deref().unwrap()).unwrap();
+                let v = n.value.unwrap();
+                return match v.strip_prefix("error:") {
+                    Some(why) => Err(why.to_string()),
+                    None => Ok(RelayResponse::parse(&v).unwrap()),
+                };
             }
         }
     };
@@ -96,7 +105,8 @@ fn srvd_serves_authenticated_sessions_and_refuses_bad_requests() {
         ask(&client, "dev1.request_ports.sshrvd", &req.to_json()).await;
         let resp = answer(&mut mon, sid, Duration::from_secs(20))
             .await
-            .expect("no N4 from srvd");
+            .expect("no N4 from srvd")
+            .expect("refused");
         assert_eq!(resp.host, "127.0.0.1");
         let rvd = resp.rvd_nonce.clone().expect("an rvdNonce");
         let la = auth_line(sid, &req.client_nonce, &rvd, &client.keys().encrypt_private).unwrap();
@@ -134,15 +144,23 @@ fn srvd_serves_authenticated_sessions_and_refuses_bad_requests() {
         .await;
         let legacy = "0f6c2a9e-1b7d-4c1e-9a55-000000000004";
         ask(&client, "dev1.sshrvd", legacy).await;
-        assert!(answer(&mut stranger_mon, forged, Duration::from_secs(4))
-            .await
-            .is_none());
-        assert!(answer(&mut mon, unauth, Duration::from_secs(2))
-            .await
-            .is_none());
-        assert!(answer(&mut mon, legacy, Duration::from_secs(2))
-            .await
-            .is_none());
+        // Each is refused: no N4, and the sender learns why.
+        let refused = |a: Option<Result<RelayResponse, String>>, why: &str| match a {
+            Some(Err(reason)) => assert!(reason.contains(why), "{reason}"),
+            other => panic!("expected a refusal naming {why:?}, got {other:?}"),
+        };
+        refused(
+            answer(&mut stranger_mon, forged, Duration::from_secs(10)).await,
+            "sender @stranger is not atSignA",
+        );
+        refused(
+            answer(&mut mon, unauth, Duration::from_secs(10)).await,
+            "unauthenticated sockets requested",
+        );
+        refused(
+            answer(&mut mon, legacy, Duration::from_secs(10)).await,
+            "unauthenticated sockets requested",
+        );
     })))
     .unwrap();
     let wait = Duration::from_secs(10);

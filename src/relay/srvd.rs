@@ -273,6 +273,14 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
                     n.from
                 );
                 last_refusal_log = Some(std::time::Instant::now());
+                // At most one refusal a second is answered, so the reason reaches a real user
+                // while a flood costs the relay little.
+                let client = client.clone();
+                runtime::spawn(async move {
+                    let _ =
+                        runtime::timeout(REQUEST_DEADLINE, tell_refused(&client, n, &why)).await;
+                })
+                .detach();
             }
             continue;
         }
@@ -302,7 +310,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
 }
 
 /// Validates one request and, if acceptable, opens the session and replies N4. Every refusal
-/// is logged with its reason and gets no reply, as in the reference (§4.1).
+/// is logged with its reason and answered `error:<reason>` on the N4 key (the reference stays
+/// silent, §4.1, and its clients time out; ours say why, official ones stop at once).
 async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: Notification) {
     let from = n.from.clone();
     log::info!("New session request from {from}");
@@ -337,6 +346,9 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: No
     let sid = req.session_id.clone();
     if let Err(why) = admit(cfg, &from, &req) {
         log::warn!("Session {sid} for {} is denied: {why}", req.atsign_a);
+        if valid_session_id(&sid) {
+            refuse(client, &from, &sid, &why).await;
+        }
         return;
     }
     let key = |who: &str, needed: bool| {
@@ -392,6 +404,7 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: No
         Ok(p) => p,
         Err(e) => {
             log::warn!("Unable to provide the socket pair for session {sid} due to: {e}");
+            refuse(client, &from, &sid, &e.to_string()).await;
             return;
         }
     };
@@ -414,6 +427,46 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: No
     {
         log::warn!("session {sid}: sending the response to {from}: {e}");
     }
+}
+
+/// Answers a refused request with `error:<reason>` on the response key, so the client says
+/// why instead of timing out (official clients fail to parse it and stop at once too).
+async fn refuse(client: &AtClient, to: &AtSign, sid: &str, why: &str) {
+    let opts = NotifyOptions {
+        ttl_ms: Some(RESPONSE_TTL_MS),
+        ttln_ms: Some(RESPONSE_TTLN_MS),
+        ..Default::default()
+    };
+    let why: String = why.chars().filter(|c| !c.is_control()).take(200).collect();
+    if let Err(e) = client
+        .notify(to, &format!("{sid}.sshrvd"), &format!("error:{why}"), opts)
+        .await
+    {
+        log::info!("session {sid}: cannot tell {to} of the refusal: {e}");
+    }
+}
+
+/// A request from a sender that may not use this relay: its session id is inside the
+/// encrypted value, so it is opened (a key look-up) only for the throttled reply.
+async fn tell_refused(client: &AtClient, mut n: Notification, why: &str) {
+    if client.unseal(&mut n).await.is_err() {
+        return;
+    }
+    let Some(req) = n
+        .value
+        .as_deref()
+        .filter(|_| n.key_name().contains(".request_ports.sshrvd"))
+        .and_then(|v| RelayRequest::parse(v).ok())
+    else {
+        return;
+    };
+    if valid_session_id(&req.session_id) {
+        refuse(client, &n.from, &req.session_id, why).await;
+    }
+}
+
+fn valid_session_id(sid: &str) -> bool {
+    crate::noports::names::valid_session_id(sid)
 }
 
 /// The sender part of the admission policy (`-m`, `--allow`), checked before anything is
