@@ -50,7 +50,9 @@ demo:
 	$(CARGO) build --release
 	$(CARGO) run --release --example demo -- target/release/noports
 
-# Tunnel throughput through the relay, both suites, as ratios against direct loopback TCP.
+# Throughput, latency, set-up and start-up against direct TCP and rathole (installed from
+# crates.io with its noise feature when missing), measured in the same run; ends with one
+# `bench: ...` summary line (scripts/bench.sh).
 bench:
 	./scripts/bench.sh
 

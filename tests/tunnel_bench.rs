@@ -113,6 +113,19 @@ impl Relay {
     }
 }
 
+/// CPU seconds (user + system) this process has used so far, from /proc/self/stat: the work
+/// a path costs per MiB, which other load on the machine does not inflate as it does MB/s.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|w| w.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14 and 15 of stat(5) (utime, stime), counted after the ")" ending field 2.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
 #[derive(Clone, Copy)]
 enum Path {
     Direct,
@@ -176,10 +189,12 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
 }
 
 /// rathole (from crates.io) as the peer: the same bytes through a `rathole` server and client
-/// on loopback (its TCP transport: token auth, no encryption), when `RATHOLE` names its binary.
+/// on loopback, when `RATHOLE` names its binary. Two services: `bench` ends at a counting sink,
+/// `echo` at an echo server (round trips).
 struct Rathole {
     procs: Vec<std::process::Child>,
     entry: u16,
+    echo_entry: u16,
     done: async_channel::Receiver<u64>,
 }
 
@@ -200,7 +215,29 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_rathole() -> Option<Rathole> {
+/// rathole's transport: plain TCP (token auth only) or Noise (its default pattern,
+/// Noise_NK_25519_ChaChaPoly_BLAKE2s, with a key pair from `rathole --genkey`).
+#[derive(Clone, Copy, PartialEq)]
+enum RatholeTransport {
+    Tcp,
+    Noise,
+}
+
+fn rathole_keypair(bin: &std::ffi::OsStr) -> Option<(String, String)> {
+    let out = std::process::Command::new(bin)
+        .arg("--genkey")
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let after = |label: &str| {
+        let mut lines = text.lines();
+        lines.find(|l| l.trim() == label)?;
+        lines.next().map(|l| l.trim().to_string())
+    };
+    Some((after("Private Key:")?, after("Public Key:")?))
+}
+
+fn start_rathole(transport: RatholeTransport, echo_port: u16) -> Option<Rathole> {
     let bin = std::env::var_os("RATHOLE")?;
     // A sink that serves every connection rathole's client makes, one total per connection.
     let l = loopback();
@@ -221,13 +258,23 @@ fn start_rathole() -> Option<Rathole> {
         }
     })
     .detach();
-    let (control, entry) = (free_port(), free_port());
+    let (control, entry, echo_entry) = (free_port(), free_port(), free_port());
+    let (server_tr, client_tr) = match transport {
+        RatholeTransport::Tcp => (String::new(), String::new()),
+        RatholeTransport::Noise => {
+            let (private, public) = rathole_keypair(&bin)?;
+            (
+                format!("[server.transport]\ntype = \"noise\"\n[server.transport.noise]\nlocal_private_key = \"{private}\"\n"),
+                format!("[client.transport]\ntype = \"noise\"\n[client.transport.noise]\nremote_public_key = \"{public}\"\n"),
+            )
+        }
+    };
     let dir = std::env::temp_dir().join(format!("np-rathole-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let server = dir.join("server.toml");
-    let client = dir.join("client.toml");
-    std::fs::write(&server, format!("[server]\nbind_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[server.services.bench]\nbind_addr = \"127.0.0.1:{entry}\"\n")).unwrap();
-    std::fs::write(&client, format!("[client]\nremote_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n[client.services.bench]\nlocal_addr = \"127.0.0.1:{sink_port}\"\n")).unwrap();
+    let server = dir.join(format!("server-{control}.toml"));
+    let client = dir.join(format!("client-{control}.toml"));
+    std::fs::write(&server, format!("[server]\nbind_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n{server_tr}[server.services.bench]\nbind_addr = \"127.0.0.1:{entry}\"\n[server.services.echo]\nbind_addr = \"127.0.0.1:{echo_entry}\"\n")).unwrap();
+    std::fs::write(&client, format!("[client]\nremote_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n{client_tr}[client.services.bench]\nlocal_addr = \"127.0.0.1:{sink_port}\"\n[client.services.echo]\nlocal_addr = \"127.0.0.1:{echo_port}\"\n")).unwrap();
     let quiet = |c: &mut std::process::Command| {
         c.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
@@ -239,13 +286,144 @@ fn start_rathole() -> Option<Rathole> {
     c.arg("-c").arg(&client);
     quiet(&mut c);
     let procs = vec![s.spawn().ok()?, c.spawn().ok()?];
-    // Let the client register its service with the server.
-    std::thread::sleep(Duration::from_secs(2));
-    Some(Rathole {
+    let rh = Rathole {
         procs,
         entry,
+        echo_entry,
         done: rx,
-    })
+    };
+    // Wait until the client has registered its services: an echoed byte through `echo`.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if round_trips(echo_entry, 1).is_ok() {
+            return Some(rh);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// An echo server on its own threads (one per connection), like a real application.
+fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let _ = s.set_nodelay(true);
+                let mut buf = [0u8; 64 * 1024];
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    if s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    p
+}
+
+/// `n` one-byte round trips through `port` on one connection; each round trip's time in µs.
+fn round_trips(port: u16, n: usize) -> std::io::Result<Vec<f64>> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut times = Vec::with_capacity(n);
+    let mut b = [0u8; 1];
+    for i in 0..n {
+        let t = Instant::now();
+        s.write_all(&[i as u8])?;
+        s.read_exact(&mut b)?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        if b[0] != i as u8 {
+            return Err(std::io::Error::other("echoed a different byte"));
+        }
+    }
+    Ok(times)
+}
+
+/// (median, p99) of `v`.
+fn median_p99(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// One nps1 session in multi mode (npt's data plane) from a local listener to `target`,
+/// through the relay; returns the listener's port and the two tunnel ends.
+fn nps1_session(
+    relay: &mut Relay,
+    target: u16,
+) -> (u16, noports::runtime::Task<()>, noports::runtime::Task<()>) {
+    let idle = Duration::from_secs(60);
+    let local = loopback();
+    let lp = port(&local);
+    let (client, daemon, sid) = relay.session();
+    let (ce, de) = (EphemeralSecret::generate(), EphemeralSecret::generate());
+    let (cp, dp) = (ce.public_bytes(), de.public_bytes());
+    let ck = suite::derive(Role::Client, ce, &dp, &sid).unwrap();
+    let dk = suite::derive(Role::Daemon, de, &cp, &sid).unwrap();
+    let c = spawn(async move {
+        let _ = tunnel::client_multi(client, local, SessionCrypto::Suite(ck), idle).await;
+    });
+    let d = spawn(async move {
+        let _ = tunnel::daemon_multi(
+            daemon,
+            ("127.0.0.1".into(), target),
+            SessionCrypto::Suite(dk),
+            idle,
+        )
+        .await;
+    });
+    (lp, c, d)
+}
+
+/// Connect, send one byte, read its echo: the time in ms.
+fn new_conn_ms(port: u16) -> std::io::Result<f64> {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"x")?;
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b)?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// `n` connections at once, each moving 64 KiB through the echo and checking it: how many
+/// succeeded.
+fn parallel_conns(port: u16, n: usize) -> usize {
+    use std::io::{Read, Write};
+    let threads: Vec<_> = (0..n)
+        .map(|k| {
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut s = TcpStream::connect(("127.0.0.1", port))?;
+                s.set_read_timeout(Some(Duration::from_secs(20)))?;
+                let data: Vec<u8> = (0..64 * 1024).map(|i| (i * 7 + k) as u8).collect();
+                let mut w = s.try_clone()?;
+                let sent = data.clone();
+                let writer = std::thread::spawn(move || w.write_all(&sent));
+                let mut got = vec![0u8; data.len()];
+                s.read_exact(&mut got)?;
+                writer
+                    .join()
+                    .map_err(|_| std::io::Error::other("writer"))??;
+                if got != data {
+                    return Err(std::io::Error::other("corrupted echo"));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().map(|r| r.is_ok()).unwrap_or(false))
+        .filter(|ok| *ok)
+        .count()
 }
 
 #[test]
@@ -270,42 +448,141 @@ fn throughput() {
         (Path::Suite, "relay + nps1 ChaCha20-Poly1305"),
     ];
     let mut best = [0f64; 4];
+    let mut cpu = [f64::MAX; 4];
     block_on(timeout(Duration::from_secs(600), async {
         // Interleave the paths so drift (thermal, other load) hits them alike.
         for _ in 0..runs {
             for (i, (path, _)) in paths.iter().enumerate() {
+                let c0 = cpu_secs();
                 best[i] = best[i].max(run(*path, &mut relay, bytes).await);
+                cpu[i] = cpu[i].min((cpu_secs() - c0) * 1e3 / mb as f64);
             }
         }
     }))
     .expect("benchmark overran 10 minutes");
-    let rathole = start_rathole().map(|rh| {
+    // rathole, each transport interleaved with direct TCP and nps1 so the ratio is same-run.
+    let mut rathole = Vec::new();
+    for (transport, name) in [
+        (RatholeTransport::Tcp, "rathole (TCP, no encryption)"),
+        (
+            RatholeTransport::Noise,
+            "rathole (Noise, ChaCha20-Poly1305)",
+        ),
+    ] {
+        let Some(rh) = start_rathole(transport, echo_server()) else {
+            continue;
+        };
         let mut best_rh = 0f64;
         block_on(async {
             for _ in 0..runs {
-                let direct = run(Path::Direct, &mut relay, bytes).await;
-                best[0] = best[0].max(direct);
+                best[0] = best[0].max(run(Path::Direct, &mut relay, bytes).await);
+                best[3] = best[3].max(run(Path::Suite, &mut relay, bytes).await);
                 best_rh = best_rh.max(push(rh.entry, bytes, rh.done.clone()).await);
             }
         });
-        best_rh
-    });
+        rathole.push((transport, name, best_rh));
+    }
     println!("\none tunnel through the relay on loopback, {mb} MiB one way, best of {runs}");
     for (i, (_, name)) in paths.iter().enumerate() {
         println!(
-            "BENCH {name:<34} {:>9.1} MB/s  ratio {:.3}",
+            "BENCH {name:<34} {:>9.1} MB/s  ratio {:.3}  cpu {:.2} ms/MiB",
             best[i],
-            best[i] / best[0]
+            best[i] / best[0],
+            cpu[i]
         );
     }
-    match rathole {
-        Some(r) => println!(
-            "BENCH {:<34} {r:>9.1} MB/s  ratio {:.3}",
-            "rathole (TCP, no encryption)",
-            r / best[0]
-        ),
-        None => println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)"),
+    for (_, name, r) in &rathole {
+        println!("BENCH {name:<34} {r:>9.1} MB/s  ratio {:.3}", r / best[0]);
     }
+    if rathole.is_empty() {
+        println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)");
+    }
+    println!("KV relay_vs_direct={:.3}", best[1] / best[0]);
+    match rathole.iter().find(|r| r.0 == RatholeTransport::Noise) {
+        Some((_, _, r)) => println!("KV nps1_vs_rathole_noise={:.2}", best[3] / r),
+        None => println!("KV nps1_vs_rathole_noise=n/a"),
+    }
+}
+
+/// Latency through one nps1 session (npt's multi mode) against rathole's Noise transport:
+/// 1-byte round trips on one connection (added to direct loopback), the time from connect to
+/// the first echoed byte of a new connection inside the established session, and 50
+/// connections at once through that session.
+#[test]
+#[ignore = "benchmark; run scripts/bench.sh"]
+fn latency() {
+    let n = env_num("BENCH_RTT_N", 10_000);
+    let conns = env_num("BENCH_CONN_N", 200);
+    let echo = echo_server();
+    let mut relay = Relay {
+        table: SessionTable::new(RelayConfig {
+            bind: Ipv4Addr::LOCALHOST.into(),
+            ..RelayConfig::default()
+        }),
+        ka: RsaPrivateKey::generate().unwrap(),
+        kb: RsaPrivateKey::generate().unwrap(),
+        n: 0,
+    };
+    let (tunnel_port, c, d) = nps1_session(&mut relay, echo);
+    let rathole = start_rathole(RatholeTransport::Noise, echo);
+    let (direct, ours, theirs, new_conn, parallel) =
+        block_on(noports::runtime::unblock(move || {
+            // Warm up every path, then interleave them in blocks so drift hits all alike.
+            let _ = new_conn_ms(tunnel_port);
+            let (mut direct, mut ours, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
+            let block = (n / 10).max(1);
+            for _ in 0..(n / block) {
+                direct.extend(round_trips(echo, block).unwrap());
+                ours.extend(round_trips(tunnel_port, block).unwrap());
+                if let Some(rh) = &rathole {
+                    theirs.extend(round_trips(rh.echo_entry, block).unwrap());
+                }
+            }
+            let new_conn: Vec<f64> = (0..conns)
+                .map(|_| new_conn_ms(tunnel_port).unwrap())
+                .collect();
+            let parallel = parallel_conns(tunnel_port, 50);
+            (direct, ours, theirs, new_conn, parallel)
+        }))
+        .expect("latency measurements failed");
+    drop((c, d));
+    let (dm, dp) = median_p99(direct);
+    let (om, op) = median_p99(ours);
+    println!("\nround trips of 1 byte, {n} each (µs; added = minus direct)");
+    println!(
+        "BENCH {:<34} median {dm:>7.1}  p99 {dp:>7.1}",
+        "direct loopback TCP"
+    );
+    println!(
+        "BENCH {:<34} median {om:>7.1}  p99 {op:>7.1}  added {:.1} / {:.1}",
+        "nps1 session through the relay",
+        om - dm,
+        op - dp
+    );
+    if theirs.is_empty() {
+        println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)");
+        println!("KV rtt_vs_rathole=n/a");
+    } else {
+        let (rm, rp) = median_p99(theirs);
+        println!(
+            "BENCH {:<34} median {rm:>7.1}  p99 {rp:>7.1}  added {:.1} / {:.1}",
+            "rathole (Noise, ChaCha20-Poly1305)",
+            rm - dm,
+            rp - dp
+        );
+        println!(
+            "BENCH added rtt ours/rathole: median {:.2}  p99 {:.2}",
+            (om - dm) / (rm - dm),
+            (op - dp) / (rp - dp)
+        );
+        println!("KV rtt_vs_rathole={:.2}", (om - dm) / (rm - dm));
+    }
+    let (cm, cp) = median_p99(new_conn);
+    println!(
+        "BENCH new connection in an nps1 session (connect to first echoed byte, {conns}): median {cm:.3} ms  p99 {cp:.3} ms"
+    );
+    println!("BENCH 50 parallel connections through one session: {parallel}/50 verified");
+    println!("KV newconn_median_ms={cm:.3}");
 }
 
 /// Single-core cipher speed, for reading the ratios above: each tunnelled byte is encrypted

@@ -7,9 +7,8 @@
 
 use super::secret::Secret;
 use super::CryptoError;
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, Key, KeyInit, Nonce};
 use rand_core::OsRng;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 /// Length of the Poly1305 tag appended to every record.
 pub const TAG_LEN: usize = 16;
@@ -56,11 +55,11 @@ impl std::fmt::Debug for EphemeralSecret {
 }
 
 /// The 96-bit nonce for record `counter`: 32 zero bits then the counter, big-endian.
-fn nonce(counter: u64) -> Nonce {
+fn nonce(counter: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
     let (_, tail) = n.split_at_mut(4);
     tail.copy_from_slice(&counter.to_be_bytes());
-    Nonce::from(n)
+    n
 }
 
 /// Why the nonce sequence ended: reusing a nonce under one key would break ChaCha20-Poly1305.
@@ -83,14 +82,18 @@ impl Direction {
         d
     }
 
-    /// The cipher for one record. Rebuilt per record (a key copy, no schedule) so the only
-    /// long-lived key copy is the zeroizing `Secret`.
-    fn cipher(&self) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new(Key::from_slice(self.key.expose()))
+    /// The cipher for one record: ring's ChaCha20-Poly1305 (assembly on x86_64, aarch64 and
+    /// arm, so its speed does not depend on our size-optimised build). Rebuilt per record (a
+    /// key copy, no schedule) so the only long-lived key copy is the zeroizing `Secret`.
+    fn cipher(&self) -> Result<LessSafeKey, CryptoError> {
+        // Only fails for a key of the wrong length, and ours is always 32 bytes.
+        UnboundKey::new(&CHACHA20_POLY1305, self.key.expose())
+            .map(LessSafeKey::new)
+            .map_err(|_| CryptoError::BadKey("chacha20-poly1305 key"))
     }
 
     /// The nonce for the next record, or an error once the counter would wrap.
-    fn next_nonce(&self) -> Result<Nonce, CryptoError> {
+    fn next_nonce(&self) -> Result<[u8; 12], CryptoError> {
         // The last value is never used, so `counter + 1` below cannot overflow.
         if self.counter == u64::MAX {
             return Err(EXHAUSTED);
@@ -128,10 +131,12 @@ impl Sealer {
     /// record is too long for ChaCha20 (256 GiB); `buf` is unchanged then.
     pub fn seal(&mut self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
         let nonce = self.dir.next_nonce()?;
-        self.dir
-            .cipher()
-            .encrypt_in_place(&nonce, aad, buf)
+        let tag = self
+            .dir
+            .cipher()?
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
             .map_err(|_| CryptoError::Length("aead record too long"))?;
+        buf.extend_from_slice(tag.as_ref());
         self.dir.advance();
         Ok(())
     }
@@ -160,13 +165,14 @@ impl Opener {
     /// truncated record, or a wrong key), [`CryptoError::Length`] when the counter is exhausted.
     pub fn open(&mut self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
         let nonce = self.dir.next_nonce()?;
-        if buf.len() < TAG_LEN {
+        let Some(body_len) = buf.len().checked_sub(TAG_LEN) else {
             return Err(CryptoError::Tampered);
-        }
+        };
         self.dir
-            .cipher()
-            .decrypt_in_place(&nonce, aad, buf)
+            .cipher()?
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf)
             .map_err(|_| CryptoError::Tampered)?;
+        buf.truncate(body_len);
         self.dir.advance();
         Ok(())
     }

@@ -7,11 +7,8 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use super::CryptoError;
-use aes::Aes256;
-use ctr::cipher::{KeyIvInit, StreamCipher};
+use noports_hotcipher::Aes256Ctr;
 use zeroize::Zeroizing;
-
-type Aes256Ctr = ctr::Ctr128BE<Aes256>;
 
 /// AES block size, and so the PKCS#7 block size.
 const BLOCK: usize = 16;
@@ -19,8 +16,9 @@ const BLOCK: usize = 16;
 /// The legacy all-zero IV (atKeys fields, values without `ivNonce`; atprotocol.md §9.4).
 pub const ZERO_IV: [u8; 16] = [0u8; 16];
 
+/// The keystream lives in `noports-hotcipher`, compiled for speed (see its crate docs).
 fn cipher(key: &[u8; 32], iv: &[u8; 16]) -> Aes256Ctr {
-    Aes256Ctr::new(key.into(), iv.into())
+    Aes256Ctr::new(key, iv)
 }
 
 /// PKCS#7-pad then CTR-encrypt (atProtocol values, atKeys fields).
@@ -32,7 +30,7 @@ pub fn encrypt_padded(key: &[u8; 32], iv: &[u8; 16], plain: &[u8]) -> Vec<u8> {
     out.extend_from_slice(plain);
     // `pad` is at most 16, so the cast cannot truncate.
     out.resize(plain.len() + pad, pad as u8);
-    cipher(key, iv).apply_keystream(&mut out);
+    cipher(key, iv).apply(&mut out);
     out
 }
 
@@ -52,7 +50,7 @@ pub fn decrypt_padded(
         return Err(CryptoError::Decrypt("padding"));
     }
     let mut plain = Zeroizing::new(cipher_text.to_vec());
-    cipher(key, iv).apply_keystream(&mut plain);
+    cipher(key, iv).apply(&mut plain);
     let unpadded = unpad(&plain)?;
     Ok(unpadded.to_vec())
 }
@@ -110,9 +108,8 @@ impl CtrStream {
 
     /// XOR the keystream into `data` in place.
     pub fn apply(&mut self, data: &mut [u8]) {
-        // Cannot panic: ctr's 128-bit flavour only reports a limit once fewer than usize::MAX
-        // blocks remain before the counter returns to the IV, i.e. after ~2^128 blocks.
-        self.cipher.apply_keystream(data);
+        // Cannot panic: the 128-bit counter only returns to the IV after ~2^128 blocks.
+        self.cipher.apply(data);
     }
 }
 
