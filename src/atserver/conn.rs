@@ -244,7 +244,6 @@ impl Source {
 /// One registered connection: evictable while unauthenticated.
 pub(crate) struct ConnEntry {
     id: u64,
-    since: std::time::Instant,
     source: Source,
     authed: Arc<AtomicBool>,
     kill: Sender<()>,
@@ -340,7 +339,6 @@ impl ConnSlot {
         let (kill, killed) = async_channel::bounded(1);
         reg.push_back(ConnEntry {
             id,
-            since: std::time::Instant::now(),
             source,
             authed: authed.clone(),
             kill,
@@ -456,11 +454,10 @@ mod tests {
         assert!(b.buf.len() <= MAX_UNAUTH_LINE + 1000, "{}", b.buf.len());
     }
 
-    fn entry(id: u64, ip: &str, age_ms: u64, authed: bool) -> ConnEntry {
+    fn entry(id: u64, ip: &str, _age_ms: u64, authed: bool) -> ConnEntry {
         let (kill, _) = async_channel::bounded(1);
         ConnEntry {
             id,
-            since: std::time::Instant::now() - Duration::from_millis(age_ms),
             source: Source::of(ip.parse().unwrap()),
             authed: Arc::new(AtomicBool::new(authed)),
             kill,
