@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]      (default: $FUZZ_SECONDS or 60; all)
 #
 # With FUZZ_RUNS=N a target stops after N executions (or the time budget, whichever first).
+# Extra libFuzzer flags per target: fuzz/options/<target> (one line).
 # Uses the pinned nightly of scripts/router-build.sh (installed by rustup if missing) and
 # installs cargo-fuzz if missing. The corpus of each target lives in fuzz/corpus/<target>
 # (small, committed); crashes land in fuzz/artifacts/<target>/ (not committed). A crash does not
@@ -24,7 +25,8 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
 	mapfile -t targets < <(cargo "+$NIGHTLY" fuzz list)
 fi
-cargo "+$NIGHTLY" fuzz build -O >/dev/null
+# FUZZ_NO_BUILD=1: use the binaries already built (e.g. several runs side by side).
+[ -n "${FUZZ_NO_BUILD:-}" ] || cargo "+$NIGHTLY" fuzz build -O >/dev/null
 
 bin_dir="target/x86_64-unknown-linux-gnu/release"
 failed=0
@@ -35,6 +37,8 @@ for t in "${targets[@]}"; do
 	: >"$log"
 	execs=0
 	crashes=0
+	extra=()
+	[ -f "options/$t" ] && read -r -a extra <"options/$t"
 	t0=$(date +%s)
 	end=$((t0 + SECS))
 	while :; do
@@ -47,7 +51,7 @@ for t in "${targets[@]}"; do
 		fi
 		# -print_final_stats gives the execution count, also after a crash.
 		if "$bin_dir/$t" "corpus/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$left" \
-			-print_final_stats=1 -timeout=10 -rss_limit_mb=1024 "${runs[@]}" >>"$log" 2>&1; then
+			-print_final_stats=1 -timeout=10 -rss_limit_mb=1024 "${runs[@]}" "${extra[@]}" >>"$log" 2>&1; then
 			status=0
 		else
 			status=$?

@@ -278,6 +278,25 @@ impl Stack {
         self.atserver = p;
         self.ca = ca;
     }
+
+    /// `kill -9` of the atServer, then a start on the same directory; returns when it is ready.
+    pub fn kill9_and_restart_atserver(&mut self) {
+        self.atserver.kill9();
+        let (p, root, ca) = start_atserver_in(&self.bin, &self.dir, &[]);
+        assert_eq!(
+            root, self.root,
+            "the atserver must come back on the same root address"
+        );
+        self.atserver = p;
+        self.ca = ca;
+    }
+
+    /// `kill -9` of srvd (no restart).
+    pub fn kill9_srvd(&mut self) {
+        if let Some(mut p) = self.srvd.take() {
+            p.kill9();
+        }
+    }
 }
 
 impl Drop for Stack {
@@ -399,6 +418,19 @@ pub fn transfer_and_verify(port: u16, total: usize) -> Result<(usize, f64), Stri
     }
     writer.join().map_err(|_| "writer panicked".to_string())??;
     Ok((total, start.elapsed().as_secs_f64()))
+}
+
+/// Resident set size of a process in KiB (Linux), 0 if unknown.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Open file descriptors of a process (Linux).
