@@ -76,7 +76,7 @@ SOAK_SESSIONS ?= 1000
 SOAK_CONCURRENT ?= 200
 soak:
 	$(CARGO) build
-	SOAK_SESSIONS=$(SOAK_SESSIONS) SOAK_CONCURRENT=$(SOAK_CONCURRENT) $(CARGO) test --test faults -- --nocapture --test-threads=1
+	NOPORTS_TEST_ATSERVER_ARGS="--max-connections 2000" SOAK_SESSIONS=$(SOAK_SESSIONS) SOAK_CONCURRENT=$(SOAK_CONCURRENT) $(CARGO) test --test faults -- --nocapture --test-threads=1
 
 # OpenWrt .ipk (x86_64) from the static router build, without the SDK: make static && make ipk
 .PHONY: ipk

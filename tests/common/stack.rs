@@ -324,6 +324,10 @@ fn start_atserver_in(bin: &Path, dir: &Path, extra: &[&str]) -> (Proc, String, P
         Err(_) => "0".to_string(),
     };
     c.args(["--root-port", &port]).args(extra);
+    // Extra atserver arguments for soak runs (e.g. a higher --max-connections).
+    if let Ok(more) = std::env::var("NOPORTS_TEST_ATSERVER_ARGS") {
+        c.args(more.split_whitespace());
+    }
     let p = Proc::spawn("atserver", c);
     let line = p.wait_for("ready root=", Duration::from_secs(120)).unwrap();
     let mut root = String::new();
