@@ -294,9 +294,11 @@ fn victim(
     for e in reg.iter().filter(|e| e.unauth()) {
         *counts.entry(e.source).or_default() += 1;
     }
-    let busiest = counts.into_iter().max_by_key(|(_, n)| *n).map(|(s, _)| s);
-    let i = busiest
-        .and_then(|b| reg.iter().position(|e| e.source == b && e.unauth()))
+    // The busiest source's oldest; between equally busy sources, the oldest of them all.
+    let most = counts.values().copied().max().ok_or(())?;
+    let i = reg
+        .iter()
+        .position(|e| e.unauth() && counts.get(&e.source) == Some(&most))
         .ok_or(())?;
     Ok(Some((i, "inbound connection limit")))
 }
@@ -491,8 +493,12 @@ mod tests {
         // Per-source cap: the newcomer's own oldest goes, even when young or at the limit.
         assert_eq!(victim(&reg, a, 5, 10, 2).unwrap().unwrap().0, 1);
         assert_eq!(victim(&reg, b, 5, 5, 2).unwrap().unwrap().0, 2);
-        // Global limit: the busiest source's oldest, never the authenticated one.
-        assert_eq!(victim(&reg, a, 5, 5, 8).unwrap().unwrap().0, 2);
+        // Global limit: the busiest source's oldest, never the authenticated one; between
+        // equally busy sources, the oldest.
+        assert_eq!(victim(&reg, a, 5, 5, 8).unwrap().unwrap().0, 1);
+        let mut busier = reg;
+        busier.push_back(entry(5, "10.0.0.2", 0, false));
+        assert_eq!(victim(&busier, a, 6, 6, 8).unwrap().unwrap().0, 2);
         let authed: std::collections::VecDeque<ConnEntry> = [
             entry(0, "10.0.0.9", 9000, true),
             entry(1, "10.0.0.1", 10, false),
