@@ -7,8 +7,9 @@
 # With FUZZ_RUNS=N a target stops after N executions (or the time budget, whichever first).
 # Extra libFuzzer flags per target: fuzz/options/<target> (one line).
 # Uses the pinned nightly of scripts/router-build.sh (installed by rustup if missing) and
-# installs cargo-fuzz if missing. The corpus of each target lives in fuzz/corpus/<target>
-# (small, committed); crashes land in fuzz/artifacts/<target>/ (not committed). A crash does not
+# installs cargo-fuzz if missing. Each target starts from its committed seed corpus
+# fuzz/seeds/<target> (small, minimised from earlier campaigns) and grows a working corpus in
+# fuzz/corpus/<target>; crashes land in fuzz/artifacts/<target>/ (neither is committed). A crash does not
 # end a target's run: it is counted and fuzzing resumes until the budget is spent.
 # Exit status 1 if any target crashed.
 set -euo pipefail
@@ -50,7 +51,9 @@ for t in "${targets[@]}"; do
 			runs=(-runs=$((FUZZ_RUNS - execs)))
 		fi
 		# -print_final_stats gives the execution count, also after a crash.
-		if "$bin_dir/$t" "corpus/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$left" \
+		seeds=()
+		[ -d "seeds/$t" ] && seeds=("seeds/$t")
+		if "$bin_dir/$t" "corpus/$t" "${seeds[@]}" -artifact_prefix="artifacts/$t/" -max_total_time="$left" \
 			-print_final_stats=1 -timeout=10 -rss_limit_mb=1024 "${runs[@]}" "${extra[@]}" >>"$log" 2>&1; then
 			status=0
 		else

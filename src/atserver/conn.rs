@@ -246,6 +246,7 @@ pub(crate) struct ConnEntry {
     id: u64,
     source: Source,
     authed: Arc<AtomicBool>,
+    spoke: Arc<AtomicBool>,
     kill: Sender<()>,
 }
 
@@ -261,11 +262,14 @@ pub(crate) struct ConnSlot {
     id: u64,
     /// Set by the session once authenticated (then never evicted).
     pub authed: Arc<AtomicBool>,
+    /// Set once a complete request line was handled (evicted after the silent ones).
+    pub spoke: Arc<AtomicBool>,
     /// Closes when the connection is evicted.
     pub killed: Receiver<()>,
 }
 
-/// The position in `reg` of the connection to evict for a newcomer from `source`, and why:
+/// The position in `reg` of the connection to evict for a newcomer from `source`, and why
+/// (silent connections before those that completed a request, then oldest first):
 /// the oldest unauthenticated connection of the same source when that source already holds
 /// `per_source` of them; else, at the global limit, the oldest unauthenticated connection of
 /// the source holding the most of them. No minimum age: a churning flood must not be able to
@@ -278,12 +282,19 @@ fn victim(
     max: usize,
     per_source: usize,
 ) -> Result<Option<(usize, &'static str)>, ()> {
+    // Within a group, connections that never completed a request line go first (the owner's
+    // login in flight has), then the oldest.
+    let pick = |of: &dyn Fn(&ConnEntry) -> bool| {
+        reg.iter()
+            .position(|e| of(e) && e.unauth() && !e.spoke.load(Ordering::SeqCst))
+            .or_else(|| reg.iter().position(|e| of(e) && e.unauth()))
+    };
     let mine = reg
         .iter()
         .filter(|e| e.source == source && e.unauth())
         .count();
     if mine >= per_source {
-        if let Some(i) = reg.iter().position(|e| e.source == source && e.unauth()) {
+        if let Some(i) = pick(&|e| e.source == source) {
             return Ok(Some((i, "unauthenticated connections from one address")));
         }
     }
@@ -296,10 +307,7 @@ fn victim(
     }
     // The busiest source's oldest; between equally busy sources, the oldest of them all.
     let most = counts.values().copied().max().ok_or(())?;
-    let i = reg
-        .iter()
-        .position(|e| e.unauth() && counts.get(&e.source) == Some(&most))
-        .ok_or(())?;
+    let i = pick(&|e| counts.get(&e.source) == Some(&most)).ok_or(())?;
     Ok(Some((i, "inbound connection limit")))
 }
 
@@ -338,17 +346,20 @@ impl ConnSlot {
         hub.connections.fetch_add(1, Ordering::SeqCst);
         let id = hub.next_conn.fetch_add(1, Ordering::SeqCst);
         let authed = Arc::new(AtomicBool::new(false));
+        let spoke = Arc::new(AtomicBool::new(false));
         let (kill, killed) = async_channel::bounded(1);
         reg.push_back(ConnEntry {
             id,
             source,
             authed: authed.clone(),
+            spoke: spoke.clone(),
             kill,
         });
         Some(ConnSlot {
             hub: hub.clone(),
             id,
             authed,
+            spoke,
             killed,
         })
     }
@@ -462,6 +473,7 @@ mod tests {
             id,
             source: Source::of(ip.parse().unwrap()),
             authed: Arc::new(AtomicBool::new(authed)),
+            spoke: Arc::default(),
             kill,
         }
     }
@@ -499,6 +511,11 @@ mod tests {
         let mut busier = reg;
         busier.push_back(entry(5, "10.0.0.2", 0, false));
         assert_eq!(victim(&busier, a, 6, 6, 8).unwrap().unwrap().0, 2);
+        // A connection that completed a request goes after the silent ones of its group.
+        busier[2].spoke.store(true, Ordering::SeqCst);
+        assert_eq!(victim(&busier, a, 6, 6, 8).unwrap().unwrap().0, 3);
+        busier[1].spoke.store(true, Ordering::SeqCst);
+        assert_eq!(victim(&busier, a, 6, 10, 2).unwrap().unwrap().0, 4);
         let authed: std::collections::VecDeque<ConnEntry> = [
             entry(0, "10.0.0.9", 9000, true),
             entry(1, "10.0.0.1", 10, false),

@@ -464,10 +464,11 @@ async fn handle_conn(
                     .await;
             }
             Some(slot) => match target {
-                None => root::serve(hub.clone(), reader, tx.clone()).await,
+                None => root::serve(hub.clone(), reader, tx.clone(), slot.spoke.clone()).await,
                 Some(server) => {
                     let mut session = session::Session::new(hub.clone(), server, tx.clone());
                     session.authed = slot.authed.clone();
+                    session.spoke = slot.spoke.clone();
                     session.run(reader, out.stopped.clone()).await
                 }
             },

@@ -39,6 +39,7 @@ pub(crate) async fn serve<R: AsyncRead + Unpin>(
     hub: Arc<Hub>,
     mut reader: R,
     tx: async_channel::Sender<Vec<u8>>,
+    spoke: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let _ = tx.send(b"@".to_vec()).await;
     let mut lines = LineBuf::default();
@@ -55,6 +56,7 @@ pub(crate) async fn serve<R: AsyncRead + Unpin>(
                     .await;
                 return;
             };
+            spoke.store(true, Ordering::SeqCst);
             let cmd = line.trim();
             if cmd == "@exit" {
                 return;
