@@ -59,9 +59,26 @@ bench:
 clean:
 	$(CARGO) clean
 
-# cargo-fuzz targets (nightly): envelope, json, response_line, notification.
+# cargo-fuzz targets (nightly): envelope, json, response_line, notification, relay_auth, atkeys,
+# atserver_verb, nps1_record.
 fuzz-build:
 	cd fuzz && cargo +nightly fuzz build
+
+# Every fuzz target for FUZZ_SECONDS each (default 60; FUZZ_RUNS=N stops a target after N
+# executions), one worker each, on the pinned nightly (cargo-fuzz installed if missing); prints
+# executions and crashes per target. Not part of `make test`.
+.PHONY: fuzz soak
+fuzz:
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Soak and faults (not part of CI): 1,000 sessions in a row and 200 at once through atserver,
+# srvd and sshnpd with their descriptors and RSS printed before and after, plus the kill -9 and
+# damaged-store runs. `make test` runs the same file with 4 + 4 sessions.
+SOAK_SESSIONS ?= 1000
+SOAK_CONCURRENT ?= 200
+soak:
+	$(CARGO) build
+	NOPORTS_TEST_ATSERVER_ARGS="--max-connections 2000" SOAK_SESSIONS=$(SOAK_SESSIONS) SOAK_CONCURRENT=$(SOAK_CONCURRENT) $(CARGO) test --test faults -- --nocapture --test-threads=1
 
 # OpenWrt .ipk (x86_64) from the static router build, without the SDK: make static && make ipk
 .PHONY: ipk

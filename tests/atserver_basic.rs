@@ -254,19 +254,27 @@ fn connection_limit_and_idle_timeout() {
     );
     let addr = s.address("@alice"); // this directory connection is closed again
     std::thread::sleep(Duration::from_millis(200));
-    let mut a = Client::connect(&addr, &s.ca);
-    assert_eq!(a.read_exact_str(1), "@");
-    let mut b = Client::connect(&addr, &s.ca);
-    assert_eq!(b.read_exact_str(1), "@");
+    // Both slots held by authenticated connections (unauthenticated ones make room, issue 11).
+    let mut a = s.login("@alice", true);
+    std::thread::sleep(Duration::from_millis(200));
+    let b = s.login("@alice", true);
+    std::thread::sleep(Duration::from_millis(200));
     let mut c = Client::connect(&addr, &s.ca);
     let r = c.read_once();
     assert_eq!(r, "error:AT0012-Inbound connection limit exceeded\n");
     drop(c);
-    // Unauthenticated idle connections are closed after --idle-timeout.
-    let t = Instant::now();
-    assert!(a.closed());
-    assert!(t.elapsed() < Duration::from_secs(10));
     drop(b);
+    assert!(
+        a.cmd("scan").starts_with("data:"),
+        "the authenticated one still works"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    // Unauthenticated idle connections are closed after --idle-timeout.
+    let mut d = Client::connect(&addr, &s.ca);
+    assert_eq!(d.read_exact_str(1), "@");
+    let t = Instant::now();
+    assert!(d.closed());
+    assert!(t.elapsed() < Duration::from_secs(10));
 }
 
 #[test]

@@ -771,7 +771,9 @@ async fn monitor_loop(
     let mut conn = Some(first);
     let mut last_epoch = since;
     let mut seen: VecDeque<String> = VecDeque::with_capacity(512);
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    // At most 4 s between attempts: a daemon serves again within 5 s of its atServer's
+    // restart, however long the outage was (issue 11); an attempt costs one TCP connect.
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
     loop {
         let mut c = match conn.take() {
             Some(c) => c,

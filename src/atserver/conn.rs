@@ -24,8 +24,6 @@ pub(crate) const MAX_UNAUTH_LINE: usize = 8 * 1024;
 pub(crate) const FREE_INPUT: usize = 32 * 1024;
 /// Buffered request input of all connections together, beyond [`FREE_INPUT`] each.
 pub(crate) const INPUT_BUDGET: usize = 4 * 1024 * 1024;
-/// At the connection limit, unauthenticated connections at least this old may be evicted.
-pub(crate) const EVICT_MIN_AGE: Duration = Duration::from_secs(1);
 /// TLS handshake deadline.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Outbound queue depth per connection (replies plus monitor lines).
@@ -226,12 +224,36 @@ impl Drop for LineBuf {
     }
 }
 
+/// Where a connection comes from, for the per-source limit: an IPv4 address, or the /64 of an
+/// IPv6 address (one host usually holds a whole /64). IPv4-mapped IPv6 counts as IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Source(u128);
+
+impl Source {
+    pub(crate) fn of(ip: std::net::IpAddr) -> Source {
+        match ip {
+            std::net::IpAddr::V4(v4) => Source(u128::from(u32::from(v4))),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source(u128::from(u32::from(v4))),
+                None => Source(((u128::from(v6) >> 64) << 64) | 1),
+            },
+        }
+    }
+}
+
 /// One registered connection: evictable while unauthenticated.
 pub(crate) struct ConnEntry {
     id: u64,
-    since: std::time::Instant,
+    source: Source,
     authed: Arc<AtomicBool>,
+    spoke: Arc<AtomicBool>,
     kill: Sender<()>,
+}
+
+impl ConnEntry {
+    fn unauth(&self) -> bool {
+        !self.authed.load(Ordering::SeqCst)
+    }
 }
 
 /// Counts a connection against the inbound limit; released (and unregistered) on drop.
@@ -240,29 +262,83 @@ pub(crate) struct ConnSlot {
     id: u64,
     /// Set by the session once authenticated (then never evicted).
     pub authed: Arc<AtomicBool>,
+    /// Set once a complete request line was handled (evicted after the silent ones).
+    pub spoke: Arc<AtomicBool>,
     /// Closes when the connection is evicted.
     pub killed: Receiver<()>,
 }
 
+/// The position in `reg` of the connection to evict for a newcomer from `source`, and why
+/// (silent connections before those that completed a request, then oldest first):
+/// the oldest unauthenticated connection of the same source when that source already holds
+/// `per_source` of them; else, at the global limit, the oldest unauthenticated connection of
+/// the source holding the most of them. No minimum age: a churning flood must not be able to
+/// keep every slot "too young to evict" (it then only evicts its own, the busiest source's).
+/// `Err(())` when the limit is reached and nothing may be evicted (all authenticated).
+fn victim(
+    reg: &std::collections::VecDeque<ConnEntry>,
+    source: Source,
+    open: usize,
+    max: usize,
+    per_source: usize,
+) -> Result<Option<(usize, &'static str)>, ()> {
+    // Within a group, connections that never completed a request line go first (the owner's
+    // login in flight has), then the oldest.
+    let pick = |of: &dyn Fn(&ConnEntry) -> bool| {
+        reg.iter()
+            .position(|e| of(e) && e.unauth() && !e.spoke.load(Ordering::SeqCst))
+            .or_else(|| reg.iter().position(|e| of(e) && e.unauth()))
+    };
+    let mine = reg
+        .iter()
+        .filter(|e| e.source == source && e.unauth())
+        .count();
+    if mine >= per_source {
+        if let Some(i) = pick(&|e| e.source == source) {
+            return Ok(Some((i, "unauthenticated connections from one address")));
+        }
+    }
+    if open < max {
+        return Ok(None);
+    }
+    let mut counts: std::collections::HashMap<Source, usize> = Default::default();
+    for e in reg.iter().filter(|e| e.unauth()) {
+        *counts.entry(e.source).or_default() += 1;
+    }
+    // The busiest source's oldest; between equally busy sources, the oldest of them all.
+    let most = counts.values().copied().max().ok_or(())?;
+    let i = pick(&|e| counts.get(&e.source) == Some(&most)).ok_or(())?;
+    Ok(Some((i, "inbound connection limit")))
+}
+
 impl ConnSlot {
-    /// Takes a slot. At the limit the oldest unauthenticated connection older than
-    /// [`EVICT_MIN_AGE`] is evicted to make room, so idle or hostile connections that never
-    /// log in cannot lock owners out; `None` (AT0012) when there is none.
-    pub(crate) fn take(hub: &Arc<Hub>) -> Option<ConnSlot> {
+    /// Takes a slot for a connection from `peer`. A source holding `max_unauth_per_source`
+    /// unauthenticated connections makes room by losing its oldest one; at the global limit the
+    /// oldest unauthenticated connection of the busiest source is evicted. So idle or hostile
+    /// connections that never log in cannot lock owners out; `None` (AT0012) only when every
+    /// slot is taken by an authenticated connection.
+    pub(crate) fn take(hub: &Arc<Hub>, peer: std::net::IpAddr) -> Option<ConnSlot> {
+        let source = Source::of(peer);
         let mut reg = hub.registry.lock().unwrap_or_else(|p| p.into_inner());
         let n = hub.connections.load(Ordering::SeqCst);
-        if n >= hub.max_connections {
-            let i = reg.iter().position(|e| {
-                !e.authed.load(Ordering::SeqCst) && e.since.elapsed() >= EVICT_MIN_AGE
-            })?;
+        let victim = victim(
+            &reg,
+            source,
+            n,
+            hub.max_connections,
+            hub.max_unauth_per_source,
+        )
+        .ok()?;
+        if let Some((i, why)) = victim {
             if let Some(old) = reg.remove(i) {
                 old.kill.close();
                 let now = super::meta::now_ms();
                 let last = hub.last_evict_log.swap(now, Ordering::SeqCst);
                 if now - last >= 1000 {
                     log::warn!(
-                        "inbound connection limit {} reached: closing the oldest unauthenticated connection",
-                        hub.max_connections
+                        "{why} reached (limits {} in all, {} unauthenticated per address): closing the oldest unauthenticated connection",
+                        hub.max_connections,
+                        hub.max_unauth_per_source
                     );
                 }
             }
@@ -270,17 +346,20 @@ impl ConnSlot {
         hub.connections.fetch_add(1, Ordering::SeqCst);
         let id = hub.next_conn.fetch_add(1, Ordering::SeqCst);
         let authed = Arc::new(AtomicBool::new(false));
+        let spoke = Arc::new(AtomicBool::new(false));
         let (kill, killed) = async_channel::bounded(1);
         reg.push_back(ConnEntry {
             id,
-            since: std::time::Instant::now(),
+            source,
             authed: authed.clone(),
+            spoke: spoke.clone(),
             kill,
         });
         Some(ConnSlot {
             hub: hub.clone(),
             id,
             authed,
+            spoke,
             killed,
         })
     }
@@ -386,6 +465,70 @@ mod tests {
         }
         assert_eq!(b.next_line(), Some(Err(TooLong)));
         assert!(b.buf.len() <= MAX_UNAUTH_LINE + 1000, "{}", b.buf.len());
+    }
+
+    fn entry(id: u64, ip: &str, _age_ms: u64, authed: bool) -> ConnEntry {
+        let (kill, _) = async_channel::bounded(1);
+        ConnEntry {
+            id,
+            source: Source::of(ip.parse().unwrap()),
+            authed: Arc::new(AtomicBool::new(authed)),
+            spoke: Arc::default(),
+            kill,
+        }
+    }
+
+    #[test]
+    fn sources_group_ipv6_by_64() {
+        let s = |ip: &str| Source::of(ip.parse().unwrap());
+        assert_eq!(s("2001:db8:1:2::5"), s("2001:db8:1:2:ffff::1"));
+        assert_ne!(s("2001:db8:1:2::5"), s("2001:db8:1:3::5"));
+        assert_eq!(s("::ffff:10.0.0.1"), s("10.0.0.1"));
+        assert_ne!(s("10.0.0.1"), s("10.0.0.2"));
+    }
+
+    #[test]
+    fn eviction_order() {
+        let a = Source::of("10.0.0.1".parse().unwrap());
+        let b = Source::of("10.0.0.2".parse().unwrap());
+        let reg: std::collections::VecDeque<ConnEntry> = [
+            entry(0, "10.0.0.9", 9000, true),
+            entry(1, "10.0.0.1", 5000, false),
+            entry(2, "10.0.0.2", 4000, false),
+            entry(3, "10.0.0.2", 3000, false),
+            entry(4, "10.0.0.1", 10, false),
+        ]
+        .into_iter()
+        .collect();
+        // Under both limits: nothing to evict.
+        assert_eq!(victim(&reg, a, 5, 10, 8), Ok(None));
+        // Per-source cap: the newcomer's own oldest goes, even when young or at the limit.
+        assert_eq!(victim(&reg, a, 5, 10, 2).unwrap().unwrap().0, 1);
+        assert_eq!(victim(&reg, b, 5, 5, 2).unwrap().unwrap().0, 2);
+        // Global limit: the busiest source's oldest, never the authenticated one; between
+        // equally busy sources, the oldest.
+        assert_eq!(victim(&reg, a, 5, 5, 8).unwrap().unwrap().0, 1);
+        let mut busier = reg;
+        busier.push_back(entry(5, "10.0.0.2", 0, false));
+        assert_eq!(victim(&busier, a, 6, 6, 8).unwrap().unwrap().0, 2);
+        // A connection that completed a request goes after the silent ones of its group.
+        busier[2].spoke.store(true, Ordering::SeqCst);
+        assert_eq!(victim(&busier, a, 6, 6, 8).unwrap().unwrap().0, 3);
+        busier[1].spoke.store(true, Ordering::SeqCst);
+        assert_eq!(victim(&busier, a, 6, 10, 2).unwrap().unwrap().0, 4);
+        let authed: std::collections::VecDeque<ConnEntry> = [
+            entry(0, "10.0.0.9", 9000, true),
+            entry(1, "10.0.0.1", 10, false),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            victim(&authed, b, 2, 2, 8).unwrap().unwrap().0,
+            1,
+            "even a young one"
+        );
+        authed[1].authed.store(true, Ordering::SeqCst);
+        assert_eq!(victim(&authed, b, 2, 2, 8), Err(()), "all authenticated");
     }
 
     #[test]

@@ -56,6 +56,11 @@ use crate::at::AtSign;
 use conn::{accept_tls, split_with_writer, ConnSlot};
 use server::{AtServer, Hub};
 
+/// Seconds from accept to authentication (atSign ports) or per directory request.
+const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// Unauthenticated connections per address (IPv4, IPv6 /64).
+const MAX_UNAUTH_PER_SOURCE_DEFAULT: usize = 32;
+
 /// How often expired keys and notifications are dropped from memory.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -94,6 +99,14 @@ struct Args {
     /// seconds an unauthenticated connection may stay idle (default 600)
     #[argh(option, default = "600")]
     idle_timeout: u64,
+    /// seconds a connection to an atSign may take from accept to authentication, and a
+    /// directory connection per request; then it is closed (default 10)
+    #[argh(option, default = "10")]
+    auth_timeout: u64,
+    /// unauthenticated connections one address (IPv4, IPv6 /64) may hold; a newcomer over it
+    /// closes that address's oldest one (default 32)
+    #[argh(option, default = "32")]
+    max_unauth_per_source: usize,
     /// atDirectory (HOST:PORT, repeatable or comma-separated) asked, in order, where atSigns
     /// not hosted here live; enables server-to-server lookups and notification delivery, and
     /// makes this directory forward look-ups for atSigns it does not host
@@ -148,6 +161,27 @@ fn parse_creates(args: &Args) -> Result<Vec<Create>, String> {
         }
     }
     Ok(out)
+}
+
+/// Fuzzing entry (hidden; not an API): frames `data` into request lines under the
+/// unauthenticated size cap and parses each as a verb, as a key name and as a store log record
+/// (the log replayed at start-up holds the same kind of text).
+#[doc(hidden)]
+pub fn fuzz_request_bytes(data: &[u8]) {
+    let mut lines = conn::LineBuf::default();
+    let mut keys = store::KeyStore::default();
+    for chunk in data.chunks(61) {
+        lines.feed(chunk);
+        while let Some(line) = lines.next_line() {
+            let Ok(line) = line else { return };
+            let _ = verbs::parse(&line);
+            let _ = key::AtKey::parse(line.trim());
+            let fields: Vec<String> = line.split('\t').map(str::to_string).collect();
+            if !store::replay_key_record(&mut keys, &fields) {
+                let _ = fields.get(1..).map(notify::Notification::from_log);
+            }
+        }
+    }
 }
 
 /// Entry point: `argv[0]` is the applet name.
@@ -305,6 +339,8 @@ async fn run(args: Args) -> Result<(), String> {
         Duration::from_secs(args.idle_timeout.max(1)),
     );
     hub.peers = peers;
+    hub.auth_timeout = Duration::from_secs(args.auth_timeout.max(1));
+    hub.max_unauth_per_source = args.max_unauth_per_source.max(1);
     let hub = Arc::new(hub);
     let mut tasks = Vec::new();
     for (l, target) in listeners {
@@ -363,7 +399,7 @@ async fn accept_loop(
             Ok((tcp, peer)) => {
                 log::debug!("connection from {peer}");
                 let (acceptor, hub, target) = (acceptor.clone(), hub.clone(), target.clone());
-                crate::runtime::spawn(handle_conn(tcp, acceptor, hub, target)).detach();
+                crate::runtime::spawn(handle_conn(tcp, peer.ip(), acceptor, hub, target)).detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -376,17 +412,37 @@ async fn accept_loop(
 
 async fn handle_conn(
     tcp: Async<std::net::TcpStream>,
+    peer: IpAddr,
     acceptor: TlsAcceptor,
     hub: Arc<Hub>,
     target: Option<Arc<AtServer>>,
 ) {
-    let slot = ConnSlot::take(&hub);
-    // An evicted connection (unauthenticated, at the connection limit) ends wherever it is.
-    let killed = slot.as_ref().map(|s| s.killed.clone());
+    let slot = ConnSlot::take(&hub, peer);
+    // An evicted connection (unauthenticated, at a connection limit) ends wherever it is, and
+    // so does an atSign connection still unauthenticated at the deadline (TLS included): slow
+    // or silent peers cannot hold a slot for long.
+    let killed = slot.as_ref().map(|s| (s.killed.clone(), s.authed.clone()));
+    let deadline = (target.is_some()).then_some(hub.auth_timeout);
     let evicted = async {
         match killed {
-            Some(k) => {
-                let _ = k.recv().await;
+            Some((k, authed)) => {
+                let late = async {
+                    let Some(d) = deadline else {
+                        return std::future::pending::<()>().await;
+                    };
+                    crate::runtime::sleep(d).await;
+                    if authed.load(Ordering::SeqCst) {
+                        return std::future::pending::<()>().await;
+                    }
+                    log::debug!("{peer}: not authenticated within {d:?}, closing");
+                };
+                futures_lite::future::or(
+                    async {
+                        let _ = k.recv().await;
+                    },
+                    late,
+                )
+                .await;
             }
             None => std::future::pending::<()>().await,
         }
@@ -408,10 +464,11 @@ async fn handle_conn(
                     .await;
             }
             Some(slot) => match target {
-                None => root::serve(hub.clone(), reader, tx.clone()).await,
+                None => root::serve(hub.clone(), reader, tx.clone(), slot.spoke.clone()).await,
                 Some(server) => {
                     let mut session = session::Session::new(hub.clone(), server, tx.clone());
                     session.authed = slot.authed.clone();
+                    session.spoke = slot.spoke.clone();
                     session.run(reader, out.stopped.clone()).await
                 }
             },

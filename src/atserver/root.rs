@@ -39,11 +39,15 @@ pub(crate) async fn serve<R: AsyncRead + Unpin>(
     hub: Arc<Hub>,
     mut reader: R,
     tx: async_channel::Sender<Vec<u8>>,
+    spoke: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let _ = tx.send(b"@".to_vec()).await;
     let mut lines = LineBuf::default();
     let mut buf = vec![0u8; 4096];
     let mut misses = 0u32;
+    // Each request must be complete within `auth_timeout` of the previous answer (or of the
+    // greeting), however slowly its bytes trickle in.
+    let mut deadline = std::time::Instant::now() + hub.auth_timeout;
     loop {
         while let Some(line) = lines.next_line() {
             let Ok(line) = line else {
@@ -52,6 +56,7 @@ pub(crate) async fn serve<R: AsyncRead + Unpin>(
                     .await;
                 return;
             };
+            spoke.store(true, Ordering::SeqCst);
             let cmd = line.trim();
             if cmd == "@exit" {
                 return;
@@ -76,9 +81,17 @@ pub(crate) async fn serve<R: AsyncRead + Unpin>(
                     let _ = tx.send(b"null\r\n@".to_vec()).await;
                 }
             }
+            deadline = std::time::Instant::now() + hub.auth_timeout;
         }
-        match crate::runtime::timeout(hub.unauth_idle, reader.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+        let left = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .min(hub.unauth_idle);
+        match crate::runtime::timeout(left, reader.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Err(_) => {
+                log::debug!("directory: request not complete in time, closing");
+                return;
+            }
             Ok(Ok(n)) => lines.feed(buf.get(..n).unwrap_or_default()),
         }
     }

@@ -396,6 +396,11 @@ pub(crate) struct Hub {
     /// Buffered request input of all connections (§2.2 limit aside).
     pub input: Arc<super::conn::InputBudget>,
     pub unauth_idle: std::time::Duration,
+    /// An atSign connection must authenticate this soon after it is accepted, and a directory
+    /// request must be complete this soon after the previous answer (slow senders included).
+    pub auth_timeout: std::time::Duration,
+    /// Unauthenticated connections one address (IPv4, IPv6 /64) may hold; beyond it its oldest goes.
+    pub max_unauth_per_source: usize,
     pub started_ms: i64,
     /// Outbound federation: peer directories, connection pool, delivery settings.
     pub peers: super::peer::Peers,
@@ -418,6 +423,8 @@ impl Hub {
             last_evict_log: Default::default(),
             input: super::conn::InputBudget::new(super::conn::INPUT_BUDGET),
             unauth_idle,
+            auth_timeout: super::AUTH_TIMEOUT_DEFAULT,
+            max_unauth_per_source: super::MAX_UNAUTH_PER_SOURCE_DEFAULT,
             started_ms: now_ms(),
             peers: super::peer::Peers::default(),
         }

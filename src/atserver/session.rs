@@ -65,6 +65,9 @@ pub(crate) struct Session {
     /// Shared with the connection slot: set once authenticated (no longer evictable, long
     /// lines allowed).
     pub authed: Arc<std::sync::atomic::AtomicBool>,
+    /// Shared with the connection slot: set once a request line was handled (evicted after
+    /// silent connections).
+    pub spoke: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Session {
@@ -82,6 +85,7 @@ impl Session {
             bad_otps: 0,
             foreign: None,
             authed: Arc::default(),
+            spoke: Arc::default(),
         }
     }
 
@@ -247,6 +251,7 @@ impl Session {
 
     /// Parses and executes one command, replying on the queue.
     pub(crate) async fn handle_line(&mut self, line: &str) -> Flow {
+        self.spoke.store(true, std::sync::atomic::Ordering::SeqCst);
         let verb = match parse(line) {
             Ok(v) => v,
             Err(e) => {

@@ -34,6 +34,10 @@ pub const SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(10);
 /// How long the accept loop waits for the first bytes of a silent new socket.
 const EARLY_WAIT: Duration = Duration::from_millis(10);
+/// ... but at most this long in all per second and side: a flood of silent sockets must not
+/// make the accept loop itself slow (the legitimate socket would wait in the backlog behind
+/// them); beyond it, silent sockets go straight to concurrent authentication.
+const EARLY_BUDGET: Duration = Duration::from_millis(100);
 /// Back-off after a failed `accept` (e.g. EMFILE), so a full fd table does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -526,6 +530,7 @@ async fn accept_loop(
     // must reach the pairing queue first, so the first socket accepted is verified before the
     // next is accepted (concurrent verification let a data socket overtake it under load).
     let mut first = !spec.single_pair;
+    let (mut window, mut waited) = (Instant::now(), Duration::ZERO);
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -576,10 +581,16 @@ async fn accept_loop(
         // A legitimate side's line follows its connect within a moment: give a socket with
         // nothing yet a few milliseconds before judging it (strangers cost this much each).
         let mut checked = check_early(&sock, &key, &spec);
-        if matches!(&checked, Early::Partial(b) if b.is_empty())
-            && runtime::timeout(EARLY_WAIT, sock.readable()).await.is_ok()
-        {
-            checked = check_early(&sock, &key, &spec);
+        if window.elapsed() >= Duration::from_secs(1) {
+            (window, waited) = (Instant::now(), Duration::ZERO);
+        }
+        if matches!(&checked, Early::Partial(b) if b.is_empty()) && waited < EARLY_BUDGET {
+            let t = Instant::now();
+            let spoke = runtime::timeout(EARLY_WAIT, sock.readable()).await.is_ok();
+            waited += t.elapsed();
+            if spoke {
+                checked = check_early(&sock, &key, &spec);
+            }
         }
         let early = match checked {
             Early::Verified(leftover) => {

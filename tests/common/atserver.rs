@@ -293,6 +293,21 @@ impl Client {
         })
     }
 
+    /// TLS over an already connected socket (e.g. one bound to another loopback source
+    /// address); `host` is the name the certificate must carry.
+    pub fn over(tcp: TcpStream, host: &str, ca: &Path) -> std::io::Result<Client> {
+        tcp.set_read_timeout(Some(READ_TIMEOUT))?;
+        tcp.set_write_timeout(Some(READ_TIMEOUT))?;
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(std::io::Error::other)?;
+        let conn = rustls::ClientConnection::new(client_config(ca), name)
+            .map_err(std::io::Error::other)?;
+        Ok(Client {
+            tls: rustls::StreamOwned::new(conn, tcp),
+            buf: Vec::new(),
+        })
+    }
+
     pub fn set_read_timeout(&self, d: Duration) {
         self.tls.sock.set_read_timeout(Some(d)).expect("timeout");
     }

@@ -278,6 +278,25 @@ impl Stack {
         self.atserver = p;
         self.ca = ca;
     }
+
+    /// `kill -9` of the atServer, then a start on the same directory; returns when it is ready.
+    pub fn kill9_and_restart_atserver(&mut self) {
+        self.atserver.kill9();
+        let (p, root, ca) = start_atserver_in(&self.bin, &self.dir, &[]);
+        assert_eq!(
+            root, self.root,
+            "the atserver must come back on the same root address"
+        );
+        self.atserver = p;
+        self.ca = ca;
+    }
+
+    /// `kill -9` of srvd (no restart).
+    pub fn kill9_srvd(&mut self) {
+        if let Some(mut p) = self.srvd.take() {
+            p.kill9();
+        }
+    }
 }
 
 impl Drop for Stack {
@@ -305,6 +324,10 @@ fn start_atserver_in(bin: &Path, dir: &Path, extra: &[&str]) -> (Proc, String, P
         Err(_) => "0".to_string(),
     };
     c.args(["--root-port", &port]).args(extra);
+    // Extra atserver arguments for soak runs (e.g. a higher --max-connections).
+    if let Ok(more) = std::env::var("NOPORTS_TEST_ATSERVER_ARGS") {
+        c.args(more.split_whitespace());
+    }
     let p = Proc::spawn("atserver", c);
     let line = p.wait_for("ready root=", Duration::from_secs(120)).unwrap();
     let mut root = String::new();
@@ -399,6 +422,19 @@ pub fn transfer_and_verify(port: u16, total: usize) -> Result<(usize, f64), Stri
     }
     writer.join().map_err(|_| "writer panicked".to_string())??;
     Ok((total, start.elapsed().as_secs_f64()))
+}
+
+/// Resident set size of a process in KiB (Linux), 0 if unknown.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// Open file descriptors of a process (Linux).
