@@ -541,8 +541,8 @@ fn rsa_generate_round_trip() {
 
 #[test]
 fn aead_round_trip_and_tampering() {
-    let alice = EphemeralSecret::generate();
-    let bob = EphemeralSecret::generate();
+    let alice = EphemeralSecret::generate().unwrap();
+    let bob = EphemeralSecret::generate().unwrap();
     let (alice_pub, bob_pub) = (alice.public_bytes(), bob.public_bytes());
     assert_ne!(alice_pub, bob_pub);
     let shared_a = alice.agree(&bob_pub).unwrap();
@@ -616,7 +616,7 @@ fn aead_round_trip_and_tampering() {
 #[test]
 fn aead_rejects_low_order_peer() {
     assert!(matches!(
-        EphemeralSecret::generate().agree(&[0u8; 32]),
+        EphemeralSecret::generate().unwrap().agree(&[0u8; 32]),
         Err(CryptoError::BadKey(_))
     ));
 }

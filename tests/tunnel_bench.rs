@@ -170,7 +170,10 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
             r
         }
         Path::Official | Path::Suite => {
-            let (ce, de) = (EphemeralSecret::generate(), EphemeralSecret::generate());
+            let (ce, de) = (
+                EphemeralSecret::generate().unwrap(),
+                EphemeralSecret::generate().unwrap(),
+            );
             let (cp, dp) = (ce.public_bytes(), de.public_bytes());
             let ck = suite::derive(Role::Client, ce, &dp, &sid).unwrap();
             let dk = suite::derive(Role::Daemon, de, &cp, &sid).unwrap();
@@ -362,7 +365,10 @@ fn nps1_session(
     let local = loopback();
     let lp = port(&local);
     let (client, daemon, sid) = relay.session();
-    let (ce, de) = (EphemeralSecret::generate(), EphemeralSecret::generate());
+    let (ce, de) = (
+        EphemeralSecret::generate().unwrap(),
+        EphemeralSecret::generate().unwrap(),
+    );
     let (cp, dp) = (ce.public_bytes(), de.public_bytes());
     let ck = suite::derive(Role::Client, ce, &dp, &sid).unwrap();
     let dk = suite::derive(Role::Daemon, de, &cp, &sid).unwrap();

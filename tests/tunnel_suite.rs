@@ -31,7 +31,10 @@ fn rsa() -> &'static (RsaPrivateKey, RsaPrivateKey) {
 
 /// Both ends' keys, derived as the client and the daemon do from the signed exchange.
 fn suite_keys(sid: &str) -> (SuiteKeys, SuiteKeys) {
-    let (c, d) = (EphemeralSecret::generate(), EphemeralSecret::generate());
+    let (c, d) = (
+        EphemeralSecret::generate().unwrap(),
+        EphemeralSecret::generate().unwrap(),
+    );
     let (cp, dp) = (c.public_bytes(), d.public_bytes());
     (
         suite::derive(Role::Client, c, &dp, sid).unwrap(),
@@ -374,7 +377,7 @@ fn rekeying_keeps_the_stream_intact() {
 
 #[test]
 fn low_order_peer_keys_are_refused() {
-    let e = EphemeralSecret::generate();
+    let e = EphemeralSecret::generate().unwrap();
     assert!(suite::derive(Role::Client, e, &[0u8; 32], "sid").is_err());
 }
 

@@ -356,7 +356,10 @@ pub async fn establish(
         .map_err(|e| SessionError::new(format!("invalid response from srvd {}: {e}", p.relay)))?;
     progress.say("Received host and port from srvd");
 
-    let suite_secret = use_ours.then(EphemeralSecret::generate);
+    let suite_secret = use_ours
+        .then(EphemeralSecret::generate)
+        .transpose()
+        .map_err(|e| SessionError::new(format!("cannot make the session key: {e}")))?;
     let rvd_nonce = relay
         .rvd_nonce
         .clone()

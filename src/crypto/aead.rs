@@ -7,44 +7,51 @@
 
 use super::secret::Secret;
 use super::CryptoError;
-use rand_core::OsRng;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 /// Length of the Poly1305 tag appended to every record.
 pub const TAG_LEN: usize = 16;
 
-/// An ephemeral X25519 secret (zeroized on drop).
+/// An ephemeral X25519 secret, used once (ring's agreement, already linked for TLS; its
+/// private key cannot be copied out and is erased on drop).
 pub struct EphemeralSecret {
-    secret: x25519_dalek::EphemeralSecret,
-    public: x25519_dalek::PublicKey,
+    secret: ring::agreement::EphemeralPrivateKey,
+    public: [u8; 32],
 }
 
 impl EphemeralSecret {
     /// A fresh secret from the OS CSPRNG.
-    pub fn generate() -> Self {
-        let secret = x25519_dalek::EphemeralSecret::random_from_rng(OsRng);
-        let public = x25519_dalek::PublicKey::from(&secret);
-        EphemeralSecret { secret, public }
+    ///
+    /// # Errors
+    /// [`CryptoError::KeyGen`] when the OS gives no randomness.
+    pub fn generate() -> Result<Self, CryptoError> {
+        let rng = ring::rand::SystemRandom::new();
+        let secret = ring::agreement::EphemeralPrivateKey::generate(&ring::agreement::X25519, &rng)
+            .map_err(|_| CryptoError::KeyGen)?;
+        let public = secret
+            .compute_public_key()
+            .map_err(|_| CryptoError::KeyGen)?
+            .as_ref()
+            .try_into()
+            .map_err(|_| CryptoError::BadKey("x25519 public key length"))?;
+        Ok(EphemeralSecret { secret, public })
     }
 
     /// Our public value, to send to the peer.
     pub fn public_bytes(&self) -> [u8; 32] {
-        self.public.to_bytes()
+        self.public
     }
 
     /// Diffie-Hellman; errors on an all-zero (non-contributory) shared secret.
     ///
     /// # Errors
     /// [`CryptoError::BadKey`] when the peer sent a low-order point, which would make the shared
-    /// secret all zeros regardless of our secret.
+    /// secret all zeros regardless of our secret (ring refuses that result).
     pub fn agree(self, peer_public: &[u8; 32]) -> Result<[u8; 32], CryptoError> {
-        let shared = self
-            .secret
-            .diffie_hellman(&x25519_dalek::PublicKey::from(*peer_public));
-        if !shared.was_contributory() {
-            return Err(CryptoError::BadKey("x25519 low-order public key"));
-        }
-        Ok(shared.to_bytes())
+        let peer = ring::agreement::UnparsedPublicKey::new(&ring::agreement::X25519, peer_public);
+        ring::agreement::agree_ephemeral(self.secret, &peer, |shared| <[u8; 32]>::try_from(shared))
+            .map_err(|_| CryptoError::BadKey("x25519 low-order public key"))?
+            .map_err(|_| CryptoError::BadKey("x25519 shared secret length"))
     }
 }
 

@@ -476,7 +476,7 @@ impl Daemon {
                     .ok()
                     .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
                     .ok_or("clientSuitePK is not a 32-byte base64 key")?;
-                let secret = EphemeralSecret::generate();
+                let secret = EphemeralSecret::generate().map_err(|e| e.to_string())?;
                 response.suite = Some(SUITE_NAME.to_string());
                 response.daemon_suite_pk = Some(b64::encode(&secret.public_bytes()));
                 let keys = suite::derive(Role::Daemon, secret, &peer, req.session_id)
