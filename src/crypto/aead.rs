@@ -239,11 +239,11 @@ mod tests {
 
     #[test]
     fn low_order_point_rejected() {
-        let e = EphemeralSecret::generate();
+        let e = EphemeralSecret::generate().unwrap();
         assert!(matches!(e.agree(&[0u8; 32]), Err(CryptoError::BadKey(_))));
         let mut one = [0u8; 32];
         one[0] = 1;
-        let e = EphemeralSecret::generate();
+        let e = EphemeralSecret::generate().unwrap();
         assert!(matches!(e.agree(&one), Err(CryptoError::BadKey(_))));
     }
 }
