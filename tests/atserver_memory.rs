@@ -4,12 +4,23 @@
 #![cfg(feature = "atserver")]
 #[path = "common/atserver.rs"]
 mod atserver_harness;
+#[path = "common/hostile.rs"]
+mod hostile;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use atserver_harness::{Client, TestAtServer};
+
+/// A hostile connection from one of ten loopback addresses other than the owner's (127.0.0.1):
+/// the server limits unauthenticated connections per address, so attackers sharing the owner's
+/// address is a different test (tests/lockout_atserver.rs).
+fn hostile_connect(i: usize, addr: &str, ca: &std::path::Path) -> Option<Client> {
+    let src = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % 10) as u8);
+    let tcp = hostile::connect_from(src, addr.parse().ok()?).ok()?;
+    Client::over(tcp, "127.0.0.1", ca).ok()
+}
 
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
 
@@ -24,19 +35,19 @@ fn hostile_endless_lines_keep_memory_bounded_and_owners_get_in() {
     let mut threads = Vec::new();
     // 100 silent connections that never log in (they hold connection slots).
     let mut silent = Vec::new();
-    for _ in 0..100 {
-        if let Ok(mut c) = Client::try_connect(&addr, &ca) {
+    for i in 0..100 {
+        if let Some(mut c) = hostile_connect(i, &addr, &ca) {
             let _ = c.send_bytes(b"");
             silent.push(c);
         }
     }
     // 200 unauthenticated connections, each sending one endless line, reconnecting when cut.
-    for _ in 0..200 {
+    for i in 0..200 {
         let (addr, ca, stop, sent) = (addr.clone(), ca.clone(), stop.clone(), sent.clone());
         threads.push(std::thread::spawn(move || {
             let chunk = vec![b'a'; 16 * 1024];
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(mut c) = Client::try_connect(&addr, &ca) {
+                if let Some(mut c) = hostile_connect(i, &addr, &ca) {
                     c.set_read_timeout(Duration::from_secs(2));
                     while !stop.load(Ordering::Relaxed) && c.send_bytes(&chunk).is_ok() {
                         sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
