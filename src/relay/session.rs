@@ -14,8 +14,8 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_io::{Async, Timer};
@@ -58,7 +58,7 @@ pub struct RelayConfig {
     /// strangers holding silent sockets cannot lock the legitimate sides out.
     pub max_pending_per_side: usize,
     /// Most sockets per side of one session still authenticating from one source (an IPv4
-    /// address or an IPv6 /64); a new socket over it evicts that source's oldest.
+    /// address or an IPv6 /64); a new socket over it evicts that source's oldest stalled one.
     pub max_auth_per_source: usize,
     /// The grace timer (noports.md §4.5).
     pub session_timeout: Duration,
@@ -337,7 +337,7 @@ impl fmt::Display for Side {
 
 /// A socket that passed authentication (or needed none), with the bytes after its auth line.
 struct Ready {
-    sock: Async<TcpStream>,
+    sock: Arc<Async<TcpStream>>,
     leftover: Vec<u8>,
     peer: SocketAddr,
     _slot: ConnSlot,
@@ -382,14 +382,32 @@ fn source_of(ip: IpAddr) -> IpAddr {
 /// One socket still authenticating: dropping `task` closes it.
 struct Authenticating {
     source: IpAddr,
-    /// Set once the socket sent its first bytes (a legitimate side sends its auth line at once).
-    spoke: Arc<AtomicBool>,
+    /// The socket itself, to see whether bytes wait on it when choosing whom to evict. Weak,
+    /// so a socket handed to a pair still closes when the pair ends.
+    sock: Weak<Async<TcpStream>>,
     task: runtime::Task<()>,
+}
+
+impl Authenticating {
+    /// Stalled: nothing is waiting to be read (or the peer left). A legitimate side's line
+    /// that arrived but was not read yet (its task not yet run on a loaded machine) is not.
+    fn is_stalled(&self) -> bool {
+        let Some(sock) = self.sock.upgrade() else {
+            return true;
+        };
+        match sock.get_ref().peek(&mut [0u8; 1]) {
+            Ok(n) => n == 0,
+            Err(e) => e.kind() != io::ErrorKind::Interrupted,
+        }
+    }
 }
 
 /// Picks the authenticating socket to evict for a newcomer from `source`, if a limit is hit:
 /// within that source when it is at its own limit, else within the busiest source when the
-/// side is full; there the oldest silent socket goes first, then the oldest.
+/// side is full; there the oldest stalled socket goes first, then the oldest. Age alone
+/// decides among stalled ones: a stranger that sent half a line and stopped is no better
+/// than a silent one, and a legitimate side (whose line follows its connect at once) is the
+/// youngest, so it outlives `per_source` later arrivals from its own address.
 fn evict_index(
     pending: &VecDeque<Authenticating>,
     source: IpAddr,
@@ -406,7 +424,7 @@ fn evict_index(
     };
     pending
         .iter()
-        .position(|p| p.source == victim_source && !p.spoke.load(Ordering::Relaxed))
+        .position(|p| p.source == victim_source && p.is_stalled())
         .or_else(|| pending.iter().position(|p| p.source == victim_source))
 }
 
@@ -442,7 +460,6 @@ async fn authenticate(
     key: &RsaPublicKey,
     spec: &SessionSpec,
     limit: Duration,
-    spoke: &AtomicBool,
     early: Vec<u8>,
 ) -> Result<Vec<u8>, AuthFail> {
     let read = async {
@@ -454,7 +471,6 @@ async fn authenticate(
                 .get(..n)
                 .filter(|c| !c.is_empty())
                 .ok_or(AuthFail::Closed)?;
-            spoke.store(true, Ordering::Relaxed);
             buf.extend_from_slice(got);
             if let Some((line, rest)) = take_auth_line(&buf).map_err(AuthFail::Line)? {
                 verify_auth_line(
@@ -540,25 +556,6 @@ async fn accept_loop(
                 continue;
             }
         };
-        pending.retain(|p| !p.task.is_finished());
-        let source = source_of(peer.ip());
-        if key.is_some() {
-            if let Some(i) = evict_index(
-                &pending,
-                source,
-                inner.cfg.max_auth_per_source,
-                inner.cfg.max_pending_per_side,
-            ) {
-                if let Some(old) = pending.remove(i) {
-                    inner.shed_log(&format!(
-                        "session {}: side {side}: too many sockets authenticating; closing the oldest from {}",
-                        spec.session_id, old.source
-                    ));
-                    drop(old);
-                    let _ = events.try_send(Event::Rejected);
-                }
-            }
-        }
         let Some(slot) = inner.try_slot() else {
             inner.shed_log(&format!(
                 "{} sockets open (limit)",
@@ -570,7 +567,7 @@ async fn accept_loop(
         let _ = sock.get_ref().set_nodelay(true);
         let Some(key) = key.clone() else {
             let ready = Ready {
-                sock,
+                sock: Arc::new(sock),
                 leftover: Vec::new(),
                 peer,
                 _slot: slot,
@@ -594,34 +591,62 @@ async fn accept_loop(
         }
         let early = match checked {
             Early::Verified(leftover) => {
-                settle(&spec, side, peer, sock, slot, Ok(leftover), &events).await;
+                settle(
+                    &spec,
+                    side,
+                    peer,
+                    Arc::new(sock),
+                    slot,
+                    Ok(leftover),
+                    &events,
+                )
+                .await;
                 continue;
             }
             Early::Refused(e) => {
-                settle(&spec, side, peer, sock, slot, Err(e), &events).await;
+                settle(&spec, side, peer, Arc::new(sock), slot, Err(e), &events).await;
                 continue;
             }
             Early::Partial(bytes) => bytes,
         };
         if std::mem::take(&mut first) {
-            let spoke = AtomicBool::new(true);
             let limit = inner.cfg.auth_timeout;
-            let outcome = authenticate(&sock, &key, &spec, limit, &spoke, early).await;
-            settle(&spec, side, peer, sock, slot, outcome, &events).await;
+            let outcome = authenticate(&sock, &key, &spec, limit, early).await;
+            settle(&spec, side, peer, Arc::new(sock), slot, outcome, &events).await;
             continue;
         }
+        // Only a socket that goes on authenticating counts against the limits (one whose
+        // line was already complete above never does): over a limit, the oldest silent
+        // socket of the source makes room.
+        pending.retain(|p| !p.task.is_finished());
+        let source = source_of(peer.ip());
+        if let Some(i) = evict_index(
+            &pending,
+            source,
+            inner.cfg.max_auth_per_source,
+            inner.cfg.max_pending_per_side,
+        ) {
+            if let Some(old) = pending.remove(i) {
+                inner.shed_log(&format!(
+                    "session {}: side {side}: too many sockets authenticating; closing the oldest from {}",
+                    spec.session_id, old.source
+                ));
+                drop(old);
+                let _ = events.try_send(Event::Rejected);
+            }
+        }
+        let sock = Arc::new(sock);
+        let weak = Arc::downgrade(&sock);
         let (spec, events, limit) = (spec.clone(), events.clone(), inner.cfg.auth_timeout);
-        let spoke = Arc::new(AtomicBool::new(!early.is_empty()));
-        let spoke2 = spoke.clone();
         // Bounded by the auth deadline, and cancelled (closing the socket) when evicted or
         // when the session ends.
         let task = runtime::spawn(async move {
-            let outcome = authenticate(&sock, &key, &spec, limit, &spoke2, early).await;
+            let outcome = authenticate(&sock, &key, &spec, limit, early).await;
             settle(&spec, side, peer, sock, slot, outcome, &events).await;
         });
         pending.push_back(Authenticating {
             source,
-            spoke,
+            sock: weak,
             task,
         });
     }
@@ -633,7 +658,7 @@ async fn settle(
     spec: &SessionSpec,
     side: Side,
     peer: SocketAddr,
-    sock: Async<TcpStream>,
+    sock: Arc<Async<TcpStream>>,
     slot: ConnSlot,
     outcome: Result<Vec<u8>, AuthFail>,
     events: &async_channel::Sender<Event>,
