@@ -301,3 +301,22 @@ async fn reload_on_hangup(svc: Arc<Service>, client: AtClient) {
         }
     }
 }
+
+/// Fuzz entry (fuzz/fuzz_targets/policy.rs): the policy file text through the YAML subset and
+/// the group rules, and the same bytes as a group record from an atServer. Whatever parses
+/// must survive the record round trip unchanged (groups are stored as their JSON).
+#[doc(hidden)]
+pub fn fuzz_policy_text(text: &str) {
+    let _ = yaml::parse(text);
+    if let Ok(groups) = parse_policy(text) {
+        for g in &groups {
+            let back = rules::Group::from_json(&g.to_json());
+            assert_eq!(back.as_ref(), Ok(g), "group record round trip");
+        }
+        let _ = rules::daemons_of(&groups);
+    }
+    if let Ok(g) = rules::Group::from_json(text) {
+        let again = rules::Group::from_json(&g.to_json());
+        assert_eq!(again.as_ref(), Ok(&g), "record round trip");
+    }
+}
