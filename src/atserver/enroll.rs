@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use super::error::{AtCode, AtErr, VerbResult};
-use super::json::{get_int, get_str, get_str_list, get_str_map, parse_object, str_map, Obj};
 use super::key::{AtKey, Reserved};
 use super::meta::now_ms;
 use super::notify::{Kind, Notification, Status};
 use super::server::AtServer;
 use super::session::{Auth, Session};
 use crate::crypto::random;
+use crate::json::untyped::{get_int, get_str, get_str_list, get_str_map, parse_object};
+use crate::json::{str_map, ObjectWriter};
 
 /// Pending enrollments expire after 48 h (`expiryInHours`).
 const PENDING_TTL_MS: i64 = 48 * 3600 * 1000;
@@ -75,7 +76,7 @@ pub(crate) fn record_key(id: &str, atsign: &str) -> String {
 impl Enrollment {
     /// Storage JSON (§11.5).
     pub(crate) fn to_json(&self) -> String {
-        Obj::new()
+        ObjectWriter::new()
             .str("sessionId", &self.session_id)
             .str("appName", &self.app)
             .str("deviceName", &self.device)
@@ -84,7 +85,7 @@ impl Enrollment {
             .str("requestType", "newEnrollment")
             .raw(
                 "approval",
-                &Obj::new().str("state", self.state.as_str()).end(),
+                &ObjectWriter::new().str("state", self.state.as_str()).end(),
             )
             .some_str(
                 "encryptedAPKAMSymmetricKey",
@@ -157,7 +158,12 @@ impl Enrollment {
             ("default_self_enc_key", self_key),
         ] {
             let k = format!("{}.{name}.__manage{}", self.id, server.atsign);
-            st.put_simple(&k, &Obj::new().str("value", v).end(), &server.atsign, None)?;
+            st.put_simple(
+                &k,
+                &ObjectWriter::new().str("value", v).end(),
+                &server.atsign,
+                None,
+            )?;
         }
         let pk = format!(
             "public:{}.{}.pkam.__pkams.__public_keys{}",
@@ -165,7 +171,7 @@ impl Enrollment {
         );
         st.put_simple(
             &pk.to_lowercase(),
-            &Obj::new()
+            &ObjectWriter::new()
                 .str("apkamPublicKey", &self.apkam_public_key)
                 .end(),
             &server.atsign,
@@ -176,7 +182,7 @@ impl Enrollment {
 
     /// `namespace`-style summary used by list/fetch.
     fn summary(&self) -> String {
-        Obj::new()
+        ObjectWriter::new()
             .str("appName", &self.app)
             .str("deviceName", &self.device)
             .raw("namespace", &str_map(&self.namespaces))
@@ -325,7 +331,7 @@ impl Session {
             self.need_owner()?;
             let filter = get_str_list(&o, "enrollmentStatusFilter");
             let own_only = self.need_manage().is_err();
-            let mut out = Obj::new();
+            let mut out = ObjectWriter::new();
             for e in Enrollment::all(&self.server) {
                 if own_only && Some(e.id.as_str()) != self.enrollment_id() {
                     continue;
@@ -431,7 +437,7 @@ impl Session {
                     .map_err(store_err)?;
                 return Ok(format!(
                     "data:{}",
-                    Obj::new()
+                    ObjectWriter::new()
                         .str("enrollmentId", &id)
                         .str("status", "deleted")
                         .end()
@@ -442,7 +448,7 @@ impl Session {
         log::info!("{}: enrollment {id} {status}", self.me());
         Ok(format!(
             "data:{}",
-            Obj::new()
+            ObjectWriter::new()
                 .str("status", status)
                 .str("enrollmentId", &id)
                 .end()
@@ -503,7 +509,7 @@ impl Session {
             log::info!("{}: first enrollment {} approved", self.me(), e.id);
             return Ok(format!(
                 "data:{}",
-                Obj::new()
+                ObjectWriter::new()
                     .str("enrollmentId", &e.id)
                     .str("status", "approved")
                     .end()
@@ -533,7 +539,7 @@ impl Session {
         }
         e.save(&self.server, Some(PENDING_TTL_MS))
             .map_err(store_err)?;
-        let value = Obj::new()
+        let value = ObjectWriter::new()
             .some_str("encryptedApkamSymmetricKey", e.enc_apkam_sym_key.as_deref())
             .some_str("encryptedAPKAMSymmetricKey", e.enc_apkam_sym_key.as_deref())
             .str("appName", &e.app)
@@ -565,7 +571,7 @@ impl Session {
         );
         Ok(format!(
             "data:{}",
-            Obj::new()
+            ObjectWriter::new()
                 .str("enrollmentId", &e.id)
                 .str("status", "pending")
                 .end()

@@ -26,7 +26,6 @@ mod delivery;
 mod enroll;
 mod error;
 mod handlers;
-mod json;
 mod key;
 mod meta;
 mod notify;

@@ -4,7 +4,6 @@
 //! atSigns hosted elsewhere, fetched over the network and cached by the ttr rules.
 use super::error::{AtCode, AtErr, VerbResult};
 use super::handlers::{compile, render, store_err};
-use super::json::{get_obj, get_scalar, parse_object, str_array};
 use super::key::{AtKey, Vis};
 use super::meta::{now_ms, Meta, MetaPatch, FIELDS, TTL, TTR};
 use super::notify::{monitor_matches, Kind, Notification, Status, DEFAULT_TTLN_MS};
@@ -13,6 +12,8 @@ use super::server::Found;
 use super::session::{Auth, Session};
 use super::verbs::{Mode, NotifyReq};
 use crate::crypto::random;
+use crate::json::str_array;
+use crate::json::untyped::{get_obj, get_scalar, parse_object};
 
 /// Public data fetched without a ttr is cached for 24 h (§7.3).
 const PUBLIC_CACHE_TTL_MS: i64 = 24 * 3600 * 1000;

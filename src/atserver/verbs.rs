@@ -271,8 +271,8 @@ fn parse_from(rest: &str) -> VerbResult<Verb> {
         if !(json.starts_with('{') && json.ends_with('}')) {
             return Err(syntax());
         }
-        if let Some(o) = super::json::parse_object(json) {
-            client_version = super::json::get_str(&o, "version").map(str::to_string);
+        if let Some(o) = crate::json::untyped::parse_object(json) {
+            client_version = crate::json::untyped::get_str(&o, "version").map(str::to_string);
         }
     }
     Ok(Verb::From {
