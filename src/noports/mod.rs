@@ -12,7 +12,7 @@
 //! These codec modules open no sockets, read no files, log nothing and spawn no tasks: parsers
 //! take `&str`/`&[u8]`, return typed errors, and never panic on peer input. Every JSON or text
 //! form that noports.md §11 requires byte-for-byte is produced by them. The data plane
-//! (`tunnel`, `mux`, `suite`) and `names` live beside them and document themselves.
+//! (`tunnel` with its `mux`, `suite`) and `names` live beside them and document themselves.
 
 pub mod control;
 pub mod envelope;
@@ -32,6 +32,5 @@ pub use messages::{
 pub use relay_msg::{AuthLineError, RelayMsgError, RelayRequest, RelayResponse};
 
 // Data plane (owned by the relay/data-plane work): tunnel.rs opens sockets, unlike the codecs above.
-pub(crate) mod mux;
 pub mod suite;
 pub mod tunnel;
