@@ -1,10 +1,10 @@
 //! Data verbs of the atServer (atprotocol.md §7.1–§7.9): lookups, update/delete with
 //! autoNotify (§8.5), scan, notify and monitor.
-use super::enroll::ns_allows;
 use super::error::{AtCode, AtErr, VerbResult};
 use super::key::{is_hidden, AtKey, Vis};
 use super::meta::{now_ms, Meta, MetaPatch, IS_ENCRYPTED, TTR};
 use super::notify::{monitor_matches, Kind, Notification, Status, DEFAULT_TTLN_MS};
+use super::scope::ns_allows;
 use super::server::{Found, Monitor};
 use super::session::Session;
 use super::verbs::{Mode, NotifyReq};
@@ -387,7 +387,7 @@ impl Session {
             }
             if let Some(ns) = &ns {
                 let ok = AtKey::parse(k)
-                    .map(|key| super::enroll::ns_lists(ns, &key))
+                    .map(|key| super::scope::ns_lists(ns, &key))
                     .unwrap_or(false);
                 if !ok {
                     continue;
