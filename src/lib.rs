@@ -1,12 +1,13 @@
 //! noports-rs: NoPorts (sshnpd, sshnp, npt, srvd, srv, at_activate, npp_file, npp_atserver,
 //! atserver) as one multicall binary.
 //!
-//! Layering (see docs/architecture.md): applets -> noports/ -> at/ -> crypto/, runtime/.
+//! Layering (see docs/architecture.md): applets -> noports/ -> at/ -> crypto/, runtime/, json/.
 //! Applets never import each other.
 #![forbid(unsafe_code)]
 
 pub mod at;
 pub mod crypto;
+pub mod json;
 pub mod noports;
 pub mod runtime;
 

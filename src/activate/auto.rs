@@ -7,7 +7,7 @@ use argh::FromArgs;
 use super::authenticated;
 use super::enroll::{add_approval_keys, select};
 use crate::at::MonitorStart;
-use crate::noports::json::Object;
+use crate::json::Object;
 use crate::runtime::{self, cli};
 
 /// New enrollment requests arrive as the atServer's self notifications under this key.

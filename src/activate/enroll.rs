@@ -10,7 +10,7 @@ use crate::at::{AtClient, AtError, AtKeys, RootAddr};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::{HashAlgo, RsaPrivateKey, RsaPublicKey};
 use crate::crypto::{b64, random};
-use crate::noports::json::{self, Object, Value};
+use crate::json::{self, Object, Value};
 use crate::runtime::{parse_duration, sleep};
 
 const POLL_EVERY: Duration = Duration::from_secs(10);

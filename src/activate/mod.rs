@@ -428,7 +428,7 @@ async fn status(a: &StatusArgs) -> ExitCode {
 async fn onboard(a: OnboardArgs) -> Result<(), String> {
     use crate::crypto::aes_ctr::{encrypt_b64, ZERO_IV};
     use crate::crypto::{b64, hash};
-    use crate::noports::json::Object;
+    use crate::json::Object;
 
     let atsign = parse_atsign(&a.atsign)?;
     let path = keys_path(&atsign, a.keys.as_deref())?;
@@ -497,7 +497,7 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
         )
         .await
         .map_err(|e| e.to_string())?;
-    let resp = crate::noports::json::parse(&answer).map_err(|e| format!("enroll answer: {e}"))?;
+    let resp = crate::json::parse(&answer).map_err(|e| format!("enroll answer: {e}"))?;
     let id = resp
         .as_object()
         .and_then(|o| o.get_str("enrollmentId"))

@@ -3,7 +3,7 @@
 //! registrar answers with the secret that `onboard` then uses.
 use crate::at::https::{post_json, Answer};
 use crate::at::AtSign;
-use crate::noports::json::{self, Object};
+use crate::json::{self, Object};
 
 /// The registrar the official CLI uses (`-g/--registrarUrl`).
 pub const DEFAULT_REGISTRAR: &str = "my.atsign.com";

@@ -11,8 +11,6 @@ use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf
 use futures_rustls::server::TlsStream;
 use futures_rustls::TlsAcceptor;
 
-use super::server::Hub;
-
 /// Inbound request buffer limit for authenticated connections: 10,240,000 bytes (§2.2);
 /// beyond it AT0005 and close.
 pub(crate) const MAX_LINE: usize = 10_240_000;
@@ -243,29 +241,17 @@ impl Source {
 
 /// One registered connection: evictable while unauthenticated.
 pub(crate) struct ConnEntry {
-    id: u64,
-    source: Source,
-    authed: Arc<AtomicBool>,
-    spoke: Arc<AtomicBool>,
-    kill: Sender<()>,
+    pub(super) id: u64,
+    pub(super) source: Source,
+    pub(super) authed: Arc<AtomicBool>,
+    pub(super) spoke: Arc<AtomicBool>,
+    pub(super) kill: Sender<()>,
 }
 
 impl ConnEntry {
     fn unauth(&self) -> bool {
         !self.authed.load(Ordering::SeqCst)
     }
-}
-
-/// Counts a connection against the inbound limit; released (and unregistered) on drop.
-pub(crate) struct ConnSlot {
-    hub: Arc<Hub>,
-    id: u64,
-    /// Set by the session once authenticated (then never evicted).
-    pub authed: Arc<AtomicBool>,
-    /// Set once a complete request line was handled (evicted after the silent ones).
-    pub spoke: Arc<AtomicBool>,
-    /// Closes when the connection is evicted.
-    pub killed: Receiver<()>,
 }
 
 /// The position in `reg` of the connection to evict for a newcomer from `source`, and why
@@ -275,7 +261,7 @@ pub(crate) struct ConnSlot {
 /// the source holding the most of them. No minimum age: a churning flood must not be able to
 /// keep every slot "too young to evict" (it then only evicts its own, the busiest source's).
 /// `Err(())` when the limit is reached and nothing may be evicted (all authenticated).
-fn victim(
+pub(super) fn victim(
     reg: &std::collections::VecDeque<ConnEntry>,
     source: Source,
     open: usize,
@@ -309,70 +295,6 @@ fn victim(
     let most = counts.values().copied().max().ok_or(())?;
     let i = pick(&|e| counts.get(&e.source) == Some(&most)).ok_or(())?;
     Ok(Some((i, "inbound connection limit")))
-}
-
-impl ConnSlot {
-    /// Takes a slot for a connection from `peer`. A source holding `max_unauth_per_source`
-    /// unauthenticated connections makes room by losing its oldest one; at the global limit the
-    /// oldest unauthenticated connection of the busiest source is evicted. So idle or hostile
-    /// connections that never log in cannot lock owners out; `None` (AT0012) only when every
-    /// slot is taken by an authenticated connection.
-    pub(crate) fn take(hub: &Arc<Hub>, peer: std::net::IpAddr) -> Option<ConnSlot> {
-        let source = Source::of(peer);
-        let mut reg = hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-        let n = hub.connections.load(Ordering::SeqCst);
-        let victim = victim(
-            &reg,
-            source,
-            n,
-            hub.max_connections,
-            hub.max_unauth_per_source,
-        )
-        .ok()?;
-        if let Some((i, why)) = victim {
-            if let Some(old) = reg.remove(i) {
-                old.kill.close();
-                let now = super::meta::now_ms();
-                let last = hub.last_evict_log.swap(now, Ordering::SeqCst);
-                if now - last >= 1000 {
-                    log::warn!(
-                        "{why} reached (limits {} in all, {} unauthenticated per address): closing the oldest unauthenticated connection",
-                        hub.max_connections,
-                        hub.max_unauth_per_source
-                    );
-                }
-            }
-        }
-        hub.connections.fetch_add(1, Ordering::SeqCst);
-        let id = hub.next_conn.fetch_add(1, Ordering::SeqCst);
-        let authed = Arc::new(AtomicBool::new(false));
-        let spoke = Arc::new(AtomicBool::new(false));
-        let (kill, killed) = async_channel::bounded(1);
-        reg.push_back(ConnEntry {
-            id,
-            source,
-            authed: authed.clone(),
-            spoke: spoke.clone(),
-            kill,
-        });
-        Some(ConnSlot {
-            hub: hub.clone(),
-            id,
-            authed,
-            spoke,
-            killed,
-        })
-    }
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        let mut reg = self.hub.registry.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = reg.iter().position(|e| e.id == self.id) {
-            reg.remove(i);
-        }
-        self.hub.connections.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 pub(crate) type Tls = TlsStream<Async<std::net::TcpStream>>;

@@ -1,15 +1,15 @@
 //! APKAM enrollment (atprotocol.md §7.11–§7.13, §11.2, §11.5–§11.7): records, state rules,
-//! namespace permission checks, `enroll:`, `otp:` and `keys:get`.
+//! `enroll:`, `otp:` and `keys:get`.
 use std::time::Duration;
 
 use super::error::{AtCode, AtErr, VerbResult};
-use super::json::{get_int, get_str, get_str_list, get_str_map, parse_object, str_map, Obj};
-use super::key::{AtKey, Reserved};
 use super::meta::now_ms;
 use super::notify::{Kind, Notification, Status};
 use super::server::AtServer;
 use super::session::{Auth, Session};
 use crate::crypto::random;
+use crate::json::untyped::{get_int, get_str, get_str_list, get_str_map, parse_object};
+use crate::json::{str_map, ObjectWriter};
 
 /// Pending enrollments expire after 48 h (`expiryInHours`).
 const PENDING_TTL_MS: i64 = 48 * 3600 * 1000;
@@ -75,7 +75,7 @@ pub(crate) fn record_key(id: &str, atsign: &str) -> String {
 impl Enrollment {
     /// Storage JSON (§11.5).
     pub(crate) fn to_json(&self) -> String {
-        Obj::new()
+        ObjectWriter::new()
             .str("sessionId", &self.session_id)
             .str("appName", &self.app)
             .str("deviceName", &self.device)
@@ -84,7 +84,7 @@ impl Enrollment {
             .str("requestType", "newEnrollment")
             .raw(
                 "approval",
-                &Obj::new().str("state", self.state.as_str()).end(),
+                &ObjectWriter::new().str("state", self.state.as_str()).end(),
             )
             .some_str(
                 "encryptedAPKAMSymmetricKey",
@@ -157,7 +157,12 @@ impl Enrollment {
             ("default_self_enc_key", self_key),
         ] {
             let k = format!("{}.{name}.__manage{}", self.id, server.atsign);
-            st.put_simple(&k, &Obj::new().str("value", v).end(), &server.atsign, None)?;
+            st.put_simple(
+                &k,
+                &ObjectWriter::new().str("value", v).end(),
+                &server.atsign,
+                None,
+            )?;
         }
         let pk = format!(
             "public:{}.{}.pkam.__pkams.__public_keys{}",
@@ -165,7 +170,7 @@ impl Enrollment {
         );
         st.put_simple(
             &pk.to_lowercase(),
-            &Obj::new()
+            &ObjectWriter::new()
                 .str("apkamPublicKey", &self.apkam_public_key)
                 .end(),
             &server.atsign,
@@ -176,7 +181,7 @@ impl Enrollment {
 
     /// `namespace`-style summary used by list/fetch.
     fn summary(&self) -> String {
-        Obj::new()
+        ObjectWriter::new()
             .str("appName", &self.app)
             .str("deviceName", &self.device)
             .raw("namespace", &str_map(&self.namespaces))
@@ -187,63 +192,6 @@ impl Enrollment {
             .str("status", self.state.as_str())
             .end()
     }
-}
-
-/// Does an enrollment hold the atSign's identity (`__manage`, or `*` with `rw`)? Only such an
-/// enrollment may write identity keys or touch private key material (docs/security.md).
-pub(crate) fn ns_full(namespaces: &[(String, String)]) -> bool {
-    namespaces
-        .iter()
-        .any(|(n, a)| n == "__manage" || (n == "*" && a == "rw"))
-}
-
-/// May an enrollment with `namespaces` read (or write) `key` (§11.7)? `monitor` may use the
-/// `__manage` namespace; other verbs may not. Reserved keys follow [`Reserved`]: shared keys
-/// are open to every enrollment, identity keys are read-only and secrets closed unless the
-/// enrollment is full ([`ns_full`]).
-pub(crate) fn ns_allows(
-    namespaces: &[(String, String)],
-    key: &AtKey,
-    write: bool,
-    monitor: bool,
-) -> bool {
-    match key.reserved() {
-        Reserved::SharedKey => return true,
-        Reserved::Identity => return !write || ns_full(namespaces),
-        Reserved::Secret => return ns_full(namespaces),
-        Reserved::No => {}
-    }
-    let access_ok = |a: &str| {
-        if write {
-            a == "rw"
-        } else {
-            a == "r" || a == "rw"
-        }
-    };
-    if key.namespace() == Some("__manage") && !monitor {
-        return false;
-    }
-    if let Some(_ns) = key.namespace() {
-        for (n, a) in namespaces {
-            if n != "*" && key.name.ends_with(&format!(".{n}")) {
-                return access_ok(a);
-            }
-        }
-    }
-    namespaces.iter().any(|(n, a)| n == "*" && access_ok(a))
-}
-
-/// May a `scan` by an enrollment with `namespaces` list `key`? Like the official server, a
-/// namespace-limited enrollment sees public keys and keys of its namespaces only (no reserved
-/// keys, nothing without a namespace).
-pub(crate) fn ns_lists(namespaces: &[(String, String)], key: &AtKey) -> bool {
-    if key.vis == super::key::Vis::Public {
-        return true;
-    }
-    if key.reserved() != Reserved::No {
-        return ns_full(namespaces);
-    }
-    ns_allows(namespaces, key, false, false)
 }
 
 fn internal(msg: impl Into<String>) -> AtErr {
@@ -325,7 +273,7 @@ impl Session {
             self.need_owner()?;
             let filter = get_str_list(&o, "enrollmentStatusFilter");
             let own_only = self.need_manage().is_err();
-            let mut out = Obj::new();
+            let mut out = ObjectWriter::new();
             for e in Enrollment::all(&self.server) {
                 if own_only && Some(e.id.as_str()) != self.enrollment_id() {
                     continue;
@@ -431,7 +379,7 @@ impl Session {
                     .map_err(store_err)?;
                 return Ok(format!(
                     "data:{}",
-                    Obj::new()
+                    ObjectWriter::new()
                         .str("enrollmentId", &id)
                         .str("status", "deleted")
                         .end()
@@ -442,7 +390,7 @@ impl Session {
         log::info!("{}: enrollment {id} {status}", self.me());
         Ok(format!(
             "data:{}",
-            Obj::new()
+            ObjectWriter::new()
                 .str("status", status)
                 .str("enrollmentId", &id)
                 .end()
@@ -503,7 +451,7 @@ impl Session {
             log::info!("{}: first enrollment {} approved", self.me(), e.id);
             return Ok(format!(
                 "data:{}",
-                Obj::new()
+                ObjectWriter::new()
                     .str("enrollmentId", &e.id)
                     .str("status", "approved")
                     .end()
@@ -533,7 +481,7 @@ impl Session {
         }
         e.save(&self.server, Some(PENDING_TTL_MS))
             .map_err(store_err)?;
-        let value = Obj::new()
+        let value = ObjectWriter::new()
             .some_str("encryptedApkamSymmetricKey", e.enc_apkam_sym_key.as_deref())
             .some_str("encryptedAPKAMSymmetricKey", e.enc_apkam_sym_key.as_deref())
             .str("appName", &e.app)
@@ -565,7 +513,7 @@ impl Session {
         );
         Ok(format!(
             "data:{}",
-            Obj::new()
+            ObjectWriter::new()
                 .str("enrollmentId", &e.id)
                 .str("status", "pending")
                 .end()
@@ -649,81 +597,6 @@ mod tests {
             .iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn namespace_rules() {
-        let sshnp = ns(&[("sshnp", "rw"), ("sshrvd", "r")]);
-        let k = |s: &str| AtKey::parse(s).unwrap();
-        assert!(ns_allows(
-            &sshnp,
-            &k("@bob:x.mydev.sshnp@alice"),
-            true,
-            false
-        ));
-        assert!(ns_allows(&sshnp, &k("shared_key.bob@alice"), true, false));
-        assert!(!ns_allows(&sshnp, &k("foo@alice"), false, false));
-        assert!(ns_allows(&sshnp, &k("x.sshrvd@alice"), false, false));
-        assert!(!ns_allows(&sshnp, &k("x.sshrvd@alice"), true, false));
-        // Reserved keys: shared keys open, identity read-only, secrets closed.
-        assert!(ns_allows(&sshnp, &k("@bob:shared_key@alice"), true, false));
-        assert!(ns_allows(
-            &sshnp,
-            &k("public:publickey@alice"),
-            false,
-            false
-        ));
-        assert!(!ns_allows(
-            &sshnp,
-            &k("public:publickey@alice"),
-            true,
-            false
-        ));
-        assert!(!ns_allows(
-            &sshnp,
-            &k("public:signing_publickey@alice"),
-            true,
-            false
-        ));
-        for secret in [
-            "@alice:signing_privatekey@alice",
-            "privatekey:at_pkam_publickey",
-            "privatekey:at_secret",
-            "self_encryption_key@alice",
-        ] {
-            assert!(!ns_allows(&sshnp, &k(secret), false, false), "{secret}");
-            assert!(!ns_allows(&sshnp, &k(secret), true, false), "{secret}");
-        }
-        let star_r = ns(&[("*", "r")]);
-        assert!(!ns_allows(
-            &star_r,
-            &k("privatekey:at_pkam_publickey"),
-            false,
-            false
-        ));
-        assert!(!ns_lists(&sshnp, &k("shared_key.bob@alice")));
-        assert!(ns_lists(&sshnp, &k("public:publickey@alice")));
-        let all = ns(&[("__manage", "rw"), ("*", "rw")]);
-        assert!(ns_allows(
-            &all,
-            &k("privatekey:at_pkam_publickey"),
-            true,
-            false
-        ));
-        assert!(ns_allows(&all, &k("public:publickey@alice"), true, false));
-        assert!(ns_allows(&all, &k("foo@alice"), true, false));
-        assert!(!ns_allows(
-            &all,
-            &k("a.new.enrollments.__manage@alice"),
-            false,
-            false
-        ));
-        assert!(ns_allows(
-            &all,
-            &k("a.new.enrollments.__manage@alice"),
-            false,
-            true
-        ));
     }
 
     #[test]

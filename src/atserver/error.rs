@@ -1,5 +1,5 @@
 //! Error replies (atprotocol.md §2.5): the code table and the three textual forms.
-use super::json::Obj;
+use crate::json::ObjectWriter;
 
 /// An `ATxxxx` error code the server sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,7 +154,7 @@ impl AtErr {
             return format!("error:{}:{}", self.code.code(), msg);
         }
         if json_form {
-            let o = Obj::new().str("errorCode", self.code.code()).str(
+            let o = ObjectWriter::new().str("errorCode", self.code.code()).str(
                 "errorDescription",
                 &format!("{} : {}", self.code.description(), msg),
             );

@@ -1,15 +1,15 @@
 //! Data verbs of the atServer (atprotocol.md §7.1–§7.9): lookups, update/delete with
 //! autoNotify (§8.5), scan, notify and monitor.
-use super::enroll::ns_allows;
 use super::error::{AtCode, AtErr, VerbResult};
-use super::json::{str_array, Obj};
 use super::key::{is_hidden, AtKey, Vis};
 use super::meta::{now_ms, Meta, MetaPatch, IS_ENCRYPTED, TTR};
 use super::notify::{monitor_matches, Kind, Notification, Status, DEFAULT_TTLN_MS};
+use super::scope::ns_allows;
 use super::server::{Found, Monitor};
 use super::session::Session;
 use super::verbs::{Mode, NotifyReq};
 use crate::crypto::random;
+use crate::json::{str_array, ObjectWriter};
 
 pub(crate) fn store_err(e: std::io::Error) -> AtErr {
     log::error!("key store write failed: {e}");
@@ -28,7 +28,7 @@ pub(crate) fn render(mode: Mode, key: &str, value: &str, meta: &Meta) -> String 
         Mode::Meta => format!("data:{}", meta.to_json()),
         Mode::All => format!(
             "data:{}",
-            Obj::new()
+            ObjectWriter::new()
                 .str("key", key)
                 .str("data", value)
                 .raw("metaData", &meta.to_json())
@@ -387,7 +387,7 @@ impl Session {
             }
             if let Some(ns) = &ns {
                 let ok = AtKey::parse(k)
-                    .map(|key| super::enroll::ns_lists(ns, &key))
+                    .map(|key| super::scope::ns_lists(ns, &key))
                     .unwrap_or(false);
                 if !ok {
                     continue;
@@ -504,7 +504,7 @@ impl Session {
             Some(n) if n.expires_at >= now_ms() => format!("data:{}", n.to_fetch_json()),
             _ => format!(
                 "data:{}",
-                Obj::new()
+                ObjectWriter::new()
                     .str("id", id)
                     .str("notificationStatus", "NotificationStatus.expired")
                     .end()

@@ -143,7 +143,7 @@ impl AtKey {
     }
 
     /// Which kind of reserved (namespace-less, atProtocol-defined) key this is, for the APKAM
-    /// scope rules in `enroll::ns_allows` (docs/security.md, "Enrollment scope").
+    /// scope rules in `scope::ns_allows` (docs/security.md, "Enrollment scope").
     pub(crate) fn reserved(&self) -> Reserved {
         if self.vis == Vis::PrivateKey {
             // privatekey:at_pkam_publickey, at_secret, signing_keypair_generated, ...

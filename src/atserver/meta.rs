@@ -2,7 +2,7 @@
 //! (§6.3) and the activity rules (§6.4). Also the clock and date formatting the server uses.
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::json::Obj;
+use crate::json::ObjectWriter;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub(crate) fn now_ms() -> i64 {
@@ -221,7 +221,7 @@ impl Meta {
 
     /// The JSON object of §6.3 (null-valued fields removed).
     pub(crate) fn to_json(&self) -> String {
-        let mut o = Obj::new()
+        let mut o = ObjectWriter::new()
             .str("createdBy", &self.created_by)
             .str("updatedBy", &self.created_by)
             .str("createdAt", &format_date(self.created_at))

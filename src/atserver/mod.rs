@@ -23,10 +23,10 @@
 //! Must not: import other applets.
 mod conn;
 mod delivery;
+mod dispatch;
 mod enroll;
 mod error;
 mod handlers;
-mod json;
 mod key;
 mod meta;
 mod notify;
@@ -34,8 +34,10 @@ mod peer;
 mod provision;
 mod remote;
 mod root;
+mod scope;
 mod server;
 mod session;
+mod slot;
 mod store;
 mod tls;
 mod verbs;
@@ -53,8 +55,9 @@ use async_io::Async;
 use futures_rustls::TlsAcceptor;
 
 use crate::at::AtSign;
-use conn::{accept_tls, split_with_writer, ConnSlot};
+use conn::{accept_tls, split_with_writer};
 use server::{AtServer, Hub};
+use slot::ConnSlot;
 
 /// Seconds from accept to authentication (atSign ports) or per directory request.
 const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);

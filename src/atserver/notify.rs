@@ -2,11 +2,11 @@
 //! variants, §8.3), the per-atSign notification store and monitor subscriptions.
 use std::collections::{BTreeMap, HashMap};
 
-use super::json::Obj;
 use super::meta::{
     format_date, ENC_ALGO, ENC_KEY_NAME, FIELDS, IV_NONCE, SHARED_KEY_ENC, SKE_ENC_ALGO,
     SKE_ENC_KEY_NAME,
 };
+use crate::json::ObjectWriter;
 
 /// Default notification lifetime when no `ttln` is sent: the shipped `expiryInMins: 15` (§8.4).
 pub(crate) const DEFAULT_TTLN_MS: i64 = 15 * 60 * 1000;
@@ -68,7 +68,7 @@ impl Notification {
     /// The `notification: {…}` JSON; `replay` selects the §8.3 replay metadata variant.
     pub(crate) fn to_json(&self, replay: bool) -> String {
         let m = |i: usize| self.meta.get(i).and_then(|v| v.as_deref());
-        let mut meta = Obj::new()
+        let mut meta = ObjectWriter::new()
             .opt_str("encKeyName", m(ENC_KEY_NAME))
             .opt_str("encAlgo", m(ENC_ALGO))
             .opt_str("ivNonce", m(IV_NONCE))
@@ -81,7 +81,7 @@ impl Notification {
         } else {
             meta = meta.opt_str("sharedKeyEnc", m(SHARED_KEY_ENC));
         }
-        Obj::new()
+        ObjectWriter::new()
             .str("id", &self.id)
             .str("from", &self.from)
             .str("to", &self.to)
@@ -109,7 +109,7 @@ impl Notification {
             Kind::Received => "NotificationType.received",
             Kind::SelfNote => "NotificationType.self",
         };
-        Obj::new()
+        ObjectWriter::new()
             .str("id", &self.id)
             .str("fromAtSign", &self.from)
             .str("notificationDateTime", &format_date(self.epoch))

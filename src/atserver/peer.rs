@@ -17,7 +17,6 @@ use futures_rustls::TlsConnector;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::error::{AtCode, AtErr};
-use super::server::AtServer;
 use crate::at::conn::{lookup_server, RootAddr};
 use crate::at::framing::{LineReader, Response};
 use crate::at::AtSign;
@@ -107,6 +106,17 @@ pub(crate) async fn within<T>(
     crate::runtime::timeout(d, fut)
         .await
         .unwrap_or(Err(PeerError::Timeout(what)))
+}
+
+/// The hosted atSign an outbound connection speaks for (`server::AtServer` implements it), so
+/// that this file needs nothing of the server's state.
+pub(crate) trait LocalAtSign: Sync {
+    /// `@alice`.
+    fn atsign(&self) -> &str;
+    /// The server signing key (PKCS#8, base64), if any.
+    fn signing_key(&self) -> Option<String>;
+    /// Publishes the signature of a `pol` proof for `session`, for the remote's lookup (§4.4).
+    fn add_proof(&self, session: &str, signature_b64: String);
 }
 
 /// One outbound TLS connection to an atServer, strict request/response.
@@ -210,8 +220,8 @@ impl OutConn {
     }
 
     /// `from:@me` → `data:proof:<sessionId>:<proof>`, sign, publish, `pol` → `@me@` (§4.4).
-    async fn pol_handshake(&mut self, me: &AtServer) -> Result<(), PeerError> {
-        let reply = self.request(&format!("from:{}", me.atsign)).await?;
+    async fn pol_handshake(&mut self, me: &dyn LocalAtSign) -> Result<(), PeerError> {
+        let reply = self.request(&format!("from:{}", me.atsign())).await?;
         let rest = reply
             .strip_prefix("proof:")
             .ok_or_else(|| PeerError::Auth(format!("from answered {reply:.60?}, not a proof")))?;
@@ -219,15 +229,14 @@ impl OutConn {
             .rsplit_once(':')
             .filter(|(s, p)| s.starts_with('_') && !p.is_empty())
             .ok_or_else(|| PeerError::Auth(format!("malformed proof {rest:.60?}")))?;
-        let want_suffix = me.atsign.as_str();
+        let want_suffix = me.atsign();
         if !session.ends_with(want_suffix) {
             return Err(PeerError::Auth(format!(
                 "proof session {session:.60} is not for us"
             )));
         }
         let key = me
-            .state()
-            .value(&format!("{0}:signing_privatekey{0}", me.atsign))
+            .signing_key()
             .ok_or_else(|| PeerError::Auth("no server signing key".into()))?;
         let key = RsaPrivateKey::from_pkcs8_b64(&key)
             .map_err(|e| PeerError::Auth(format!("server signing key: {e}")))?;
@@ -236,7 +245,7 @@ impl OutConn {
             .map_err(|e| PeerError::Auth(format!("signing proof: {e}")))?;
         me.add_proof(session, b64::encode(&sig));
         self.send("pol").await?;
-        let expect = format!("{}@", me.atsign);
+        let expect = format!("{}@", me.atsign());
         loop {
             if let Some(line) = self.reader.next_line() {
                 let line = line.map_err(|e| PeerError::Protocol(e.to_string()))?;
@@ -411,8 +420,12 @@ impl Peers {
 
     /// A ready connection to `to`'s server: pooled if healthy, else new (and, with `me`,
     /// pol-authenticated as `me`). The bool says whether it came from the pool.
-    async fn get(&self, to: &str, me: Option<&AtServer>) -> Result<(OutConn, bool), PeerError> {
-        let key: PoolKey = (to.to_string(), me.map(|s| s.atsign.clone()));
+    async fn get(
+        &self,
+        to: &str,
+        me: Option<&dyn LocalAtSign>,
+    ) -> Result<(OutConn, bool), PeerError> {
+        let key: PoolKey = (to.to_string(), me.map(|s| s.atsign().to_string()));
         let pooled = {
             let mut pool = lock(&self.pool);
             let list = pool.entry(key).or_default();
@@ -446,8 +459,8 @@ impl Peers {
         Ok((c, false))
     }
 
-    fn put(&self, to: &str, me: Option<&AtServer>, c: OutConn) {
-        let key: PoolKey = (to.to_string(), me.map(|s| s.atsign.clone()));
+    fn put(&self, to: &str, me: Option<&dyn LocalAtSign>, c: OutConn) {
+        let key: PoolKey = (to.to_string(), me.map(|s| s.atsign().to_string()));
         let mut pool = lock(&self.pool);
         let list = pool.entry(key).or_default();
         list.retain(|(_, t)| t.elapsed() < POOL_IDLE);
@@ -461,7 +474,7 @@ impl Peers {
     pub(crate) async fn request(
         &self,
         to: &str,
-        me: Option<&AtServer>,
+        me: Option<&dyn LocalAtSign>,
         command: &str,
     ) -> Result<String, PeerError> {
         // Boxed at each level: in-place futures of TLS connections are large, and every
@@ -504,51 +517,6 @@ impl Peers {
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.trim().parse().ok()
-}
-
-/// Checks a `pol` (§4.4): `from`'s server must publish `public:<session>` = a signature over
-/// `proof` made with `from`'s server signing key. Hosted atSigns are checked in-process.
-pub(crate) async fn verify_pol(
-    hub: &super::server::Hub,
-    from: &str,
-    session: &str,
-    proof: &str,
-) -> Result<(), PeerError> {
-    let (sig_b64, spki) = match hub.get(from) {
-        Some(local) => {
-            let sig = local
-                .proof(session)
-                .ok_or_else(|| PeerError::Auth(format!("{from} published no proof {session}")))?;
-            let spki = local
-                .state()
-                .value(&format!("public:signing_publickey{from}"))
-                .ok_or_else(|| PeerError::Auth(format!("{from} has no signing key")))?;
-            (sig, spki)
-        }
-        None => {
-            // A fresh unauthenticated connection of our own, never the caller's (§4.4).
-            let sig = hub
-                .peers
-                .request(from, None, &format!("lookup:{session}"))
-                .await?;
-            let spki = hub
-                .peers
-                .request(from, None, &format!("lookup:signing_publickey{from}"))
-                .await?;
-            (sig, spki)
-        }
-    };
-    let key = crate::crypto::rsa::RsaPublicKey::from_spki_b64(spki.trim())
-        .map_err(|e| PeerError::Auth(format!("{from} signing key: {e}")))?;
-    let sig = b64::decode(sig_b64.trim())
-        .map_err(|e| PeerError::Auth(format!("{from} proof signature: {e}")))?;
-    if key.verify(HashAlgo::Sha256, proof.as_bytes(), &sig) {
-        Ok(())
-    } else {
-        Err(PeerError::Auth(format!(
-            "{from}: proof signature does not verify"
-        )))
-    }
 }
 
 #[cfg(test)]

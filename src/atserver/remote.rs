@@ -4,15 +4,17 @@
 //! atSigns hosted elsewhere, fetched over the network and cached by the ttr rules.
 use super::error::{AtCode, AtErr, VerbResult};
 use super::handlers::{compile, render, store_err};
-use super::json::{get_obj, get_scalar, parse_object, str_array};
 use super::key::{AtKey, Vis};
 use super::meta::{now_ms, Meta, MetaPatch, FIELDS, TTL, TTR};
 use super::notify::{monitor_matches, Kind, Notification, Status, DEFAULT_TTLN_MS};
-use super::peer::{verify_pol, within, PeerError, REMOTE_DEADLINE};
-use super::server::Found;
+use super::peer::{within, LocalAtSign, PeerError, REMOTE_DEADLINE};
+use super::server::{Found, Hub};
 use super::session::{Auth, Session};
 use super::verbs::{Mode, NotifyReq};
-use crate::crypto::random;
+use crate::crypto::rsa::HashAlgo;
+use crate::crypto::{b64, random};
+use crate::json::str_array;
+use crate::json::untyped::{get_obj, get_scalar, parse_object};
 
 /// Public data fetched without a ttr is cached for 24 h (§7.3).
 const PUBLIC_CACHE_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -224,7 +226,7 @@ impl Session {
                 return Ok(hit);
             }
         }
-        let me = as_me.then(|| self.server.as_ref());
+        let me = as_me.then(|| self.server.as_ref() as &dyn LocalAtSign);
         let cmd = format!("lookup:all:{name}{owner}");
         let remote = match self.hub.peers.request(owner, me, &cmd).await {
             Ok(json) => parse_all(&json),
@@ -309,6 +311,46 @@ impl Session {
         self.server
             .proof(&format!("{name}{owner}"))
             .map(|sig| format!("data:{sig}"))
+    }
+}
+
+/// Checks a `pol` (§4.4): `from`'s server must publish `public:<session>` = a signature over
+/// `proof` made with `from`'s server signing key. Hosted atSigns are checked in-process.
+async fn verify_pol(hub: &Hub, from: &str, session: &str, proof: &str) -> Result<(), PeerError> {
+    let (sig_b64, spki) = match hub.get(from) {
+        Some(local) => {
+            let sig = local
+                .proof(session)
+                .ok_or_else(|| PeerError::Auth(format!("{from} published no proof {session}")))?;
+            let spki = local
+                .state()
+                .value(&format!("public:signing_publickey{from}"))
+                .ok_or_else(|| PeerError::Auth(format!("{from} has no signing key")))?;
+            (sig, spki)
+        }
+        None => {
+            // A fresh unauthenticated connection of our own, never the caller's (§4.4).
+            let sig = hub
+                .peers
+                .request(from, None, &format!("lookup:{session}"))
+                .await?;
+            let spki = hub
+                .peers
+                .request(from, None, &format!("lookup:signing_publickey{from}"))
+                .await?;
+            (sig, spki)
+        }
+    };
+    let key = crate::crypto::rsa::RsaPublicKey::from_spki_b64(spki.trim())
+        .map_err(|e| PeerError::Auth(format!("{from} signing key: {e}")))?;
+    let sig = b64::decode(sig_b64.trim())
+        .map_err(|e| PeerError::Auth(format!("{from} proof signature: {e}")))?;
+    if key.verify(HashAlgo::Sha256, proof.as_bytes(), &sig) {
+        Ok(())
+    } else {
+        Err(PeerError::Auth(format!(
+            "{from}: proof signature does not verify"
+        )))
     }
 }
 

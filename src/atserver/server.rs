@@ -303,7 +303,7 @@ impl AtServer {
             }
             if let Some(ns) = &m.namespaces {
                 let readable = AtKey::parse(&n.key)
-                    .map(|k| super::enroll::ns_allows(ns, &k, false, true))
+                    .map(|k| super::scope::ns_allows(ns, &k, false, true))
                     .unwrap_or(false);
                 if !readable {
                     continue;
@@ -378,6 +378,19 @@ impl AtServer {
         }
         self.push(&n);
         Ok(())
+    }
+}
+
+impl super::peer::LocalAtSign for AtServer {
+    fn atsign(&self) -> &str {
+        &self.atsign
+    }
+    fn signing_key(&self) -> Option<String> {
+        self.state()
+            .value(&format!("{0}:signing_privatekey{0}", self.atsign))
+    }
+    fn add_proof(&self, session: &str, signature_b64: String) {
+        AtServer::add_proof(self, session, signature_b64);
     }
 }
 

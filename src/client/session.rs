@@ -177,7 +177,7 @@ async fn send_relay_request(
     progress: Progress,
 ) -> Result<(), SessionError> {
     progress.say("Fetching host and port from srvd");
-    let mut extra = crate::noports::json::Object::new();
+    let mut extra = crate::json::Object::new();
     if let Some(s) = suite {
         extra.push("suite", s);
     }

@@ -10,7 +10,7 @@ use super::{Config, PermitOpen};
 use crate::at::{AtClient, AtSign, Monitor, Notification, NotifyOptions};
 use crate::crypto::aead::EphemeralSecret;
 use crate::crypto::{b64, random, rsa::RsaPublicKey};
-use crate::noports::json::Object;
+use crate::json::Object;
 use crate::noports::messages::{NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::names::valid_session_id;
 use crate::noports::suite::{self, Role};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::dispatch::{Daemon, Decision};
 use super::PermitOpen;
 use crate::at::{AtSign, NotifyOptions};
-use crate::noports::json::{self, Object, Value};
+use crate::json::{self, Object, Value};
 use crate::runtime::{sleep, timeout};
 
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);

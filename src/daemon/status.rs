@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use crate::noports::json::{Object, Value};
+use crate::json::{Object, Value};
 
 struct Status {
     path: PathBuf,

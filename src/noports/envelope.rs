@@ -18,9 +18,9 @@
 
 use std::fmt;
 
-use super::json::{self, JsonError, Object, Value};
 use crate::crypto::rsa::{HashAlgo, RsaPrivateKey, RsaPublicKey};
 use crate::crypto::{b64, CryptoError};
+use crate::json::{self, JsonError, Object, Value};
 
 /// `hashingAlgo` the reference signers always write (noports.md §2.1).
 pub const HASHING_ALGO_SHA256: &str = "sha256";

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use super::json::{self, JsonError, Object, Value};
+use crate::json::{self, JsonError, Object, Value};
 
 /// Member name of our negotiated data-plane suite (appended to N6/N7/N8 only when used;
 /// official daemons and clients ignore unknown members).

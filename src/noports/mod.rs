@@ -1,6 +1,6 @@
 //! NoPorts v5 wire formats shared by every applet: pure, sans-IO codecs.
 //!
-//! - [`json`]: order-preserving JSON model, strict parser, canonical writer (noports.md §2.2).
+//! - [`json`]: the crate's JSON module ([`crate::json`]), re-exported here under its old path.
 //! - [`envelope`]: the signed envelope, sign / parse / verify (§2).
 //! - [`relay_msg`]: relay session request N3 and response N4 (§4.1), the auth line (§4.3).
 //! - [`control`]: multi-mode `connect:K:IV` control messages and their decoder (§5.4).
@@ -12,19 +12,19 @@
 //! These codec modules open no sockets, read no files, log nothing and spawn no tasks: parsers
 //! take `&str`/`&[u8]`, return typed errors, and never panic on peer input. Every JSON or text
 //! form that noports.md §11 requires byte-for-byte is produced by them. The data plane
-//! (`tunnel`, `mux`, `suite`) and `names` live beside them and document themselves.
+//! (`tunnel` with its `mux`, `suite`) and `names` live beside them and document themselves.
 
 pub mod control;
 pub mod envelope;
-pub mod json;
 pub mod messages;
 pub mod names;
 pub mod permit;
 pub mod relay_msg;
 
+pub use crate::json;
+pub use crate::json::{JsonError, JsonErrorKind, Object, Value};
 pub use control::{ControlDecoder, ControlError, ControlMsg};
 pub use envelope::{Envelope, EnvelopeError, SigningAlgo};
-pub use json::{JsonError, JsonErrorKind, Object, Value};
 pub use messages::{
     Feature, MessageError, NptRequest, PingResponse, PolicyDecision, PolicyRequest, PolicyResponse,
     RpcRespType, SessionResponse, SshRequest,
@@ -32,6 +32,5 @@ pub use messages::{
 pub use relay_msg::{AuthLineError, RelayMsgError, RelayRequest, RelayResponse};
 
 // Data plane (owned by the relay/data-plane work): tunnel.rs opens sockets, unlike the codecs above.
-pub(crate) mod mux;
 pub mod suite;
 pub mod tunnel;

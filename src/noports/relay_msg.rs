@@ -14,8 +14,8 @@
 use std::fmt;
 
 use super::envelope::{self, EnvelopeError};
-use super::json::{JsonError, Object, Value};
 use crate::crypto::rsa::{RsaPrivateKey, RsaPublicKey};
+use crate::json::{JsonError, Object, Value};
 
 /// Longest auth line the relay buffers before giving up, in bytes, excluding the `\n`.
 /// A real line is about 560 bytes (noports.md §4.3: three short strings plus a 344-character
@@ -154,7 +154,7 @@ impl RelayRequest {
     /// # Errors
     /// `Json` / `NotAnObject` for malformed text, else as [`RelayRequest::from_object`].
     pub fn parse(text: &str) -> Result<Self, RelayMsgError> {
-        match super::json::parse(text).map_err(RelayMsgError::Json)? {
+        match crate::json::parse(text).map_err(RelayMsgError::Json)? {
             Value::Object(o) => Self::from_object(&o),
             _ => Err(RelayMsgError::NotAnObject),
         }

@@ -9,7 +9,7 @@
 )]
 
 use crate::at::AtSign;
-use crate::noports::json::{self, Object, Value};
+use crate::json::{self, Object, Value};
 
 /// One user group ("role"): who may reach which devices of which daemons.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

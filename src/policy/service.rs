@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::rules::{self, Answer, Group, Mode, Request};
 use super::store;
 use crate::at::{now_millis, AtClient, AtSign, MonitorStart, Notification, NotifyOptions};
-use crate::noports::json::{self, Object, Value};
+use crate::json::{self, Object, Value};
 use crate::runtime::{self, sleep};
 
 /// What the service subscribes to: RPC requests, heartbeats, group updates (and our own logs,

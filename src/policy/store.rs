@@ -5,7 +5,7 @@
 //! notified to ourselves on the same key, which is how a running service follows it.
 use crate::at::{AtClient, AtError, NotifyOptions};
 use crate::crypto::{aes_ctr, b64, random};
-use crate::noports::json::{self, Value};
+use crate::json::{self, Value};
 
 use super::rules::{check_id, Group};
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_io::{Async, Timer};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
 
-use super::TunnelStats;
+use super::net::TunnelStats;
 use crate::crypto::aes_ctr::CtrStream;
 
 /// Splice buffer per direction: one allocation per connection, sized for throughput.

@@ -18,12 +18,10 @@ use async_io::Async;
 use futures_lite::io::{BufReader, BufWriter};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
 
-use super::suite::{
+use super::net::{connect_tcp, io_err, TunnelError, TunnelStats, LOCAL_CONNECT_TIMEOUT};
+use super::splice::{Counters, TrackGuard, Tracker};
+use crate::noports::suite::{
     parse_frame, put_header, FrameType, RecordOpener, RecordSealer, SuiteKeys, MAX_DATA,
-};
-use super::tunnel::{
-    connect_tcp, io_err, Counters, TrackGuard, Tracker, TunnelError, TunnelStats,
-    LOCAL_CONNECT_TIMEOUT,
 };
 use crate::runtime;
 
@@ -266,7 +264,7 @@ async fn reader(
     mut daemon: Option<DaemonCtx>,
 ) -> Result<(), TunnelError> {
     let mut r = BufReader::with_capacity(IO_BUF, conn);
-    let mut body = Vec::with_capacity(super::suite::MAX_RECORD);
+    let mut body = Vec::with_capacity(crate::noports::suite::MAX_RECORD);
     let mut tasks: Vec<runtime::Task<()>> = Vec::new();
     let mut last_open = 0u32;
     loop {

@@ -1,0 +1,123 @@
+//! What every data-plane file shares: the connect timeouts, the tunnel's result and error
+//! types, and the TCP connect with a deadline. Depends on nothing else in the data plane.
+use std::fmt;
+use std::io;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use async_io::Async;
+
+use crate::crypto::CryptoError;
+use crate::runtime;
+
+/// Connect timeout for relay sockets: 10 s, as the official client's control socket (§5.1).
+pub const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connect timeout for the daemon's local target.
+pub const LOCAL_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a bridged connection may stay half-closed without moving data.
+pub const HALF_CLOSE_LINGER: Duration = Duration::from_secs(30);
+
+/// What a finished tunnel moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelStats {
+    /// Local connections bridged.
+    pub connections: u64,
+    /// Plaintext bytes read from local sockets and sent towards the relay.
+    pub bytes_out: u64,
+    /// Plaintext bytes received from the relay and written to local sockets.
+    pub bytes_in: u64,
+}
+
+/// Why a tunnel ended abnormally.
+#[derive(Debug)]
+pub enum TunnelError {
+    /// A TCP connect failed (`what` names the target: "relay", "local").
+    Connect {
+        /// Which connection.
+        what: &'static str,
+        /// `host:port`.
+        addr: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// An I/O error on an established socket.
+    Io {
+        /// The operation.
+        op: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A deadline passed.
+    Timeout(&'static str),
+    /// An AEAD record failed authentication: the relay or the network changed bytes.
+    Tampered,
+    /// The peer broke the suite's framing rules.
+    Protocol(&'static str),
+    /// The relay connection ended without the suite's CLOSE record.
+    Truncated,
+    /// Key material was unusable.
+    Crypto(CryptoError),
+}
+
+impl fmt::Display for TunnelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TunnelError::Connect { what, addr, source } => {
+                write!(f, "connecting to {what} {addr}: {source}")
+            }
+            TunnelError::Io { op, source } => write!(f, "{op}: {source}"),
+            TunnelError::Timeout(what) => write!(f, "timed out {what}"),
+            TunnelError::Tampered => {
+                f.write_str("record authentication failed: data was tampered with")
+            }
+            TunnelError::Protocol(what) => write!(f, "protocol violation: {what}"),
+            TunnelError::Truncated => f.write_str("relay connection closed without CLOSE record"),
+            TunnelError::Crypto(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for TunnelError {}
+
+impl From<CryptoError> for TunnelError {
+    fn from(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Tampered => TunnelError::Tampered,
+            other => TunnelError::Crypto(other),
+        }
+    }
+}
+
+pub(crate) fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> TunnelError {
+    move |source| TunnelError::Io { op, source }
+}
+
+/// Connects to `host:port` (first resolved address, §5.1) within `limit`.
+///
+/// # Errors
+/// `Connect` (including resolution failures) or `Timeout`.
+pub async fn connect_tcp(
+    host: &str,
+    port: u16,
+    what: &'static str,
+    limit: Duration,
+) -> Result<Async<TcpStream>, TunnelError> {
+    let addr_text = format!("{host}:{port}");
+    let fail = |source| TunnelError::Connect {
+        what,
+        addr: addr_text.clone(),
+        source,
+    };
+    // Names resolve on a helper thread: a slow resolver must not stall the executor (and so
+    // every other session).
+    let connect = async {
+        let addr = runtime::resolve(host, port).await?;
+        Async::<TcpStream>::connect(addr).await
+    };
+    let sock = runtime::timeout(limit, connect)
+        .await
+        .map_err(|_| TunnelError::Timeout(what))?
+        .map_err(fail)?;
+    let _ = sock.get_ref().set_nodelay(true);
+    Ok(sock)
+}
