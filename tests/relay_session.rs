@@ -391,7 +391,11 @@ fn strangers_cannot_stall_the_legitimate_pair() {
                 let mut n = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     n += 1;
-                    let port = if n % 2 == 0 { p.port_a } else { p.port_b };
+                    let port = if n.is_multiple_of(2) {
+                        p.port_a
+                    } else {
+                        p.port_b
+                    };
                     let Ok(c) =
                         Async::<TcpStream>::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
                             .await

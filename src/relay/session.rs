@@ -212,7 +212,7 @@ impl Inner {
     /// One warning per second at most: a flood must not also flood the log.
     pub(super) fn shed_log(&self, why: &str) {
         let mut last = lock(&self.last_shed_log);
-        if last.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             *last = Some(Instant::now());
             log::warn!("shedding connections: {why}");
         }

@@ -277,9 +277,9 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         }
         if let Err(why) = sender_allowed(&config, &n.from) {
             refusals += 1;
-            if last_refusal_log.map_or(true, |t: std::time::Instant| {
-                t.elapsed() >= Duration::from_secs(1)
-            }) {
+            if last_refusal_log
+                .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1))
+            {
                 log::warn!(
                     "session request from {} dropped: {why} ({refusals} refused so far)",
                     n.from
