@@ -226,10 +226,34 @@ async fn request(
 
 /// In single-port mode a request that leaves a side unauthenticated cannot be dispatched:
 /// srvd refuses it (even with --allow-unauthenticated) with `error:` and a log line; an
-/// authenticated one gets the shared port twice.
+/// authenticated one gets the shared port twice. A port srvd cannot bind stops it at start.
 #[test]
 fn unauthenticated_requests_are_refused_in_single_port_mode() {
     let mut stack = Stack::start(bin(), "relay-1port-unauth", &[]);
+    // A shared port srvd cannot bind stops it at start, saying why.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    let mut c = stack.command("srvd");
+    c.args(["-a", RELAY, "-i", "127.0.0.1", "--root-domain", &stack.root]);
+    c.args([
+        "--bind",
+        "127.0.0.1",
+        "--port-range",
+        &format!("{busy}-{busy}"),
+    ]);
+    c.arg("-k").arg(stack.keys(RELAY));
+    let mut failing = Proc::spawn("srvd-busy", c);
+    let status = failing
+        .wait_exit(Duration::from_secs(30))
+        .expect("srvd must exit");
+    assert!(!status.success());
+    failing
+        .wait_for(
+            "--port-range: binding session listener",
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    drop(taken);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
