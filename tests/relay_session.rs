@@ -391,7 +391,11 @@ fn strangers_cannot_stall_the_legitimate_pair() {
                 let mut n = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     n += 1;
-                    let port = if n % 2 == 0 { p.port_a } else { p.port_b };
+                    let port = if n.is_multiple_of(2) {
+                        p.port_a
+                    } else {
+                        p.port_b
+                    };
                     let Ok(c) =
                         Async::<TcpStream>::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
                             .await
@@ -447,4 +451,94 @@ fn strangers_cannot_stall_the_legitimate_pair() {
         assert!(r.rejected >= 300, "rejected {}", r.rejected);
     }))
     .unwrap();
+}
+
+/// Single-port mode (`port_range` of one port): every session on one port, each socket's
+/// session found by its line's relay nonce and its side by the key that verifies it, whatever
+/// the order of arrival; same-atSign sessions pair in arrival order; strangers, garbage and
+/// wrong signers are closed; sessions with an unauthenticated side are refused.
+#[test]
+fn single_port_mode_dispatches_by_nonce_and_signer() {
+    block_on(timeout(DEADLINE, async {
+        let mut cfg = config();
+        cfg.port_range = Some((0, 0));
+        let t = SessionTable::new(cfg);
+        let port = t.listen().unwrap().expect("single-port mode");
+        assert_eq!(t.listen().unwrap(), Some(port), "bound once");
+        let (ka, kb, kx) = keys();
+        let (s1, p1) = open(&t, "sp1").await;
+        let (s2, p2) = open(&t, "sp2").await;
+        assert_eq!((p1.port_a, p1.port_b), (port, port));
+        assert_eq!((p2.port_a, p2.port_b), (port, port));
+        let mut same = spec("sp3");
+        same.key_b = Some(ka.public_key());
+        t.open(same.clone()).unwrap();
+        let mut unauth = spec("sp4");
+        unauth.key_b = None;
+        assert!(matches!(
+            t.open(unauth),
+            Err(noports::relay::RelayError::NeedsAuthentication)
+        ));
+        assert_eq!(t.active_sessions(), 3);
+        // Strangers first: silence, garbage, a line signed by a third key, a line of a
+        // session that does not exist. None may stop or take the place of the pairs below.
+        let silent = connect(port).await;
+        let garbage = side(port, b"GET / HTTP/1.1\r\n\r\n").await;
+        let forged = side(port, line(&s1, kx).as_bytes()).await;
+        let mut ghost = spec("nope");
+        ghost.rvd_nonce = "rn-nope".into();
+        let unknown = side(port, line(&ghost, ka).as_bytes()).await;
+        // Session 1: device first; session 2: client first.
+        let b1 = side(port, line(&s1, kb).as_bytes()).await;
+        let a2 = side(port, line(&s2, ka).as_bytes()).await;
+        let a1 = side(port, format!("{}early", line(&s1, ka)).as_bytes()).await;
+        let b2 = side(port, line(&s2, kb).as_bytes()).await;
+        let mut early = [0u8; 5];
+        (&b1).read_exact(&mut early).await.unwrap();
+        assert_eq!(&early, b"early");
+        echo_through(&a1, &b1, b"one: client to device").await;
+        echo_through(&b1, &a1, b"one: device to client").await;
+        echo_through(&a2, &b2, b"two: client to device").await;
+        echo_through(&b2, &a2, b"two: device to client").await;
+        // Same atSign on both sides: the first socket is A, the second B.
+        let x = side(port, line(&same, ka).as_bytes()).await;
+        let y = side(port, line(&same, ka).as_bytes()).await;
+        echo_through(&x, &y, b"same atSign").await;
+        echo_through(&y, &x, b"same atSign back").await;
+        for (what, s) in [
+            ("garbage", &garbage),
+            ("forged", &forged),
+            ("unknown session", &unknown),
+            ("silent", &silent),
+        ] {
+            assert!(closed_by_relay(s).await, "{what} socket left open");
+        }
+        drop((a1, b2));
+        let r1 = report_for(&t, "sp1").await;
+        assert_eq!((r1.reason, r1.pairs), (EndReason::Closed, 1));
+        assert!(r1.rejected >= 1, "the forged line counts against sp1");
+        assert_eq!(r1.bytes_ab, 5 + 21);
+        drop((x, y));
+        t.shutdown();
+        assert!(
+            timeout(Duration::from_secs(5), connect_refused(port))
+                .await
+                .unwrap_or(false),
+            "shared port still open after shutdown"
+        );
+    }))
+    .unwrap();
+}
+
+/// True once connecting to `port` is refused.
+async fn connect_refused(port: u16) -> bool {
+    loop {
+        if Async::<TcpStream>::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .await
+            .is_err()
+        {
+            return true;
+        }
+        async_io::Timer::after(Duration::from_millis(50)).await;
+    }
 }

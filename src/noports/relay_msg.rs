@@ -309,6 +309,26 @@ pub fn take_auth_line(buf: &[u8]) -> Result<Option<(&str, &[u8])>, AuthLineError
     }
 }
 
+/// The `payload.rvdNonce` of an auth line, read without verifying anything: a single-port
+/// relay finds the session by it before checking the line with [`verify_auth_line`] (check 3
+/// of §4.3 already requires the member, and each session's nonce is fresh and unique).
+///
+/// # Errors
+/// `TooLong`, `Malformed` for a line that is no envelope, `NonceMismatch` when the payload has
+/// no string `rvdNonce`.
+pub fn auth_line_rvd_nonce(line: &str) -> Result<String, AuthLineError> {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.len() > MAX_AUTH_LINE_LEN {
+        return Err(AuthLineError::TooLong);
+    }
+    let env = envelope::parse(line).map_err(AuthLineError::Malformed)?;
+    env.payload
+        .get_str("rvdNonce")
+        .map(str::to_owned)
+        .ok_or(AuthLineError::NonceMismatch)
+}
+
 /// Checks an auth line as the relay does (noports.md §4.3), in order:
 /// 1. it parses as an envelope with valid `hashingAlgo`/`signingAlgo` names,
 /// 2. `payload` is an object,
@@ -384,6 +404,15 @@ mod tests {
         assert!(text.starts_with(r#"{"sessionId":"s","atSignA":"@a","atSignB":"@b","authenticateSocketA":true,"authenticateSocketB":true,"clientNonce":"c","#));
         assert!(text.ends_with(r#""suite":"nps1"}"#), "{text}");
         assert_eq!(RelayRequest::parse(&text).unwrap().suite(), Some("nps1"));
+    }
+
+    #[test]
+    fn rvd_nonce_is_read_from_the_payload() {
+        let key = crate::crypto::rsa::RsaPrivateKey::generate().unwrap();
+        let line = auth_line("s", "c", "r-1", &key).unwrap();
+        assert_eq!(auth_line_rvd_nonce(&line).as_deref(), Ok("r-1"));
+        assert!(auth_line_rvd_nonce("garbage").is_err());
+        assert!(auth_line_rvd_nonce(&"x".repeat(MAX_AUTH_LINE_LEN + 1)).is_err());
     }
 
     #[test]

@@ -1,14 +1,20 @@
 //! The relay `srvd` and the data-plane bridge `srv` (noports.md §4, §5.6, §9.5, §9.6).
 //!
-//! - [`session`]: the session table: ports, auth lines, pairing, splicing, expiry, limits.
-//!   Library-level, so tests drive it with real sockets and no atServer.
+//! - [`session`]: the session table: ports (two per session, or one shared port), limits;
+//!   library-level, so tests drive it with real sockets and no atServer. Behind it `accept`
+//!   (accept loops, auth lines, per-source limits), `pairing` (one session: queues, pairing,
+//!   splicing, expiry, report) and `nonce`.
 //! - `srvd`: the applet: atProtocol glue (monitor `request_ports`, fetch keys, reply N4).
 //! - `srv`: the applet shell around `noports::tunnel` (RV_* environment, readiness line,
 //!   exit 200).
 //!
-//! Run: `srvd -a @relay -i relay.example.net [--port-range 40000-40999] [--allow @alice,@bob]`.
+//! Run: `srvd -a @relay -i relay.example.net [--port-range 40000-40999 | --port-range 443-443]
+//! [--allow @alice,@bob]`.
 use std::process::ExitCode;
 
+mod accept;
+mod nonce;
+mod pairing;
 pub mod session;
 mod srv;
 mod srvd;

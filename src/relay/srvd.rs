@@ -5,6 +5,11 @@
 //! Differences from the reference, all on the side of refusing: the notification sender must
 //! be the request's `atSignA` (the reference trusts the claim, §12); both sides must
 //! authenticate unless `--allow-unauthenticated`; sessions and sockets are capped.
+//!
+//! Our extension: `--port-range P-P` serves every session on the one port P (e.g. 443 for
+//! networks that only let 443 out). The reply names P twice (portA == portB, which the wire
+//! format allows), and the relay tells the sides apart by which atSign signed the auth line;
+//! requests that leave a side unauthenticated are refused with `error:` in that mode.
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -67,7 +72,8 @@ struct Args {
     /// address session listeners bind (default 0.0.0.0)
     #[argh(option, default = "String::from(\"0.0.0.0\")")]
     bind: String,
-    /// inclusive port range for session listeners, LOW-HIGH (default: any)
+    /// inclusive port range for session listeners, LOW-HIGH (default: any); one port
+    /// (e.g. 443-443) serves every session on that port, both sides authenticated
     #[argh(option)]
     port_range: Option<String>,
     /// most concurrent sessions (default: from the fd limit, at most 1000)
@@ -108,12 +114,9 @@ fn parse_range(text: &str) -> Result<(u16, u16), String> {
         .ok_or("--port-range must be LOW-HIGH")?;
     let lo: u16 = lo.trim().parse().map_err(|_| "--port-range: bad LOW")?;
     let hi: u16 = hi.trim().parse().map_err(|_| "--port-range: bad HIGH")?;
-    if lo == 0 || hi < lo.saturating_add(1) {
-        return Err(
-            "--port-range needs 1 <= LOW < HIGH: every session listens on two ports \
-             (one per side), so a single port such as 443-443 cannot carry a session"
-                .into(),
-        );
+    // LOW == HIGH is single-port mode: one shared listener for every session.
+    if lo == 0 || hi < lo {
+        return Err("--port-range needs 1 <= LOW <= HIGH".into());
     }
     Ok((lo, hi))
 }
@@ -145,16 +148,22 @@ impl Config {
         if a.snoop {
             log::warn!("--snoop is accepted but not implemented");
         }
-        // Budget file descriptors: each session holds two listeners, each relayed socket one.
+        // Budget file descriptors: each session holds two listeners (none in single-port
+        // mode, where one listener serves all), each relayed socket one.
         let budget = fd_limit()
             .unwrap_or(1024)
             .saturating_sub(FD_RESERVE)
             .max(64);
         let max_sessions = a.max_sessions.unwrap_or((budget / 4).min(1000)).max(1);
+        let per_session = if port_range.is_some_and(|(lo, hi)| lo == hi) {
+            0
+        } else {
+            2
+        };
         let max_connections = a
             .max_connections
-            .unwrap_or_else(|| budget.saturating_sub(2 * max_sessions).max(16));
-        if 2 * max_sessions + max_connections > budget {
+            .unwrap_or_else(|| budget.saturating_sub(per_session * max_sessions).max(16));
+        if per_session * max_sessions + max_connections > budget {
             log::warn!(
                 "limits exceed the file-descriptor budget ({budget}); a flood may hit EMFILE"
             );
@@ -244,6 +253,9 @@ async fn connect(config: &Config) -> Result<AtClient, String> {
 async fn run(config: Arc<Config>) -> Result<(), String> {
     let client = connect(&config).await?;
     let table = SessionTable::new(config.relay.clone());
+    // Single-port mode: bind the shared port now, so a port we may not bind (443 without
+    // root or CAP_NET_BIND_SERVICE) stops srvd at once.
+    table.listen().map_err(|e| format!("--port-range: {e}"))?;
     // Sealed: a request's value is only decrypted once its sender passed `-m`/`--allow`.
     let mut monitor = client
         .monitor_sealed("sshrvd@", MonitorStart::Live)
@@ -265,9 +277,9 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         }
         if let Err(why) = sender_allowed(&config, &n.from) {
             refusals += 1;
-            if last_refusal_log.map_or(true, |t: std::time::Instant| {
-                t.elapsed() >= Duration::from_secs(1)
-            }) {
+            if last_refusal_log
+                .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1))
+            {
                 log::warn!(
                     "session request from {} dropped: {why} ({refusals} refused so far)",
                     n.from
@@ -571,12 +583,11 @@ mod tests {
     #[test]
     fn port_ranges() {
         assert_eq!(parse_range("40000-40999"), Ok((40000, 40999)));
-        // The smallest range: one session at a time, the client on one port, the device on
-        // the other.
+        // Two ports: one session at a time, the client on one port, the device on the other.
         assert_eq!(parse_range("443-444"), Ok((443, 444)));
-        let one = parse_range("443-443").unwrap_err();
-        assert!(one.contains("two ports"), "{one}");
-        for bad in ["", "5", "0-10", "10-10", "20-10", "a-b", "1-70000"] {
+        // One port: single-port mode, every session on it.
+        assert_eq!(parse_range("443-443"), Ok((443, 443)));
+        for bad in ["", "5", "0-10", "0-0", "20-10", "a-b", "1-70000"] {
             assert!(parse_range(bad).is_err(), "{bad}");
         }
     }

@@ -193,7 +193,14 @@ impl Stack {
     }
 
     pub fn start_srvd(&mut self) {
+        self.start_srvd_with(&[]);
+    }
+
+    /// (Re)starts `srvd` with `extra` arguments (e.g. `--port-range P-P`).
+    pub fn start_srvd_with(&mut self, extra: &[&str]) {
+        self.srvd = None;
         let mut c = self.command("srvd");
+        c.args(extra);
         c.args([
             "-a",
             RELAY,
