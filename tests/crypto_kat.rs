@@ -505,7 +505,9 @@ fn rsa_generate_round_trip() {
     assert!(spki.starts_with("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A"));
     let pkcs8 = key.to_pkcs8_b64();
     assert!(pkcs8.starts_with("MIIEv"), "{}", &pkcs8[..10]);
-    assert!((1620..=1628).contains(&pkcs8.len()), "{}", pkcs8.len());
+    // DER drops leading zero bytes, so a component whose top byte happens to be small (about
+    // 1 in 256 each) makes the encoding a byte shorter: the exact length varies between keys.
+    assert!((1600..=1632).contains(&pkcs8.len()), "{}", pkcs8.len());
 
     let public = RsaPublicKey::from_spki_b64(&spki).unwrap();
     let private = RsaPrivateKey::from_pkcs8_b64(&pkcs8).unwrap();
