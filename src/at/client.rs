@@ -187,6 +187,12 @@ impl AtClient {
         self.inner.public_key(of).await
     }
 
+    /// Fetch (or create) now the shared key that notifications to `peer` will use, so that a
+    /// later `notify` costs one round trip; callers overlap this with other waits.
+    pub async fn prepare_shared_key(&self, peer: &AtSign) -> Result<(), AtError> {
+        self.inner.outbound_key(peer).await.map(drop)
+    }
+
     /// Drop a cached public key (e.g. after a verification failure, to pick up a rotation).
     pub fn forget_public_key(&self, of: &AtSign) {
         lock(&self.inner.public_keys).remove(of);

@@ -7,9 +7,9 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_io::Async;
 
+use super::ephemeral::EphemeralKey;
 use super::session::{establish, Kind, Progress, Retry, SessionError, SessionParams, SuitePref};
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
-use crate::crypto::rsa::RsaPrivateKey;
 use crate::noports::names::validate_device_name;
 use crate::noports::tunnel;
 use crate::runtime::{self, cli, parse_duration, sleep};
@@ -257,6 +257,9 @@ async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
     let progress = Progress {
         quiet: config.quiet,
     };
+    // One ephemeral RSA key per run, reused by -K sessions (noports.md §3): generated while we
+    // connect and check the daemon's features.
+    let ephemeral = EphemeralKey::start();
     if !config.quiet {
         eprint!("Connecting ... ");
     }
@@ -270,8 +273,6 @@ async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
     if !config.quiet {
         eprintln!("Connected");
     }
-    // One ephemeral RSA key per run, reused by -K sessions (noports.md §3).
-    let ephemeral = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
     let mut local_port = config.local_port;
     loop {
         let result = one_session(&client, &config, &ephemeral, &mut local_port, progress).await;
@@ -297,7 +298,7 @@ async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
 async fn one_session(
     client: &AtClient,
     config: &Config,
-    ephemeral: &RsaPrivateKey,
+    ephemeral: &EphemeralKey,
     local_port: &mut u16,
     progress: Progress,
 ) -> Result<(), SessionError> {
