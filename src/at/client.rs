@@ -21,6 +21,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 const MONITOR_IDLE: Duration = Duration::from_secs(15);
 /// ...and give up on the connection if the probe is not answered within this.
 const MONITOR_PROBE: Duration = Duration::from_secs(5);
+/// Peers whose last `sharedKeyEnc` is remembered (an open relay hears from anyone).
+const MAX_UNWRAPPED: usize = 1024;
 /// Dart SDK value for the recipient's copy of a shared key: cache for 45 days (seconds).
 const SHARED_KEY_TTR: i64 = 3_888_000;
 
@@ -81,6 +83,9 @@ struct Inner {
     worker: async_lock::Mutex<Option<Connection>>,
     outbound: async_lock::Mutex<HashMap<AtSign, Arc<SharedKey>>>,
     inbound: Mutex<HashMap<AtSign, [u8; 32]>>,
+    /// Per peer, the last `sharedKeyEnc` it sent and the key inside: the same text unwraps to
+    /// the same key, so its RSA decryption is done once, not once per notification.
+    unwrapped: Mutex<HashMap<AtSign, (String, [u8; 32])>>,
     public_keys: Mutex<HashMap<AtSign, RsaPublicKey>>,
 }
 
@@ -128,6 +133,7 @@ impl AtClient {
             worker: async_lock::Mutex::new(None),
             outbound: async_lock::Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::new()),
+            unwrapped: Mutex::new(HashMap::new()),
             public_keys: Mutex::new(HashMap::new()),
         });
         // Boxed: connect + authenticate is a deep future; callers may poll it on a small stack.
@@ -678,9 +684,18 @@ impl Inner {
             None => ZERO_IV,
         };
         if let Some(wrapped) = ske.filter(|s| !s.is_empty() && *s != "null") {
-            if let Ok(key) = self.unwrap_key(wrapped) {
+            let seen = lock(&self.unwrapped)
+                .get(from)
+                .filter(|(w, _)| w == wrapped)
+                .map(|(_, k)| *k);
+            if let Some(key) = seen.or_else(|| self.unwrap_key(wrapped).ok()) {
                 if let Ok(plain) = decrypt_b64(&key, &iv, cipher_b64) {
                     lock(&self.inbound).insert(from.clone(), key);
+                    let mut cache = lock(&self.unwrapped);
+                    if cache.len() >= MAX_UNWRAPPED && !cache.contains_key(from) {
+                        cache.clear();
+                    }
+                    cache.insert(from.clone(), (wrapped.to_string(), key));
                     return Ok(plain);
                 }
             }
