@@ -1,13 +1,14 @@
 //! The expensive RSA operations of noports behind non-generic functions: key generation (prime
 //! search) and the private-key operations (sign, decrypt).
 //!
-//! Why a crate of its own (as `noports-hotcipher` for AES): the `rsa` crate's operations are
-//! generic over the random source and padding scheme, and generic code is compiled in the crate
-//! that instantiates it, at that crate's optimisation level. The noports binary is built at
-//! `opt-level = "z"`, where generating an RSA-2048 key took seconds (npt makes one per run, the
-//! atserver three per new atSign). Here every instantiation happens in this crate, which the root
-//! `Cargo.toml` builds at `opt-level = 3` together with the bignum crate; the entry points are
-//! `#[inline(never)]` so callers cannot pull them back into size-optimised code.
+//! Key generation is what made `npt` (one ephemeral key per run) and the atserver (three keys
+//! per new atSign) slow: seconds per key at `opt-level = "z"`. What fixed it is here: 64-bit
+//! bignum digits (the `rsa` crate's default, lost with `default-features = false`) and a prime
+//! search that sieves candidates by the odd primes below 2^15 and runs Baillie-PSW plus four
+//! Miller-Rabin rounds, instead of dividing by the primes up to 53 and running twenty rounds.
+//! Like `noports-hotcipher`, every generic instantiation happens in this crate, so its
+//! `opt-level` can be raised in the root `Cargo.toml` on its own; measured, that bought little
+//! here for its size (see the root `Cargo.toml`), so it stays at the default.
 #![forbid(unsafe_code)]
 
 use std::sync::OnceLock;
