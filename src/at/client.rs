@@ -1,18 +1,20 @@
 //! The atProtocol client: an authenticated worker connection for requests, shared-key
 //! management, encrypted notify, and reconnecting monitors (atprotocol.md §4, §7–§9, §13).
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::conn::{lookup_server, Connection, RootAddr};
-use super::framing::Response;
 use super::keys::AtKeys;
 use super::notification::{Notification, RawNotification, Sealed};
 use super::{AtError, AtSign};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::{HashAlgo, RsaPublicKey};
 use crate::crypto::{b64, hash, random};
-use crate::runtime::{self, sleep, timeout, Backoff, Task};
+use crate::runtime::{self, sleep, Backoff, Task};
+
+mod monitor_loop;
+use monitor_loop::monitor_loop;
 
 /// Generous: a lookup of another atSign's data makes the server connect to that atSign's
 /// server first (atprotocol.md §13 recommends at least 15 s).
@@ -777,101 +779,6 @@ impl Inner {
             epoch_millis: raw.epochMillis.unwrap_or(0),
             sealed,
         }))
-    }
-}
-
-async fn monitor_loop(
-    inner: Arc<Inner>,
-    first: Connection,
-    regex: String,
-    since: Option<i64>,
-    tx: async_channel::Sender<Notification>,
-    decrypt: bool,
-    self_notes: bool,
-) {
-    let mut conn = Some(first);
-    let mut last_epoch = since;
-    let mut seen: VecDeque<String> = VecDeque::with_capacity(512);
-    // At most 4 s between attempts: a daemon serves again within 5 s of its atServer's
-    // restart, however long the outage was (issue 11); an attempt costs one TCP connect.
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
-    loop {
-        let mut c = match conn.take() {
-            Some(c) => c,
-            None => match inner.start_monitor(&regex, last_epoch, self_notes).await {
-                Ok(c) => {
-                    backoff.reset();
-                    c
-                }
-                Err(e) => {
-                    let d = backoff.next_delay();
-                    log::warn!(
-                        "monitor for {}: reconnect failed ({e}); retrying in {:.1}s",
-                        inner.atsign,
-                        d.as_secs_f32()
-                    );
-                    sleep(d).await;
-                    if tx.is_closed() {
-                        return;
-                    }
-                    continue;
-                }
-            },
-        };
-        let why = loop {
-            if tx.is_closed() {
-                c.close().await;
-                return;
-            }
-            let line = match timeout(MONITOR_IDLE, c.read_line()).await {
-                Ok(Ok(l)) => l,
-                Ok(Err(e)) => break e.to_string(),
-                Err(_) => {
-                    // Silence: prove the connection is alive.
-                    if let Err(e) = c.send("noop:0").await {
-                        break e.to_string();
-                    }
-                    match timeout(MONITOR_PROBE, c.read_line()).await {
-                        Ok(Ok(l)) => l,
-                        Ok(Err(e)) => break e.to_string(),
-                        Err(_) => break "no answer to noop".to_string(),
-                    }
-                }
-            };
-            let json = match Response::parse(&line) {
-                Ok(Response::Notification(j)) => j,
-                Ok(_) => continue,
-                Err(e) => {
-                    log::warn!("monitor for {}: {e}", inner.atsign);
-                    continue;
-                }
-            };
-            match inner.to_notification(&json, decrypt).await {
-                Ok(Some(n)) => {
-                    if seen.contains(&n.id) {
-                        continue;
-                    }
-                    if seen.len() >= 512 {
-                        seen.pop_front();
-                    }
-                    seen.push_back(n.id.clone());
-                    last_epoch = Some(last_epoch.unwrap_or(0).max(n.epoch_millis));
-                    if tx.send(n).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => log::warn!("monitor for {}: dropped a notification: {e}", inner.atsign),
-            }
-        };
-        log::warn!(
-            "monitor for {}: connection lost ({why}); reconnecting",
-            inner.atsign
-        );
-        if last_epoch.is_none() {
-            // Resume from "now" so nothing that arrives during the reconnect is lost.
-            last_epoch = Some(now_millis().saturating_sub(1000));
-        }
     }
 }
 
