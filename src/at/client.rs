@@ -13,7 +13,9 @@ use crate::crypto::rsa::{HashAlgo, RsaPublicKey};
 use crate::crypto::{b64, hash, random};
 use crate::runtime::{self, sleep, Backoff, Task};
 
+mod checks;
 mod monitor_loop;
+use checks::{check_full_key, check_key_name};
 use monitor_loop::monitor_loop;
 
 /// Generous: a lookup of another atSign's data makes the server connect to that atSign's
@@ -102,46 +104,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Full keys (`public:x@a`, `@b:x@a`, `x@a`) go into commands verbatim: no whitespace or
-/// control characters, which would end the command or start another.
-fn check_full_key(key: &str) -> Result<(), AtError> {
-    if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(AtError::Invalid(format!("invalid key {key:?}")));
-    }
-    Ok(())
-}
-
-/// Key names go into commands verbatim: refuse anything that would change the command's shape.
-fn check_key_name(name: &str) -> Result<(), AtError> {
-    if name.is_empty()
-        || name
-            .chars()
-            .any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control())
-    {
-        return Err(AtError::Invalid(format!("invalid key name {name:?}")));
-    }
-    Ok(())
-}
-
 impl AtClient {
     /// Look up the atServer, connect, and PKAM-authenticate (APKAM when the keys carry an
     /// enrollment id).
     pub async fn connect(cfg: ClientConfig) -> Result<AtClient, AtError> {
-        let inner = Arc::new(Inner {
-            atsign: cfg.atsign,
-            keys: cfg.keys,
-            root: cfg.root,
-            server: Mutex::new(None),
-            worker: async_lock::Mutex::new(None),
-            outbound: async_lock::Mutex::new(HashMap::new()),
-            inbound: Mutex::new(HashMap::new()),
-            unwrapped: Mutex::new(HashMap::new()),
-            public_keys: Mutex::new(HashMap::new()),
-        });
+        let inner = Arc::new(Inner::new(cfg));
         // Boxed: connect + authenticate is a deep future; callers may poll it on a small stack.
         let conn = Box::pin(inner.open_authenticated()).await?;
         *inner.worker.lock().await = Some(conn);
         Ok(AtClient { inner })
+    }
+
+    /// [`AtClient::connect`] and [`AtClient::monitor`] at once: after one directory lookup the
+    /// worker and the monitor connections are opened and authenticated concurrently. A
+    /// failure of the worker connection is reported first, as `connect` would.
+    pub async fn connect_with_monitor(
+        cfg: ClientConfig,
+        regex: &str,
+        start: MonitorStart,
+    ) -> Result<(AtClient, Monitor), AtError> {
+        let client = AtClient {
+            inner: Arc::new(Inner::new(cfg)),
+        };
+        client.inner.server_address().await?;
+        let (worker, monitor) = futures_lite::future::zip(
+            Box::pin(client.inner.open_authenticated()),
+            Box::pin(client.monitor(regex, start)),
+        )
+        .await;
+        *client.inner.worker.lock().await = Some(worker?);
+        Ok((client, monitor?))
     }
 
     /// Connect like [`AtClient::connect`], but keep retrying (exponential backoff with jitter,
@@ -514,6 +506,20 @@ impl Monitor {
 }
 
 impl Inner {
+    fn new(cfg: ClientConfig) -> Inner {
+        Inner {
+            atsign: cfg.atsign,
+            keys: cfg.keys,
+            root: cfg.root,
+            server: Mutex::new(None),
+            worker: async_lock::Mutex::new(None),
+            outbound: async_lock::Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
+            unwrapped: Mutex::new(HashMap::new()),
+            public_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
     async fn server_address(&self) -> Result<(String, u16), AtError> {
         if let Some(a) = lock(&self.server).clone() {
             return Ok(a);

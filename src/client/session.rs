@@ -21,6 +21,8 @@ const SESSION_NOTIFY: NotifyOptions = NotifyOptions {
 };
 const RELAY_DEADLINE: Duration = Duration::from_secs(20);
 const DAEMON_DEADLINE: Duration = Duration::from_secs(15);
+/// What a client session's monitor subscribes to (daemon and relay answers).
+pub const MONITOR_REGEX: &str = "sshnp@|sshrvd@";
 /// Our negotiated data-plane suite (docs/suite-v1.md).
 pub const SUITE_NAME: &str = "nps1";
 
@@ -209,6 +211,7 @@ pub async fn establish(
     ephemeral: &EphemeralKey,
     progress: Progress,
     before_request: &[(&str, &str)],
+    monitor: Option<Monitor>,
 ) -> Result<Established, SessionError> {
     let started = Instant::now();
     let sid = random::uuid_v4();
@@ -220,9 +223,19 @@ pub async fn establish(
             log::debug!("shared key for {} not ready yet: {e}", p.device);
         }
     };
-    let (monitor, ()) =
-        futures_lite::future::zip(client.monitor("sshnp@|sshrvd@", MonitorStart::Live), warm).await;
-    let monitor = monitor?;
+    let monitor = match monitor {
+        // Opened together with the worker connection (first session of a run).
+        Some(m) => {
+            warm.await;
+            m
+        }
+        None => {
+            let (m, ()) =
+                futures_lite::future::zip(client.monitor(MONITOR_REGEX, MonitorStart::Live), warm)
+                    .await;
+            m?
+        }
+    };
     let (events, _router) = route(monitor, p, &sid);
     for (key, value) in before_request {
         client

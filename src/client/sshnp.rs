@@ -385,7 +385,7 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         None => Vec::new(),
     };
     let local_port = a.local_port.unwrap_or(0);
-    let est = establish(&client, &params, &ephemeral, progress, &before)
+    let est = establish(&client, &params, &ephemeral, progress, &before, None)
         .await
         .map_err(|e| e.0)?;
     progress.say("Creating connection to socket rendezvous");
