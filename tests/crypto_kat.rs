@@ -497,6 +497,28 @@ fn rsa_reads_pkcs1_private_keys() {
 // Round trips
 
 #[test]
+fn rsa_generate_many_gives_distinct_2048_bit_keys_with_e_65537() {
+    let keys = RsaPrivateKey::generate_many(3).unwrap();
+    assert_eq!(keys.len(), 3);
+    let mut spkis: Vec<String> = Vec::new();
+    for key in &keys {
+        let public = key.public_key();
+        assert_eq!(public.bits(), 2048);
+        let spki = public.to_spki_b64();
+        // The DER ends with the public exponent: INTEGER 01 00 01.
+        assert!(b64::decode(&spki)
+            .unwrap()
+            .ends_with(&[0x02, 0x03, 0x01, 0x00, 0x01]));
+        assert!(!spkis.contains(&spki), "two identical keys");
+        spkis.push(spki);
+        let sig = key.sign(HashAlgo::Sha256, b"x").unwrap();
+        assert!(public.verify(HashAlgo::Sha256, b"x", &sig));
+        let wrapped = public.encrypt(b"secret").unwrap();
+        assert_eq!(key.decrypt(&wrapped), Ok(b"secret".to_vec()));
+    }
+}
+
+#[test]
 fn rsa_generate_round_trip() {
     let key = RsaPrivateKey::generate().unwrap();
 

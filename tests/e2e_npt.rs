@@ -155,3 +155,35 @@ fn a_local_port_in_use_fails_before_any_session_is_set_up() {
         daemon.output()
     );
 }
+
+#[test]
+fn fifty_parallel_connections_share_one_nps1_session() {
+    let stack = Stack::start(bin(), "e2e-parallel", &[]);
+    let service = start_plus_one_service();
+    let _daemon = stack.start_daemon("dev6", CLIENT, &format!("127.0.0.1:{service}"));
+    let npt = stack.npt(CLIENT, "dev6", "127.0.0.1", service, &["-T", "60s", "-v"]);
+    let port = npt_port(&npt).unwrap();
+    npt.wait_for("uses the nps1 data plane", Duration::from_secs(5))
+        .unwrap();
+    // All at once, every byte checked (the service adds one to each).
+    let conns: Vec<_> = (0..50)
+        .map(|_| std::thread::spawn(move || transfer_and_verify(port, 64 * 1024)))
+        .collect();
+    let failures: Vec<String> = conns
+        .into_iter()
+        .filter_map(|c| match c.join() {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("connection thread panicked".into()),
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of 50 parallel connections failed: {failures:?}\nnpt:\n{}",
+        failures.len(),
+        npt.output()
+    );
+    // Still one session: a further connection works after the burst.
+    transfer_and_verify(port, 1000).unwrap();
+    assert_eq!(npt.count("npt is listening"), 1, "{}", npt.output());
+}

@@ -1,25 +1,32 @@
 //! The atProtocol client: an authenticated worker connection for requests, shared-key
-//! management and encrypted notify (atprotocol.md §4, §7–§9, §13); the reconnecting monitors
-//! are in `client/monitor.rs`.
+//! management, encrypted notify, and reconnecting monitors (atprotocol.md §4, §7–§9, §13).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::conn::{lookup_server, Connection, RootAddr};
 use super::keys::AtKeys;
+use super::notification::{Notification, RawNotification, Sealed};
 use super::{AtError, AtSign};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::{HashAlgo, RsaPublicKey};
 use crate::crypto::{b64, hash, random};
-use crate::runtime::{sleep, Backoff};
+use crate::runtime::{self, sleep, Backoff, Task};
 
-mod monitor;
-
-pub use monitor::{Monitor, MonitorStart};
+mod checks;
+mod monitor_loop;
+use checks::{check_full_key, check_key_name};
+use monitor_loop::monitor_loop;
 
 /// Generous: a lookup of another atSign's data makes the server connect to that atSign's
 /// server first (atprotocol.md §13 recommends at least 15 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Monitor: probe with `noop:0` after this much silence...
+const MONITOR_IDLE: Duration = Duration::from_secs(15);
+/// ...and give up on the connection if the probe is not answered within this.
+const MONITOR_PROBE: Duration = Duration::from_secs(5);
+/// Peers whose last `sharedKeyEnc` is remembered (an open relay hears from anyone).
+const MAX_UNWRAPPED: usize = 1024;
 /// Dart SDK value for the recipient's copy of a shared key: cache for 45 days (seconds).
 const SHARED_KEY_TTR: i64 = 3_888_000;
 
@@ -55,6 +62,16 @@ struct KeyMeta {
     ccd: Option<bool>,
 }
 
+/// Where a monitor starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum MonitorStart {
+    /// Only notifications that arrive from now on.
+    #[default]
+    Live,
+    /// Replay stored notifications newer than this epoch (ms), then live ones.
+    Since(i64),
+}
+
 struct SharedKey {
     key: [u8; 32],
     /// "Their copy": base64 of K's base64 text RSA-encrypted for the peer (`sharedKeyEnc`).
@@ -70,6 +87,9 @@ struct Inner {
     worker: async_lock::Mutex<Option<Connection>>,
     outbound: async_lock::Mutex<HashMap<AtSign, Arc<SharedKey>>>,
     inbound: Mutex<HashMap<AtSign, [u8; 32]>>,
+    /// Per peer, the last `sharedKeyEnc` it sent and the key inside: the same text unwraps to
+    /// the same key, so its RSA decryption is done once, not once per notification.
+    unwrapped: Mutex<HashMap<AtSign, (String, [u8; 32])>>,
     public_keys: Mutex<HashMap<AtSign, RsaPublicKey>>,
 }
 
@@ -84,45 +104,36 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Full keys (`public:x@a`, `@b:x@a`, `x@a`) go into commands verbatim: no whitespace or
-/// control characters, which would end the command or start another.
-fn check_full_key(key: &str) -> Result<(), AtError> {
-    if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(AtError::Invalid(format!("invalid key {key:?}")));
-    }
-    Ok(())
-}
-
-/// Key names go into commands verbatim: refuse anything that would change the command's shape.
-fn check_key_name(name: &str) -> Result<(), AtError> {
-    if name.is_empty()
-        || name
-            .chars()
-            .any(|c| c == ':' || c == '@' || c.is_whitespace() || c.is_control())
-    {
-        return Err(AtError::Invalid(format!("invalid key name {name:?}")));
-    }
-    Ok(())
-}
-
 impl AtClient {
     /// Look up the atServer, connect, and PKAM-authenticate (APKAM when the keys carry an
     /// enrollment id).
     pub async fn connect(cfg: ClientConfig) -> Result<AtClient, AtError> {
-        let inner = Arc::new(Inner {
-            atsign: cfg.atsign,
-            keys: cfg.keys,
-            root: cfg.root,
-            server: Mutex::new(None),
-            worker: async_lock::Mutex::new(None),
-            outbound: async_lock::Mutex::new(HashMap::new()),
-            inbound: Mutex::new(HashMap::new()),
-            public_keys: Mutex::new(HashMap::new()),
-        });
+        let inner = Arc::new(Inner::new(cfg));
         // Boxed: connect + authenticate is a deep future; callers may poll it on a small stack.
         let conn = Box::pin(inner.open_authenticated()).await?;
         *inner.worker.lock().await = Some(conn);
         Ok(AtClient { inner })
+    }
+
+    /// [`AtClient::connect`] and [`AtClient::monitor`] at once: after one directory lookup the
+    /// worker and the monitor connections are opened and authenticated concurrently. A
+    /// failure of the worker connection is reported first, as `connect` would.
+    pub async fn connect_with_monitor(
+        cfg: ClientConfig,
+        regex: &str,
+        start: MonitorStart,
+    ) -> Result<(AtClient, Monitor), AtError> {
+        let client = AtClient {
+            inner: Arc::new(Inner::new(cfg)),
+        };
+        client.inner.server_address().await?;
+        let (worker, monitor) = futures_lite::future::zip(
+            Box::pin(client.inner.open_authenticated()),
+            Box::pin(client.monitor(regex, start)),
+        )
+        .await;
+        *client.inner.worker.lock().await = Some(worker?);
+        Ok((client, monitor?))
     }
 
     /// Connect like [`AtClient::connect`], but keep retrying (exponential backoff with jitter,
@@ -174,6 +185,12 @@ impl AtClient {
     /// An atSign's public encryption key (`plookup:publickey@x`), cached for the process.
     pub async fn public_key(&self, of: &AtSign) -> Result<RsaPublicKey, AtError> {
         self.inner.public_key(of).await
+    }
+
+    /// Fetch (or create) now the shared key that notifications to `peer` will use, so that a
+    /// later `notify` costs one round trip; callers overlap this with other waits.
+    pub async fn prepare_shared_key(&self, peer: &AtSign) -> Result<(), AtError> {
+        self.inner.outbound_key(peer).await.map(drop)
     }
 
     /// Drop a cached public key (e.g. after a verification failure, to pick up a rotation).
@@ -391,6 +408,82 @@ impl AtClient {
         }
     }
 
+    /// Start a monitor on its own connection. Returns once the first monitor is established;
+    /// afterwards it reconnects by itself (with backoff) and resumes from the last
+    /// notification it saw.
+    pub async fn monitor(&self, regex: &str, start: MonitorStart) -> Result<Monitor, AtError> {
+        self.start_monitor_task(regex, start, true, false).await
+    }
+
+    /// As [`AtClient::monitor`], plus the atServer's own *self* notifications (new enrollment
+    /// requests, atprotocol.md §11.5), which only reach monitors that ask for them.
+    pub async fn monitor_with_self_notifications(
+        &self,
+        regex: &str,
+        start: MonitorStart,
+    ) -> Result<Monitor, AtError> {
+        self.start_monitor_task(regex, start, true, true).await
+    }
+
+    /// As [`AtClient::monitor`], but encrypted values are left sealed: no shared-key look-up
+    /// and no decryption happen until the caller, having checked the sender, calls
+    /// [`AtClient::unseal`]. Strangers then cost no remote look-ups.
+    pub async fn monitor_sealed(
+        &self,
+        regex: &str,
+        start: MonitorStart,
+    ) -> Result<Monitor, AtError> {
+        self.start_monitor_task(regex, start, false, false).await
+    }
+
+    /// Decrypts a sealed notification's value in place (no-op when not sealed).
+    ///
+    /// # Errors
+    /// The sender's shared key cannot be fetched, or the value does not decrypt.
+    pub async fn unseal(&self, n: &mut Notification) -> Result<(), AtError> {
+        let Some(s) = n.sealed.take() else {
+            return Ok(());
+        };
+        if let Some(v) = n.value.take() {
+            let plain = self
+                .inner
+                .decrypt_from(&n.from, &v, s.iv.as_deref(), s.shared_key_enc.as_deref())
+                .await?;
+            n.value = Some(plain);
+        }
+        Ok(())
+    }
+
+    async fn start_monitor_task(
+        &self,
+        regex: &str,
+        start: MonitorStart,
+        decrypt: bool,
+        self_notes: bool,
+    ) -> Result<Monitor, AtError> {
+        if regex.contains('\n') || regex.contains('\r') || regex.contains(':') {
+            return Err(AtError::Invalid(format!(
+                "monitor regex {regex:?} must not contain ':' or line breaks"
+            )));
+        }
+        let since = match start {
+            MonitorStart::Live => None,
+            MonitorStart::Since(t) => Some(t),
+        };
+        let conn = self.inner.start_monitor(regex, since, self_notes).await?;
+        let (tx, rx) = async_channel::bounded(256);
+        let task = runtime::spawn(monitor_loop(
+            self.inner.clone(),
+            conn,
+            regex.to_string(),
+            since,
+            tx,
+            decrypt,
+            self_notes,
+        ));
+        Ok(Monitor { rx, _task: task })
+    }
+
     /// Close the worker connection politely.
     pub async fn close(&self) {
         if let Some(conn) = self.inner.worker.lock().await.take() {
@@ -399,7 +492,34 @@ impl AtClient {
     }
 }
 
+/// A stream of decrypted notifications. Dropping it stops the monitor.
+pub struct Monitor {
+    rx: async_channel::Receiver<Notification>,
+    _task: Task<()>,
+}
+
+impl Monitor {
+    /// The next notification; `None` only if the monitor task ended.
+    pub async fn next(&mut self) -> Option<Notification> {
+        self.rx.recv().await.ok()
+    }
+}
+
 impl Inner {
+    fn new(cfg: ClientConfig) -> Inner {
+        Inner {
+            atsign: cfg.atsign,
+            keys: cfg.keys,
+            root: cfg.root,
+            server: Mutex::new(None),
+            worker: async_lock::Mutex::new(None),
+            outbound: async_lock::Mutex::new(HashMap::new()),
+            inbound: Mutex::new(HashMap::new()),
+            unwrapped: Mutex::new(HashMap::new()),
+            public_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
     async fn server_address(&self) -> Result<(String, u16), AtError> {
         if let Some(a) = lock(&self.server).clone() {
             return Ok(a);
@@ -572,9 +692,18 @@ impl Inner {
             None => ZERO_IV,
         };
         if let Some(wrapped) = ske.filter(|s| !s.is_empty() && *s != "null") {
-            if let Ok(key) = self.unwrap_key(wrapped) {
+            let seen = lock(&self.unwrapped)
+                .get(from)
+                .filter(|(w, _)| w == wrapped)
+                .map(|(_, k)| *k);
+            if let Some(key) = seen.or_else(|| self.unwrap_key(wrapped).ok()) {
                 if let Ok(plain) = decrypt_b64(&key, &iv, cipher_b64) {
                     lock(&self.inbound).insert(from.clone(), key);
+                    let mut cache = lock(&self.unwrapped);
+                    if cache.len() >= MAX_UNWRAPPED && !cache.contains_key(from) {
+                        cache.clear();
+                    }
+                    cache.insert(from.clone(), (wrapped.to_string(), key));
                     return Ok(plain);
                 }
             }
@@ -588,6 +717,74 @@ impl Inner {
                 Ok(decrypt_b64(&key, &iv, cipher_b64)?)
             }
         }
+    }
+
+    async fn start_monitor(
+        &self,
+        regex: &str,
+        since: Option<i64>,
+        self_notes: bool,
+    ) -> Result<Connection, AtError> {
+        let mut conn = Box::pin(self.open_authenticated()).await?;
+        let flags = if self_notes { ":selfNotifications" } else { "" };
+        let cmd = match since {
+            Some(t) => format!("monitor{flags}:{t} {regex}"),
+            None => format!("monitor{flags} {regex}"),
+        };
+        conn.send(&cmd).await?;
+        log::info!("Monitor: monitor started for {} ({regex})", self.atsign);
+        Ok(conn)
+    }
+
+    async fn to_notification(
+        &self,
+        json: &str,
+        decrypt: bool,
+    ) -> Result<Option<Notification>, AtError> {
+        let raw = RawNotification::parse(json)?;
+        if raw.id == "-1" {
+            return Ok(None);
+        }
+        let from = AtSign::parse(&raw.from)?;
+        let to = AtSign::parse(&raw.to)?;
+        if raw.key.contains("shared_key") {
+            // A peer's shared key changed: forget the cached copy; nothing to deliver.
+            lock(&self.inbound).remove(&from);
+            return Ok(None);
+        }
+        let operation = raw.operation.unwrap_or_else(|| "update".into());
+        let mut sealed = None;
+        let value = match raw.value {
+            Some(v) if raw.isEncrypted == Some(true) && operation == "update" => {
+                let (iv, ske) = match raw.metadata {
+                    Some(m) => (m.ivNonce, m.sharedKeyEnc),
+                    None => (None, None),
+                };
+                if decrypt {
+                    Some(
+                        self.decrypt_from(&from, &v, iv.as_deref(), ske.as_deref())
+                            .await?,
+                    )
+                } else {
+                    sealed = Some(Sealed {
+                        iv,
+                        shared_key_enc: ske,
+                    });
+                    Some(v)
+                }
+            }
+            other => other,
+        };
+        Ok(Some(Notification {
+            id: raw.id,
+            from,
+            to,
+            key: raw.key,
+            value,
+            operation,
+            epoch_millis: raw.epochMillis.unwrap_or(0),
+            sealed,
+        }))
     }
 }
 

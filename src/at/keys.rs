@@ -63,9 +63,18 @@ impl AtKeys {
     /// Fresh keys, as a first activation would make them (encryption pair, APKAM pair,
     /// self-encryption key, APKAM symmetric key). The enrollment id is set by the caller.
     pub fn generate() -> Result<AtKeys, AtError> {
-        let pkam_private = RsaPrivateKey::generate()?;
-        let encrypt_private = RsaPrivateKey::generate()?;
-        Ok(AtKeys {
+        let mut pair = RsaPrivateKey::generate_many(2)?;
+        match (pair.pop(), pair.pop()) {
+            (Some(encrypt_private), Some(pkam_private)) => {
+                Ok(AtKeys::from_new_keys(pkam_private, encrypt_private))
+            }
+            _ => Err(AtError::Crypto(crate::crypto::CryptoError::KeyGen)),
+        }
+    }
+
+    /// New keys around two freshly generated RSA keys (fresh self-encryption and APKAM keys).
+    pub fn from_new_keys(pkam_private: RsaPrivateKey, encrypt_private: RsaPrivateKey) -> AtKeys {
+        AtKeys {
             pkam_public: pkam_private.public_key(),
             pkam_private,
             encrypt_public: encrypt_private.public_key(),
@@ -73,7 +82,7 @@ impl AtKeys {
             self_encryption_key: crate::crypto::random::bytes::<32>(),
             apkam_symmetric_key: Some(crate::crypto::random::bytes::<32>()),
             enrollment_id: None,
-        })
+        }
     }
 
     pub fn load(path: &Path) -> Result<AtKeys, AtError> {

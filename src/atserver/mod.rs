@@ -307,9 +307,25 @@ async fn run(args: Args) -> Result<(), String> {
             ip.to_string()
         }
     });
-    for c in parse_creates(&args)? {
-        provision(&dir, &c)?;
-    }
+    // Each new atSign on a thread of its own (RSA key generation is most of the work).
+    let creates = parse_creates(&args)?;
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = creates
+            .iter()
+            .map(|c| {
+                (
+                    c,
+                    std::thread::Builder::new().spawn_scoped(s, || provision(&dir, c)),
+                )
+            })
+            .collect();
+        jobs.into_iter().try_for_each(|(c, job)| match job {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err("provisioning thread failed".into())),
+            Err(_) => provision(&dir, c),
+        })
+    })?;
     let certs = tls::load_or_create(&dir, &[host.clone(), ip.to_string()])?;
     let peers = peers_from_args(&args, &certs.ca_path)?;
     let acceptor = TlsAcceptor::from(certs.config.clone());

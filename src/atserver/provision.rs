@@ -45,12 +45,11 @@ pub(crate) fn ensure_signing_keys(server: &AtServer) -> Result<(), String> {
         return Ok(());
     }
     log::info!("{me}: creating the server signing key pair");
-    signing_keys(server)
+    signing_keys(server, RsaPrivateKey::generate().map_err(io)?)
 }
 
-/// The server signing key pair used for `pol` (§4.4).
-fn signing_keys(server: &AtServer) -> Result<(), String> {
-    let k = RsaPrivateKey::generate().map_err(io)?;
+/// Stores `k` as the server signing key pair used for `pol` (§4.4).
+fn signing_keys(server: &AtServer, k: RsaPrivateKey) -> Result<(), String> {
     let me = server.atsign.clone();
     let mut st = server.state();
     st.put_simple(
@@ -82,13 +81,18 @@ pub(crate) fn create_activated(
     atsign: &AtSign,
     server: &AtServer,
 ) -> Result<(), String> {
-    let mut keys = AtKeys::generate().map_err(io)?;
+    // The three RSA keys (PKAM, encryption, server signing) are generated in parallel.
+    let mut three = RsaPrivateKey::generate_many(3).map_err(io)?;
+    let (Some(signing), Some(encrypt), Some(pkam)) = (three.pop(), three.pop(), three.pop()) else {
+        return Err("key generation returned too few keys".into());
+    };
+    let mut keys = AtKeys::from_new_keys(pkam, encrypt);
     let enrollment_id = random::uuid_v4();
     keys.enrollment_id = Some(enrollment_id.clone());
     let apkam = keys.apkam_symmetric_key.unwrap_or_else(random::bytes::<32>);
     keys.apkam_symmetric_key = Some(apkam);
     let me = atsign.as_str().to_string();
-    signing_keys(server)?;
+    signing_keys(server, signing)?;
     let pkam_public = keys.pkam_public.to_spki_b64();
     let e = Enrollment {
         id: enrollment_id,
@@ -130,7 +134,7 @@ pub(crate) fn create_activated(
 /// # Errors
 /// Key generation or store write failures.
 pub(crate) fn create_cram(atsign: &AtSign, server: &AtServer, secret: &str) -> Result<(), String> {
-    signing_keys(server)?;
+    signing_keys(server, RsaPrivateKey::generate().map_err(io)?)?;
     server
         .state()
         .put_simple("privatekey:at_secret", secret, atsign.as_str(), None)

@@ -1,6 +1,7 @@
 //! Clients: `npt` (any TCP port) and `sshnp` (ssh). Shared session set-up lives in
 //! [`session`]: feature check, relay request, signed session request, reply verification.
 mod detached;
+mod ephemeral;
 mod list;
 mod npt;
 mod profile;

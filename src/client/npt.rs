@@ -7,9 +7,11 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_io::Async;
 
-use super::session::{establish, Kind, Progress, Retry, SessionError, SessionParams, SuitePref};
-use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
-use crate::crypto::rsa::RsaPrivateKey;
+use super::ephemeral::EphemeralKey;
+use super::session::{
+    establish, Kind, Progress, Retry, SessionError, SessionParams, SuitePref, MONITOR_REGEX,
+};
+use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, Monitor, MonitorStart, RootAddr};
 use crate::noports::names::validate_device_name;
 use crate::noports::tunnel;
 use crate::runtime::{self, cli, parse_duration, sleep};
@@ -257,24 +259,39 @@ async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
     let progress = Progress {
         quiet: config.quiet,
     };
+    // One ephemeral RSA key per run, reused by -K sessions (noports.md §3): generated while we
+    // connect and check the daemon's features.
+    let ephemeral = EphemeralKey::start();
     if !config.quiet {
         eprint!("Connecting ... ");
     }
-    let client = AtClient::connect(ClientConfig {
-        atsign: config.from.clone(),
-        keys,
-        root: config.root.clone(),
-    })
+    // The first session's monitor connects alongside the worker connection.
+    let (client, monitor) = AtClient::connect_with_monitor(
+        ClientConfig {
+            atsign: config.from.clone(),
+            keys,
+            root: config.root.clone(),
+        },
+        MONITOR_REGEX,
+        MonitorStart::Live,
+    )
     .await
     .map_err(|e| e.to_string())?;
     if !config.quiet {
         eprintln!("Connected");
     }
-    // One ephemeral RSA key per run, reused by -K sessions (noports.md §3).
-    let ephemeral = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
+    let mut monitor = Some(monitor);
     let mut local_port = config.local_port;
     loop {
-        let result = one_session(&client, &config, &ephemeral, &mut local_port, progress).await;
+        let result = one_session(
+            &client,
+            &config,
+            &ephemeral,
+            &mut local_port,
+            progress,
+            monitor.take(),
+        )
+        .await;
         match result {
             Ok(()) if config.exit_when_connected => return Ok(()),
             Ok(()) if !config.keep_alive => {
@@ -297,9 +314,10 @@ async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
 async fn one_session(
     client: &AtClient,
     config: &Config,
-    ephemeral: &RsaPrivateKey,
+    ephemeral: &EphemeralKey,
     local_port: &mut u16,
     progress: Progress,
+    monitor: Option<Monitor>,
 ) -> Result<(), SessionError> {
     // The local port first: a port in use is the user's to fix, before any network round trip.
     // Loopback only: unlike the official client we never expose the tunnel to the LAN.
@@ -315,7 +333,7 @@ async fn one_session(
     } else {
         Some(bind().map_err(SessionError::fatal)?)
     };
-    let est = establish(client, &config.params, ephemeral, progress, &[]).await?;
+    let est = establish(client, &config.params, ephemeral, progress, &[], monitor).await?;
     if *local_port == 0 {
         progress.say("Finding an available local port");
     } else {

@@ -2,9 +2,9 @@
 //! request, and verify the daemon's signed answer (noports.md §1.3, §7.1).
 use std::time::{Duration, Instant};
 
+use super::ephemeral::EphemeralKey;
 use crate::at::{AtClient, AtError, AtSign, Monitor, MonitorStart, Notification, NotifyOptions};
 use crate::crypto::aead::EphemeralSecret;
-use crate::crypto::rsa::RsaPrivateKey;
 use crate::crypto::{b64, random};
 use crate::noports::messages::{Feature, NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::relay_msg::{self, RelayRequest, RelayResponse};
@@ -21,6 +21,8 @@ const SESSION_NOTIFY: NotifyOptions = NotifyOptions {
 };
 const RELAY_DEADLINE: Duration = Duration::from_secs(20);
 const DAEMON_DEADLINE: Duration = Duration::from_secs(15);
+/// What a client session's monitor subscribes to (daemon and relay answers).
+pub const MONITOR_REGEX: &str = "sshnp@|sshrvd@";
 /// Our negotiated data-plane suite (docs/suite-v1.md).
 pub const SUITE_NAME: &str = "nps1";
 
@@ -206,13 +208,34 @@ async fn send_relay_request(
 pub async fn establish(
     client: &AtClient,
     p: &SessionParams,
-    ephemeral: &RsaPrivateKey,
+    ephemeral: &EphemeralKey,
     progress: Progress,
     before_request: &[(&str, &str)],
+    monitor: Option<Monitor>,
 ) -> Result<Established, SessionError> {
     let started = Instant::now();
     let sid = random::uuid_v4();
-    let monitor = client.monitor("sshnp@|sshrvd@", MonitorStart::Live).await?;
+    // The monitor's own connection and authentication overlap with fetching the shared key
+    // that the ping will be encrypted with (a failure here shows again, with its explanation,
+    // when the ping is sent).
+    let warm = async {
+        if let Err(e) = client.prepare_shared_key(&p.device).await {
+            log::debug!("shared key for {} not ready yet: {e}", p.device);
+        }
+    };
+    let monitor = match monitor {
+        // Opened together with the worker connection (first session of a run).
+        Some(m) => {
+            warm.await;
+            m
+        }
+        None => {
+            let (m, ()) =
+                futures_lite::future::zip(client.monitor(MONITOR_REGEX, MonitorStart::Live), warm)
+                    .await;
+            m?
+        }
+    };
     let (events, _router) = route(monitor, p, &sid);
     for (key, value) in before_request {
         client
@@ -235,6 +258,17 @@ pub async fn establish(
         )
         .await
         .map_err(|e| about(e, &p.device, "device atSign", "-t"))?;
+    // The relay's shared key while the daemon answers. Detached, not dropped: a request cut off
+    // mid-flight would desynchronise the worker connection; a relay request waits for it.
+    let relay_warm = {
+        let (client, relay) = (client.clone(), p.relay.clone());
+        async move {
+            if let Err(e) = client.prepare_shared_key(&relay).await {
+                log::debug!("shared key for {relay} not ready yet: {e}");
+            }
+        }
+    };
+    runtime::spawn(relay_warm).detach();
 
     let client_nonce = utc_timestamp('T');
     // With the official suite the relay request goes out now, in parallel with the ping. When
@@ -368,6 +402,7 @@ pub async fn establish(
     let client_suite_pk = suite_secret
         .as_ref()
         .map(|s| b64::encode(&s.public_bytes()));
+    let ephemeral = ephemeral.get().await?;
     let (payload, verb) = match &p.kind {
         Kind::Npt {
             remote_host,

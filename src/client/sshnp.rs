@@ -7,11 +7,11 @@ use std::time::Duration;
 use argh::FromArgs;
 use async_io::Async;
 
+use super::ephemeral::EphemeralKey;
 use super::list;
 use super::profile::Profile;
 use super::session::{establish, Kind, Progress, SessionParams, SuitePref};
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
-use crate::crypto::rsa::RsaPrivateKey;
 use crate::noports::names::validate_device_name;
 use crate::noports::tunnel;
 use crate::runtime::{self, cli};
@@ -334,6 +334,8 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         _ => None,
     };
     let progress = Progress { quiet: a.quiet };
+    // Generated while we connect and check the daemon's features (noports.md §3).
+    let ephemeral = EphemeralKey::start();
     let client = connect(&a, &from, &root_domain).await?;
 
     progress.say("Resolving remote username for user session");
@@ -375,7 +377,6 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         suite,
         ping_timeout: Duration::from_secs(a.daemon_ping_timeout.max(1)),
     };
-    let ephemeral = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
     let before: Vec<(&str, &str)> = match &public_key {
         Some(k) => {
             progress.say("Sharing ssh public key");
@@ -384,7 +385,7 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         None => Vec::new(),
     };
     let local_port = a.local_port.unwrap_or(0);
-    let est = establish(&client, &params, &ephemeral, progress, &before)
+    let est = establish(&client, &params, &ephemeral, progress, &before, None)
         .await
         .map_err(|e| e.0)?;
     progress.say("Creating connection to socket rendezvous");

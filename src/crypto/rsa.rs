@@ -152,15 +152,34 @@ impl RsaPrivateKey {
 
     /// New RSA-2048 key, e = 65537.
     ///
-    /// Slow (hundreds of milliseconds); async callers should run it off the executor.
+    /// Slow (tens to hundreds of milliseconds); async callers should run it off the executor.
     ///
     /// # Errors
     /// [`CryptoError::KeyGen`] if generation fails (no randomness).
     pub fn generate() -> Result<Self, CryptoError> {
-        let exp = rsa::BigUint::from(PUBLIC_EXPONENT);
-        let key = rsa::RsaPrivateKey::new_with_exp(&mut OsRng, KEY_BITS, &exp)
-            .map_err(|_| CryptoError::KeyGen)?;
+        let key =
+            noports_hotrsa::generate(KEY_BITS, PUBLIC_EXPONENT).map_err(|_| CryptoError::KeyGen)?;
         Self::from_inner(key).map_err(|_| CryptoError::KeyGen)
+    }
+
+    /// `n` new keys, each generated on a thread of its own: the prime search is CPU-bound and
+    /// its duration varies widely from key to key, so the slowest key sets the pace, not the sum.
+    /// A thread that cannot be started is replaced by generating on the caller's thread.
+    ///
+    /// # Errors
+    /// [`CryptoError::KeyGen`] if any generation fails.
+    pub fn generate_many(n: usize) -> Result<Vec<Self>, CryptoError> {
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = (0..n)
+                .map(|_| std::thread::Builder::new().spawn_scoped(s, Self::generate))
+                .collect();
+            jobs.into_iter()
+                .map(|job| match job {
+                    Ok(handle) => handle.join().unwrap_or(Err(CryptoError::KeyGen)),
+                    Err(_) => Self::generate(),
+                })
+                .collect()
+        })
     }
 
     /// From base64 DER PKCS#8 PrivateKeyInfo.
@@ -203,9 +222,7 @@ impl RsaPrivateKey {
     /// [`CryptoError::Sign`] if the rsa crate refuses (not expected for a validated key).
     pub fn sign(&self, hash: HashAlgo, msg: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let (scheme, digest) = hash.scheme_and_digest(msg);
-        self.key
-            .sign_with_rng(&mut OsRng, scheme, &digest)
-            .map_err(|_| CryptoError::Sign)
+        noports_hotrsa::sign(&self.key, scheme, &digest).map_err(|_| CryptoError::Sign)
     }
 
     /// RSAES-PKCS1-v1_5 decrypt.
@@ -213,9 +230,7 @@ impl RsaPrivateKey {
     /// # Errors
     /// [`CryptoError::Decrypt`]`("rsa")` on a wrong-length ciphertext, a wrong key or bad padding.
     pub fn decrypt(&self, cipher: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        self.key
-            .decrypt_blinded(&mut OsRng, Pkcs1v15Encrypt, cipher)
-            .map_err(|_| CryptoError::Decrypt("rsa"))
+        noports_hotrsa::decrypt(&self.key, cipher).map_err(|_| CryptoError::Decrypt("rsa"))
     }
 }
 

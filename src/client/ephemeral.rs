@@ -1,0 +1,50 @@
+//! The client's ephemeral RSA key (noports.md §3), generated on a thread of its own from the
+//! start of the run: the generation overlaps with connecting to the atServer and the feature
+//! check, and is only waited for when the session request is built.
+use async_lock::OnceCell;
+
+use super::session::SessionError;
+use crate::crypto::rsa::RsaPrivateKey;
+
+pub struct EphemeralKey {
+    rx: async_channel::Receiver<Result<RsaPrivateKey, String>>,
+    key: OnceCell<Result<RsaPrivateKey, String>>,
+}
+
+impl EphemeralKey {
+    /// Starts generating the key on a helper thread (on the caller's thread if none starts).
+    pub fn start() -> EphemeralKey {
+        let (tx, rx) = async_channel::bounded(1);
+        let generate = || RsaPrivateKey::generate().map_err(|e| e.to_string());
+        let job = {
+            let tx = tx.clone();
+            std::thread::Builder::new()
+                .name("noports-keygen".into())
+                .spawn(move || {
+                    let _ = tx.send_blocking(generate());
+                })
+        };
+        if job.is_err() {
+            let _ = tx.try_send(generate());
+        }
+        EphemeralKey {
+            rx,
+            key: OnceCell::new(),
+        }
+    }
+
+    /// The key, once generated (the same key for every session of the run).
+    pub async fn get(&self) -> Result<&RsaPrivateKey, SessionError> {
+        let key = self
+            .key
+            .get_or_init(|| async {
+                self.rx
+                    .recv()
+                    .await
+                    .unwrap_or_else(|_| Err("the key generation thread ended".into()))
+            })
+            .await;
+        key.as_ref()
+            .map_err(|e| SessionError::fatal(format!("cannot make the ephemeral session key: {e}")))
+    }
+}
