@@ -9,7 +9,7 @@
     clippy::panic
 )]
 
-use super::rules::{check_name, check_permit_open, Group};
+use super::rules::{check_id, check_name, check_permit_open, Group};
 use super::yaml::{self, Kind, Node, YamlError};
 use crate::at::AtSign;
 
@@ -83,8 +83,20 @@ fn permit_lists(n: &Node, what: &str) -> Result<Vec<(String, Vec<String>)>, Yaml
 }
 
 fn group(name: &str, line: usize, node: &Node) -> Result<Group, YamlError> {
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return bad(
+            line,
+            format!("user group name {name:?} must be 1-64 printable characters"),
+        );
+    }
     let mut g = Group {
-        id: name.to_string(),
+        // The name doubles as the record id when it is a valid one; otherwise `import` gives
+        // the group a fresh id (a record id must be usable inside a key).
+        id: if check_id(name).is_ok() {
+            name.to_string()
+        } else {
+            String::new()
+        },
         name: name.to_string(),
         ..Default::default()
     };
@@ -219,6 +231,20 @@ userGroups:
         );
         assert!(g[1].devices.is_empty());
         assert_eq!(g[1].device_groups[0].1, vec!["*:3389".to_string()]);
+    }
+
+    /// Found by the `policy` fuzz target: a group name with control characters was accepted and
+    /// became a record id that the record reader refuses. Names must be printable; a name that
+    /// is no valid id leaves the id to `import`.
+    #[test]
+    fn group_names_are_printable_and_ids_valid() {
+        let doc = |name: &str| format!("userGroups:\n  \"{name}\":\n    userAtSigns: [\"@a\"]\n");
+        assert!(parse_policy(&doc("-\u{0}x")).is_err());
+        let g = parse_policy(&doc("api users")).unwrap();
+        assert_eq!((g[0].name.as_str(), g[0].id.as_str()), ("api users", ""));
+        assert_eq!(Group::from_json(&g[0].to_json()).unwrap(), g[0]);
+        let g = parse_policy(&doc("ops_1")).unwrap();
+        assert_eq!(g[0].id, "ops_1");
     }
 
     /// A half-saved or mangled file is an error, never a panic (the service must survive it).
