@@ -354,9 +354,19 @@ impl DaemonControl {
                     }
                 };
                 tasks.retain(|t| !t.is_finished());
-                let (relay, local, counters) = (relay.clone(), local.clone(), counters.clone());
+                // The relay pairs each side's data sockets in the order they arrive, and the
+                // client opened its own in the order of these messages: open ours in the same
+                // order, here, before anything that may take a varying time (the local connect).
+                let relay_sock = match connect_relay(&relay).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        log::warn!("data connection to the relay: {e}");
+                        continue;
+                    }
+                };
+                let (local, counters) = (local.clone(), counters.clone());
                 tasks.push(runtime::spawn(async move {
-                    if let Err(e) = daemon_data_conn(&relay, &local, kv, &counters).await {
+                    if let Err(e) = daemon_data_conn(relay_sock, &local, kv, &counters).await {
                         log::warn!("data connection to {}:{}: {e}", local.0, local.1);
                     }
                 }));
@@ -368,17 +378,15 @@ impl DaemonControl {
 }
 
 async fn daemon_data_conn(
-    relay: &RelayTarget,
+    relay_sock: Async<TcpStream>,
     local: &(String, u16),
     kv: Option<([u8; 32], [u8; 16])>,
     c: &Counters,
 ) -> Result<(), TunnelError> {
-    let local_sock = connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT).await;
-    let relay_sock = connect_relay(relay).await?;
-    // On a failed local connect we still open (and at once close) the relay data socket, so
-    // the relay pairs it with the client's waiting socket and the client's user sees a close
+    // On a failed local connect the relay data socket (already open) is closed here, so the
+    // relay pairs it with the client's waiting socket and the client's user sees a close
     // instead of a hang.
-    let local_sock = local_sock?;
+    let local_sock = connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT).await?;
     bridge(
         &local_sock,
         &relay_sock,

@@ -9,7 +9,7 @@
 //! per-listener limits (a newcomer over a limit evicts the oldest stalled socket of the
 //! busiest source, so strangers never lock anyone out).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -327,6 +327,12 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, gate: Gate, listener: &Async<
         Gate::Shared(_) => (inner.cfg.max_connections / 2).max(inner.cfg.max_pending_per_side),
     };
     let (mut window, mut waited) = (Instant::now(), Duration::ZERO);
+    // Shared port: per source, the "done" signal of its latest socket still authenticating.
+    // A verified socket is handed to its session only after every earlier socket from the same
+    // source has settled, so a client's control socket (its first) is never overtaken by its
+    // own data socket whose line verified faster: two-port mode gets this from verifying each
+    // side's first socket alone, which one listener for every session cannot do.
+    let mut order: HashMap<IpAddr, async_channel::Receiver<()>> = HashMap::new();
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -377,9 +383,29 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, gate: Gate, listener: &Async<
                 checked = check_early(&sock, &inner, &gate);
             }
         }
+        let source = source_of(peer.ip());
+        let (after, done) = match &gate {
+            Gate::Shared(_) => {
+                order.retain(|_, rx| !rx.is_closed());
+                let (tx, rx) = async_channel::bounded::<()>(1);
+                (order.insert(source, rx), Some(tx))
+            }
+            Gate::Side { .. } => (None, None),
+        };
         let early = match checked {
             Early::Done(outcome) => {
-                settle(&gate, peer, Arc::new(sock), slot, outcome).await;
+                match after.filter(|rx| !rx.is_closed()) {
+                    None => settle(&gate, peer, Arc::new(sock), slot, outcome).await,
+                    Some(rx) => {
+                        let gate2 = gate.share();
+                        runtime::spawn(async move {
+                            let _done = done;
+                            let _ = rx.recv().await;
+                            settle(&gate2, peer, Arc::new(sock), slot, outcome).await;
+                        })
+                        .detach();
+                    }
+                }
                 continue;
             }
             Early::Partial(bytes) => bytes,
@@ -393,7 +419,6 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, gate: Gate, listener: &Async<
         // line was already complete above never does): over a limit, the oldest silent
         // socket of the source makes room.
         pending.retain(|p| !p.task.is_finished());
-        let source = source_of(peer.ip());
         if let Some(i) = evict_index(
             &pending,
             source,
@@ -416,7 +441,13 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, gate: Gate, listener: &Async<
         // Bounded by the auth deadline, and cancelled (closing the socket) when evicted or
         // when the loop ends.
         let task = runtime::spawn(async move {
+            // Dropped when this task ends (settled, evicted or cancelled): releases the next
+            // socket from the same source.
+            let _done = done;
             let outcome = authenticate(&sock, &inner2, &gate2, early).await;
+            if let Some(rx) = after {
+                let _ = rx.recv().await;
+            }
             settle(&gate2, peer, sock, slot, outcome).await;
         });
         pending.push_back(Authenticating {
