@@ -120,11 +120,7 @@ fn idle_and_slow_connections_cannot_lock_the_owner_out() {
         }
     }
     let held = h.held.load(Ordering::Relaxed);
-    h.stop();
-    let (opened, closed) = (
-        h.opened.load(Ordering::Relaxed),
-        h.closed.load(Ordering::Relaxed),
-    );
+    let (opened, closed) = h.stop();
     eprintln!(
         "hostile connections: {opened} opened, {closed} closed by the server, {held} held at the end; owner rounds {rounds:?}; deadline probes closed after {probes_closed:?}"
     );

@@ -99,11 +99,7 @@ fn strangers_on_the_relay_ports_do_not_stop_a_multi_pair_session() {
             }
             std::panic::resume_unwind(e)
         });
-    h.stop();
-    let (opened, closed) = (
-        h.opened.load(Ordering::Relaxed),
-        h.closed.load(Ordering::Relaxed),
-    );
+    let (opened, closed) = h.stop();
     eprintln!(
         "relay ports {pa}/{pb}: {opened} hostile connections opened, {closed} closed by the servers, {held} held when the rounds began; rounds {took:?}"
     );

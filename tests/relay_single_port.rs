@@ -156,11 +156,7 @@ fn strangers_on_the_shared_port_do_not_stop_a_legitimate_pair() {
         dump(&[srvd, &npt, &daemon]);
         std::panic::resume_unwind(e)
     });
-    h.stop();
-    let (opened, closed) = (
-        h.opened.load(Ordering::Relaxed),
-        h.closed.load(Ordering::Relaxed),
-    );
+    let (opened, closed) = h.stop();
     eprintln!(
         "shared port {port}: {opened} hostile connections opened, {closed} closed by srvd, {held} held before the session; rounds {took:?}"
     );

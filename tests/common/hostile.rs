@@ -152,11 +152,16 @@ impl Hostiles {
         }));
     }
 
-    pub fn stop(&mut self) {
+    /// Stops the flood and returns its final counts: (opened, closed by the server).
+    pub fn stop(&mut self) -> (usize, usize) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        (
+            self.opened.load(Ordering::Relaxed),
+            self.closed.load(Ordering::Relaxed),
+        )
     }
 }
 
