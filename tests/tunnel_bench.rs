@@ -453,12 +453,20 @@ fn throughput() {
         (Path::Official, "relay + official AES-256-CTR"),
         (Path::Suite, "relay + nps1 ChaCha20-Poly1305"),
     ];
+    // BENCH_PATHS=0,1 measures only those rows (for profiling one path); default all.
+    let only: Option<Vec<usize>> = std::env::var("BENCH_PATHS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect());
+    let wanted = |i: usize| only.as_ref().is_none_or(|o| o.contains(&i));
     let mut best = [0f64; 4];
     let mut cpu = [f64::MAX; 4];
     block_on(timeout(Duration::from_secs(600), async {
         // Interleave the paths so drift (thermal, other load) hits them alike.
         for _ in 0..runs {
             for (i, (path, _)) in paths.iter().enumerate() {
+                if !wanted(i) {
+                    continue;
+                }
                 let c0 = cpu_secs();
                 best[i] = best[i].max(run(*path, &mut relay, bytes).await);
                 cpu[i] = cpu[i].min((cpu_secs() - c0) * 1e3 / mb as f64);

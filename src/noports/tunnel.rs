@@ -23,6 +23,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
 
 mod mux;
 mod net;
+mod outbox;
 mod splice;
 
 pub(crate) use net::io_err;

@@ -2,36 +2,38 @@
 //! relay socket pair. Frames (OPEN, DATA, FIN, RESET, WINDOW, CLOSE) travel inside sealed
 //! records; each stream has a credit window so one slow local socket cannot stall the others.
 //!
-//! Tasks: one writer (owns the sealer, batches records), one reader (owns the opener,
-//! dispatches frames), and two halves per stream. Only the client opens streams.
+//! Tasks: one reader (owns the opener, dispatches frames, and writes DATA straight to the
+//! local socket when nothing of that stream is queued), two halves per stream, and a flusher
+//! for what the relay socket does not take at once (see [`Outbox`]: every task seals and sends
+//! its own frames). Only the client opens streams.
 
 use crate::runtime::atomic::AtomicU64;
 use std::collections::HashMap;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender, TryRecvError};
+use async_channel::{Receiver, Sender};
 use async_io::Async;
-use futures_lite::io::{BufReader, BufWriter};
+use futures_lite::io::BufReader;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
 
 use super::net::{connect_tcp, io_err, TunnelError, TunnelStats, LOCAL_CONNECT_TIMEOUT};
+use super::outbox::Outbox;
 use super::splice::{Counters, TrackGuard, Tracker};
-use crate::noports::suite::{
-    parse_frame, put_header, FrameType, RecordOpener, RecordSealer, SuiteKeys, MAX_DATA,
-};
+use crate::noports::suite::{parse_frame, FrameType, RecordOpener, SuiteKeys, MAX_DATA};
 use crate::runtime;
 
 /// Bytes a sender may have in flight per stream before the receiver's WINDOW credit.
 pub const STREAM_WINDOW: u64 = 512 * 1024;
 /// Most concurrent streams a daemon accepts on one session.
 pub const MAX_STREAMS: usize = 1024;
-/// Socket-level read/write buffering.
+/// Read buffering of the relay socket.
 const IO_BUF: usize = 64 * 1024;
-/// Send WINDOW once this much has been written locally (or the queue ran dry).
+/// Send WINDOW once this much has been written locally. Far below [`STREAM_WINDOW`], so a
+/// sender never waits for credit held back here.
 const WINDOW_BATCH: u64 = 64 * 1024;
 /// How long a graceful end waits for the CLOSE record to be written.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
@@ -50,29 +52,26 @@ pub(crate) enum Side {
     },
 }
 
-enum Out {
-    Open(u32),
-    Data(u32, Vec<u8>),
-    Fin(u32),
-    Reset(u32),
-    Window(u32, u32),
-    Close,
-}
-
 enum Inbound {
     Data(Vec<u8>),
     Fin,
     Reset,
 }
 
+#[derive(Clone)]
 struct Entry {
     inbound: Sender<Inbound>,
     credit: Sender<u64>,
+    /// Bytes queued for the local socket and not yet written.
     unacked: Arc<AtomicU64>,
+    /// Bytes written locally and not yet credited back with WINDOW.
+    acked: Arc<AtomicU64>,
+    /// The local socket, once the stream task has it.
+    local: Arc<OnceLock<Arc<Async<TcpStream>>>>,
 }
 
 struct Shared {
-    out: Sender<Out>,
+    out: Arc<Outbox>,
     streams: Mutex<HashMap<u32, Entry>>,
     pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     tracker: Arc<Tracker>,
@@ -95,12 +94,14 @@ impl Shared {
     fn register(self: &Arc<Self>, id: u32) -> StreamIo {
         let (in_tx, in_rx) = async_channel::unbounded();
         let (cr_tx, cr_rx) = async_channel::unbounded();
-        let unacked = Arc::new(AtomicU64::new(0));
         let entry = Entry {
             inbound: in_tx,
             credit: cr_tx,
-            unacked: unacked.clone(),
+            unacked: Arc::new(AtomicU64::new(0)),
+            acked: Arc::new(AtomicU64::new(0)),
+            local: Arc::new(OnceLock::new()),
         };
+        let io_entry = entry.clone();
         self.streams
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -109,9 +110,51 @@ impl Shared {
             id,
             inbound: in_rx,
             credit: cr_rx,
-            unacked,
+            entry: io_entry,
             guard: self.tracker.enter(),
         }
+    }
+
+    /// Counts `n` bytes written to stream `id`'s local socket; sends WINDOW per batch.
+    fn credit(&self, id: u32, acked: &AtomicU64, n: u64) {
+        if acked.fetch_add(n, Ordering::SeqCst) + n >= WINDOW_BATCH {
+            let credit = acked.swap(0, Ordering::SeqCst);
+            let credit = u32::try_from(credit).unwrap_or(u32::MAX);
+            let _ = self
+                .out
+                .control(FrameType::Window, id, &credit.to_be_bytes());
+        }
+    }
+
+    /// DATA for stream `id`: written to the local socket at once when nothing of the stream is
+    /// queued and the socket takes it, the rest queued for the stream's task.
+    fn deliver(&self, id: u32, payload: &[u8]) -> Result<(), TunnelError> {
+        let Some(e) = self.with_entry(id, Entry::clone) else {
+            return Ok(()); // a stream that ended: its late data is dropped
+        };
+        let mut rest = payload;
+        if e.unacked.load(Ordering::SeqCst) == 0 {
+            if let Some(sock) = e.local.get() {
+                let n = write_now(sock, payload);
+                if n > 0 {
+                    rest = payload.get(n..).unwrap_or_default();
+                    self.counters.inn.fetch_add(n as u64, Ordering::Relaxed);
+                    self.credit(id, &e.acked, n as u64);
+                }
+            }
+        }
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let n = rest.len() as u64;
+        let mut buf = self.buf();
+        buf.extend_from_slice(rest);
+        let pending = e.unacked.fetch_add(n, Ordering::SeqCst) + n;
+        let _ = e.inbound.try_send(Inbound::Data(buf));
+        if pending > STREAM_WINDOW {
+            return Err(TunnelError::Protocol("peer exceeded the stream window"));
+        }
+        Ok(())
     }
 
     fn unregister(&self, id: u32) {
@@ -134,8 +177,24 @@ struct StreamIo {
     id: u32,
     inbound: Receiver<Inbound>,
     credit: Receiver<u64>,
-    unacked: Arc<AtomicU64>,
+    entry: Entry,
     guard: TrackGuard,
+}
+
+/// Writes what a non-blocking socket takes now; 0 if it would block or failed (the stream's
+/// task then meets the error itself).
+fn write_now(sock: &Async<TcpStream>, data: &[u8]) -> usize {
+    use std::io::Write;
+    let mut n = 0;
+    while n < data.len() {
+        match (&*sock.get_ref()).write(data.get(n..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(m) => n += m,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    n
 }
 
 /// Runs one multiplexed session over `conn` until it ends.
@@ -151,15 +210,15 @@ pub(crate) async fn run(
 ) -> Result<TunnelStats, TunnelError> {
     let conn = Arc::new(conn);
     let (sealer, opener) = keys.split();
-    let (out_tx, out_rx) = async_channel::bounded(64);
     let shared = Arc::new(Shared {
-        out: out_tx,
+        out: Arc::new(Outbox::new(conn.clone(), sealer)),
         streams: Mutex::new(HashMap::new()),
         pool: async_channel::bounded(128),
         tracker: Tracker::new(),
         counters: Counters::default(),
     });
-    let writer = runtime::spawn(writer(conn.clone(), sealer, out_rx, shared.clone()));
+    let out = shared.out.clone();
+    let flusher = runtime::spawn(async move { out.flusher().await });
     let (is_client, result) = match side {
         Side::Daemon { local, pre, single } => {
             let r = reader(
@@ -186,10 +245,11 @@ pub(crate) async fn run(
     };
     if is_client && result.is_ok() {
         // Graceful end: CLOSE tells the daemon this is not a truncation.
-        let _ = shared.out.send(Out::Close).await;
-        let _ = runtime::timeout(CLOSE_FLUSH, writer).await;
+        if shared.out.close().is_ok() {
+            let _ = runtime::timeout(CLOSE_FLUSH, flusher).await;
+        }
     } else {
-        drop(writer);
+        drop(flusher);
     }
     let _ = conn.get_ref().shutdown(Shutdown::Both);
     if let Err(e) = &result {
@@ -197,57 +257,6 @@ pub(crate) async fn run(
         log::debug!("multiplexed session ended: {e}");
     }
     result.map(|()| shared.counters.snapshot())
-}
-
-async fn writer(
-    conn: Arc<Async<TcpStream>>,
-    mut sealer: RecordSealer,
-    rx: Receiver<Out>,
-    shared: Arc<Shared>,
-) -> Result<(), TunnelError> {
-    let mut w = BufWriter::with_capacity(IO_BUF, &*conn);
-    let mut frame = Vec::with_capacity(MAX_DATA + 64);
-    loop {
-        let msg = match rx.try_recv() {
-            Ok(m) => m,
-            Err(TryRecvError::Empty) => {
-                w.flush().await.map_err(io_err("writing relay socket"))?;
-                match rx.recv().await {
-                    Ok(m) => m,
-                    Err(_) => return Ok(()),
-                }
-            }
-            Err(TryRecvError::Closed) => {
-                return w.flush().await.map_err(io_err("writing relay socket"))
-            }
-        };
-        let close = matches!(msg, Out::Close);
-        match msg {
-            Out::Open(id) => put_header(&mut frame, FrameType::Open, id),
-            Out::Fin(id) => put_header(&mut frame, FrameType::Fin, id),
-            Out::Reset(id) => put_header(&mut frame, FrameType::Reset, id),
-            Out::Close => put_header(&mut frame, FrameType::Close, 0),
-            Out::Window(id, n) => {
-                put_header(&mut frame, FrameType::Window, id);
-                frame.extend_from_slice(&n.to_be_bytes());
-            }
-            Out::Data(id, data) => {
-                put_header(&mut frame, FrameType::Data, id);
-                frame.extend_from_slice(&data);
-                shared.recycle(data);
-            }
-        }
-        let header = sealer.seal(&mut frame)?;
-        w.write_all(&header)
-            .await
-            .map_err(io_err("writing relay socket"))?;
-        w.write_all(&frame)
-            .await
-            .map_err(io_err("writing relay socket"))?;
-        if close {
-            return w.flush().await.map_err(io_err("writing relay socket"));
-        }
-    }
 }
 
 struct DaemonCtx {
@@ -290,7 +299,7 @@ async fn reader(
                 tasks.retain(|t| !t.is_finished());
                 if tasks.len() >= MAX_STREAMS || (ctx.single && id != 1) {
                     log::warn!("refusing stream {id}: stream limit reached");
-                    let _ = shared.out.send(Out::Reset(id)).await;
+                    let _ = shared.out.control(FrameType::Reset, id, &[]);
                     continue;
                 }
                 let io = shared.register(id);
@@ -305,7 +314,7 @@ async fn reader(
                                 Ok(s) => s,
                                 Err(e) => {
                                     log::warn!("stream {}: {e}", io.id);
-                                    let _ = shared.out.send(Out::Reset(io.id)).await;
+                                    let _ = shared.out.control(FrameType::Reset, io.id, &[]);
                                     shared.unregister(io.id);
                                     return;
                                 }
@@ -315,19 +324,7 @@ async fn reader(
                     stream(shared, sock, io).await;
                 }));
             }
-            FrameType::Data => {
-                let n = payload.len() as u64;
-                let mut buf = shared.buf();
-                buf.extend_from_slice(payload);
-                let over = shared.with_entry(id, |e| {
-                    let pending = e.unacked.fetch_add(n, Ordering::SeqCst) + n;
-                    let _ = e.inbound.try_send(Inbound::Data(buf));
-                    pending > STREAM_WINDOW
-                });
-                if over == Some(true) {
-                    return Err(TunnelError::Protocol("peer exceeded the stream window"));
-                }
-            }
+            FrameType::Data => shared.deliver(id, payload)?,
             FrameType::Fin => {
                 shared.with_entry(id, |e| e.inbound.try_send(Inbound::Fin));
             }
@@ -366,11 +363,7 @@ async fn client_driver(
     let is_single = single.is_some();
     if let Some(local) = single {
         let io = shared.register(next_id);
-        shared
-            .out
-            .send(Out::Open(next_id))
-            .await
-            .map_err(|_| TunnelError::Protocol("writer stopped"))?;
+        shared.out.control(FrameType::Open, next_id, &[])?;
         tasks.push(runtime::spawn(stream(shared.clone(), local, io)));
     }
     let accept = async {
@@ -385,11 +378,7 @@ async fn client_driver(
             let _ = local.get_ref().set_nodelay(true);
             log::debug!("local connection from {peer}: stream {next_id}");
             let io = shared.register(next_id);
-            shared
-                .out
-                .send(Out::Open(next_id))
-                .await
-                .map_err(|_| TunnelError::Protocol("writer stopped"))?;
+            shared.out.control(FrameType::Open, next_id, &[])?;
             next_id = next_id
                 .checked_add(1)
                 .ok_or(TunnelError::Protocol("stream ids exhausted"))?;
@@ -410,11 +399,13 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
         id,
         inbound,
         credit,
-        unacked,
+        entry,
         guard,
     } = io;
     shared.counters.conns.fetch_add(1, Ordering::Relaxed);
-    let local = &local;
+    let local = Arc::new(local);
+    let _ = entry.local.set(local.clone());
+    let local = &*local;
     // Closed when the peer resets the stream, so an `up` half waiting for credit wakes up.
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let up = async {
@@ -436,19 +427,21 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
             match (&*local).read(&mut buf).await {
                 Ok(0) => {
                     shared.recycle(buf);
-                    let _ = shared.out.send(Out::Fin(id)).await;
+                    let _ = shared.out.control(FrameType::Fin, id, &[]);
                     return;
                 }
                 Ok(n) => {
-                    buf.truncate(n);
                     window -= n as u64;
                     shared.counters.out.fetch_add(n as u64, Ordering::Relaxed);
-                    if shared.out.send(Out::Data(id, buf)).await.is_err() {
+                    let sent = shared.out.data(id, buf.get(..n).unwrap_or_default()).await;
+                    shared.recycle(buf);
+                    if sent.is_err() {
                         return;
                     }
                 }
                 Err(_) => {
-                    let _ = shared.out.send(Out::Reset(id)).await;
+                    shared.recycle(buf);
+                    let _ = shared.out.control(FrameType::Reset, id, &[]);
                     shared.unregister(id);
                     return;
                 }
@@ -456,7 +449,6 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
         }
     };
     let down = async {
-        let mut acc = 0u64;
         loop {
             match inbound.recv().await {
                 Ok(Inbound::Data(buf)) => {
@@ -464,19 +456,16 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
                     let r = (&*local).write_all(&buf).await;
                     shared.recycle(buf);
                     if r.is_err() {
-                        let _ = shared.out.send(Out::Reset(id)).await;
+                        let _ = shared.out.control(FrameType::Reset, id, &[]);
                         let _ = local.get_ref().shutdown(Shutdown::Both);
                         stop_tx.close();
                         return;
                     }
                     shared.counters.inn.fetch_add(n, Ordering::Relaxed);
-                    unacked.fetch_sub(n, Ordering::SeqCst);
-                    acc += n;
-                    if acc >= WINDOW_BATCH || inbound.is_empty() {
-                        let credit = u32::try_from(acc).unwrap_or(u32::MAX);
-                        acc -= u64::from(credit);
-                        let _ = shared.out.send(Out::Window(id, credit)).await;
-                    }
+                    // Written before it stops counting as queued: the reader writes directly
+                    // only when nothing is queued, so bytes cannot overtake each other.
+                    entry.unacked.fetch_sub(n, Ordering::SeqCst);
+                    shared.credit(id, &entry.acked, n);
                 }
                 Ok(Inbound::Fin) => {
                     let _ = local.get_ref().shutdown(Shutdown::Write);

@@ -1,0 +1,198 @@
+//! The sending side of a multiplexed session's relay socket, shared by all of its tasks.
+//!
+//! Whichever task has a frame seals it and writes it to the socket itself: there is no writer
+//! task to hand frames to, because every hand-off is a wake-up (often on the other executor
+//! thread) on the latency path of each byte. Bytes the socket does not take at once stay in
+//! `pending` and a flusher task writes them when the socket drains; DATA waits while too much is
+//! pending. Control frames (WINDOW, RESET, FIN, OPEN, CLOSE) never wait: the reader sends
+//! WINDOW and RESET, and a reader blocked on its own relay socket could wait for a peer that
+//! waits for it.
+
+use std::io::{self, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_io::Async;
+use event_listener::Event;
+
+use super::net::TunnelError;
+use crate::noports::suite::{put_header, FrameType, RecordSealer};
+
+/// DATA waits while more than this is pending (not yet taken by the socket).
+const HIGH_WATER: usize = 256 * 1024;
+/// Written bytes are dropped from the front of `pending` once there are this many.
+const COMPACT_AFTER: usize = 1024 * 1024;
+
+pub(super) struct Outbox {
+    conn: Arc<Async<TcpStream>>,
+    state: Mutex<State>,
+    /// Bytes were left pending: wakes the flusher.
+    leftover: Event,
+    /// Pending bytes fell below [`HIGH_WATER`], or the socket failed: wakes DATA senders.
+    room: Event,
+}
+
+struct State {
+    sealer: RecordSealer,
+    /// Sealed records not yet written; `pending[..sent]` has been.
+    pending: Vec<u8>,
+    sent: usize,
+    /// Plaintext frame being sealed.
+    frame: Vec<u8>,
+    /// The socket failed: every later send fails the same way.
+    failed: Option<io::ErrorKind>,
+    /// CLOSE was queued: the flusher ends once everything is written.
+    closing: bool,
+}
+
+impl State {
+    fn unsent(&self) -> usize {
+        self.pending.len() - self.sent
+    }
+
+    fn check(&self) -> Result<(), TunnelError> {
+        match self.failed {
+            Some(kind) => Err(TunnelError::Io {
+                op: "writing relay socket",
+                source: kind.into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Outbox {
+    pub(super) fn new(conn: Arc<Async<TcpStream>>, sealer: RecordSealer) -> Self {
+        Outbox {
+            conn,
+            state: Mutex::new(State {
+                sealer,
+                pending: Vec::new(),
+                sent: 0,
+                frame: Vec::new(),
+                failed: None,
+                closing: false,
+            }),
+            leftover: Event::new(),
+            room: Event::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends a control frame now (never waits). A failed socket fails it.
+    pub(super) fn control(&self, ty: FrameType, id: u32, body: &[u8]) -> Result<(), TunnelError> {
+        let mut st = self.lock();
+        st.check()?;
+        self.push(&mut st, ty, id, body)
+    }
+
+    /// Sends DATA, first waiting while too much is pending.
+    pub(super) async fn data(&self, id: u32, body: &[u8]) -> Result<(), TunnelError> {
+        loop {
+            let listener = {
+                let mut st = self.lock();
+                st.check()?;
+                if st.unsent() <= HIGH_WATER {
+                    return self.push(&mut st, FrameType::Data, id, body);
+                }
+                self.room.listen()
+            };
+            // Rechecked after listening, so a notification between the two is not lost.
+            if self.lock().unsent() <= HIGH_WATER {
+                continue;
+            }
+            listener.await;
+        }
+    }
+
+    /// Queues CLOSE; [`Outbox::flusher`] then returns once everything has been written.
+    pub(super) fn close(&self) -> Result<(), TunnelError> {
+        let mut st = self.lock();
+        st.check()?;
+        st.closing = true;
+        self.push(&mut st, FrameType::Close, 0, &[])?;
+        self.leftover.notify(1);
+        Ok(())
+    }
+
+    /// Seals one frame onto `pending` and writes what the socket takes now.
+    fn push(&self, st: &mut State, ty: FrameType, id: u32, body: &[u8]) -> Result<(), TunnelError> {
+        let had_leftover = st.unsent() > 0;
+        let mut frame = std::mem::take(&mut st.frame);
+        put_header(&mut frame, ty, id);
+        frame.extend_from_slice(body);
+        let sealed = st.sealer.seal(&mut frame);
+        if let Ok(header) = sealed {
+            st.pending.extend_from_slice(&header);
+            st.pending.extend_from_slice(&frame);
+        }
+        st.frame = frame;
+        sealed?;
+        self.write_now(st);
+        st.check()?;
+        if st.unsent() > 0 && !had_leftover {
+            self.leftover.notify(1);
+        }
+        Ok(())
+    }
+
+    /// Writes pending bytes until the socket would block (the socket is non-blocking).
+    fn write_now(&self, st: &mut State) {
+        while st.unsent() > 0 && st.failed.is_none() {
+            match (&*self.conn.get_ref()).write(&st.pending[st.sent..]) {
+                Ok(0) => st.failed = Some(io::ErrorKind::WriteZero),
+                Ok(n) => st.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => st.failed = Some(e.kind()),
+            }
+        }
+        if st.unsent() == 0 {
+            st.pending.clear();
+            st.sent = 0;
+        } else if st.sent >= COMPACT_AFTER {
+            st.pending.drain(..st.sent);
+            st.sent = 0;
+        }
+        if st.failed.is_some() {
+            self.room.notify(usize::MAX);
+        }
+    }
+
+    /// Writes leftover bytes as the socket drains. Returns after CLOSE has been written, or
+    /// with the socket's error.
+    pub(super) async fn flusher(&self) -> Result<(), TunnelError> {
+        loop {
+            let listener = self.leftover.listen();
+            let idle = {
+                let st = self.lock();
+                st.check()?;
+                if st.unsent() == 0 && st.closing {
+                    return Ok(());
+                }
+                st.unsent() == 0
+            };
+            if idle {
+                listener.await;
+                continue;
+            }
+            drop(listener);
+            self.conn
+                .writable()
+                .await
+                .map_err(|source| TunnelError::Io {
+                    op: "writing relay socket",
+                    source,
+                })?;
+            let mut st = self.lock();
+            self.write_now(&mut st);
+            st.check()?;
+            if st.unsent() <= HIGH_WATER {
+                self.room.notify(usize::MAX);
+            }
+        }
+    }
+}
