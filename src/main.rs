@@ -94,6 +94,7 @@ fn install(dir: &str, force: bool) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    noports::runtime::one_thread();
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().map(String::as_str).unwrap_or(MULTICALL);
     // Basename of argv[0], matched exactly: symlink names are an interface (procd tags logs with it).

@@ -2,6 +2,10 @@
 //! sshnpd, npt): how long the atServer takes to be ready with three new atSigns, how long `npt`
 //! takes from start to "listening", and the daemon's idle memory. Ignored by default; run by
 //! `scripts/bench.sh` (`cargo test --release --test platform_bench -- --ignored --nocapture`).
+#[path = "common/bench.rs"]
+mod bench;
+#[path = "common/rathole.rs"]
+mod rathole;
 #[path = "common/stack.rs"]
 mod stack;
 
@@ -86,4 +90,57 @@ fn setup_and_startup() {
     println!("BENCH sshnpd idle: RssAnon {anon:?} KiB, VmRSS {rss:?} KiB");
     println!("KV setup_median_s={:.3}", median(setup));
     println!("KV atserver_startup_s={s:.2}");
+}
+
+/// 1-byte round trips through real processes: npt → srvd → sshnpd (nps1, multi mode) to an
+/// echo server, against rathole's Noise transport (its server and client processes) to the
+/// same echo server and direct loopback TCP, interleaved in blocks so drift hits all alike.
+#[test]
+#[ignore = "benchmark; run scripts/bench.sh"]
+fn round_trips_through_real_processes() {
+    let n = env_num("BENCH_RTT_N", 10_000);
+    let echo = bench::echo_server();
+    let stack = Stack::start(bin(), "bench-rtt", &[]);
+    let permit = format!("127.0.0.1:{echo}");
+    let _daemon = stack.start_daemon("bench", CLIENT, &permit);
+    let npt = stack.npt(CLIENT, "bench", "127.0.0.1", echo, &["-T", "60s"]);
+    let ours = npt_port(&npt).unwrap();
+    let rh = rathole::start(rathole::Transport::Noise, rathole::free_port(), echo);
+    // Warm-up, then blocks of n/10.
+    let _ = bench::round_trips(ours, 100).unwrap();
+    let block = (n / 10).max(1);
+    let (mut d, mut o, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..(n / block) {
+        d.extend(bench::round_trips(echo, block).unwrap());
+        o.extend(bench::round_trips(ours, block).unwrap());
+        if let Some(rh) = &rh {
+            r.extend(bench::round_trips(rh.echo_entry, block).unwrap());
+        }
+    }
+    let (dm, dp) = bench::median_p99(d);
+    let (om, op) = bench::median_p99(o);
+    println!("\nround trips of 1 byte through real processes, {n} each (µs; added = minus direct)");
+    println!(
+        "BENCH {:<34} median {dm:>7.1}  p99 {dp:>7.1}",
+        "direct loopback TCP"
+    );
+    println!(
+        "BENCH {:<34} median {om:>7.1}  p99 {op:>7.1}  added {:.1} / {:.1}",
+        "npt -> srvd -> sshnpd (nps1)",
+        om - dm,
+        op - dp
+    );
+    if r.is_empty() {
+        println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)");
+        println!("KV rtt_processes_vs_rathole=n/a");
+        return;
+    }
+    let (rm, rp) = bench::median_p99(r);
+    println!(
+        "BENCH {:<34} median {rm:>7.1}  p99 {rp:>7.1}  added {:.1} / {:.1}",
+        "rathole server + client (Noise)",
+        rm - dm,
+        rp - dp
+    );
+    println!("KV rtt_processes_vs_rathole={:.2}", (om - dm) / (rm - dm));
 }

@@ -191,58 +191,23 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
     }
 }
 
-/// rathole (from crates.io) as the peer: the same bytes through a `rathole` server and client
-/// on loopback, when `RATHOLE` names its binary. Two services: `bench` ends at a counting sink,
-/// `echo` at an echo server (round trips).
+#[path = "common/bench.rs"]
+mod bench;
+#[path = "common/rathole.rs"]
+mod rathole;
+use bench::{echo_server, median_p99, round_trips};
+use rathole::Transport as RatholeTransport;
+
+/// rathole with a counting sink behind its `bench` service (one total per connection).
 struct Rathole {
-    procs: Vec<std::process::Child>,
+    /// Kept for its drop (kills the processes).
+    _procs: rathole::Rathole,
     entry: u16,
     echo_entry: u16,
     done: async_channel::Receiver<u64>,
 }
 
-impl Drop for Rathole {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// rathole's transport: plain TCP (token auth only) or Noise (its default pattern,
-/// Noise_NK_25519_ChaChaPoly_BLAKE2s, with a key pair from `rathole --genkey`).
-#[derive(Clone, Copy, PartialEq)]
-enum RatholeTransport {
-    Tcp,
-    Noise,
-}
-
-fn rathole_keypair(bin: &std::ffi::OsStr) -> Option<(String, String)> {
-    let out = std::process::Command::new(bin)
-        .arg("--genkey")
-        .output()
-        .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?;
-    let after = |label: &str| {
-        let mut lines = text.lines();
-        lines.find(|l| l.trim() == label)?;
-        lines.next().map(|l| l.trim().to_string())
-    };
-    Some((after("Private Key:")?, after("Public Key:")?))
-}
-
 fn start_rathole(transport: RatholeTransport, echo_port: u16) -> Option<Rathole> {
-    let bin = std::env::var_os("RATHOLE")?;
-    // A sink that serves every connection rathole's client makes, one total per connection.
     let l = loopback();
     let sink_port = port(&l);
     let (tx, rx) = async_channel::bounded(4);
@@ -261,98 +226,13 @@ fn start_rathole(transport: RatholeTransport, echo_port: u16) -> Option<Rathole>
         }
     })
     .detach();
-    let (control, entry, echo_entry) = (free_port(), free_port(), free_port());
-    let (server_tr, client_tr) = match transport {
-        RatholeTransport::Tcp => (String::new(), String::new()),
-        RatholeTransport::Noise => {
-            let (private, public) = rathole_keypair(&bin)?;
-            (
-                format!("[server.transport]\ntype = \"noise\"\n[server.transport.noise]\nlocal_private_key = \"{private}\"\n"),
-                format!("[client.transport]\ntype = \"noise\"\n[client.transport.noise]\nremote_public_key = \"{public}\"\n"),
-            )
-        }
-    };
-    let dir = std::env::temp_dir().join(format!("np-rathole-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let server = dir.join(format!("server-{control}.toml"));
-    let client = dir.join(format!("client-{control}.toml"));
-    std::fs::write(&server, format!("[server]\nbind_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n{server_tr}[server.services.bench]\nbind_addr = \"127.0.0.1:{entry}\"\n[server.services.echo]\nbind_addr = \"127.0.0.1:{echo_entry}\"\n")).unwrap();
-    std::fs::write(&client, format!("[client]\nremote_addr = \"127.0.0.1:{control}\"\ndefault_token = \"bench\"\n{client_tr}[client.services.bench]\nlocal_addr = \"127.0.0.1:{sink_port}\"\n[client.services.echo]\nlocal_addr = \"127.0.0.1:{echo_port}\"\n")).unwrap();
-    let quiet = |c: &mut std::process::Command| {
-        c.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-    };
-    let mut s = std::process::Command::new(&bin);
-    s.arg("-s").arg(&server);
-    quiet(&mut s);
-    let mut c = std::process::Command::new(&bin);
-    c.arg("-c").arg(&client);
-    quiet(&mut c);
-    let procs = vec![s.spawn().ok()?, c.spawn().ok()?];
-    let rh = Rathole {
-        procs,
-        entry,
-        echo_entry,
+    let procs = rathole::start(transport, sink_port, echo_port)?;
+    Some(Rathole {
+        entry: procs.entry,
+        echo_entry: procs.echo_entry,
+        _procs: procs,
         done: rx,
-    };
-    // Wait until the client has registered its services: an echoed byte through `echo`.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if round_trips(echo_entry, 1).is_ok() {
-            return Some(rh);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
-/// An echo server on its own threads (one per connection), like a real application.
-fn echo_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let p = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                use std::io::{Read, Write};
-                let _ = s.set_nodelay(true);
-                let mut buf = [0u8; 64 * 1024];
-                while let Ok(n @ 1..) = s.read(&mut buf) {
-                    if s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    p
-}
-
-/// `n` one-byte round trips through `port` on one connection; each round trip's time in µs.
-fn round_trips(port: u16, n: usize) -> std::io::Result<Vec<f64>> {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut times = Vec::with_capacity(n);
-    let mut b = [0u8; 1];
-    for i in 0..n {
-        let t = Instant::now();
-        s.write_all(&[i as u8])?;
-        s.read_exact(&mut b)?;
-        times.push(t.elapsed().as_secs_f64() * 1e6);
-        if b[0] != i as u8 {
-            return Err(std::io::Error::other("echoed a different byte"));
-        }
-    }
-    Ok(times)
-}
-
-/// (median, p99) of `v`.
-fn median_p99(mut v: Vec<f64>) -> (f64, f64) {
-    v.sort_by(f64::total_cmp);
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99))
+    })
 }
 
 /// One nps1 session in multi mode (npt's data plane) from a local listener to `target`,

@@ -1,8 +1,11 @@
 //! Async mechanism: executor, logger, signals, timeouts. No protocol knowledge.
 //!
 //! Every applet runs its top-level future with [`block_on`]; tasks are spawned on one global
-//! executor driven by the main thread plus one helper thread, so spawned work keeps running while
-//! the main future waits.
+//! executor. The binary's processes drive it from the thread in [`block_on`] alone
+//! ([`one_thread`]): with a second executor thread, async-executor wakes the other thread for
+//! every task it schedules, and that hand-over cost more than half of the round-trip time a
+//! tunnel adds. Blocking calls go to helper threads ([`unblock`]). Library users (the in-process
+//! tests) keep one extra executor thread, so tasks they spawn run while their thread blocks.
 
 pub mod atomic;
 mod blocking;
@@ -11,6 +14,7 @@ pub mod fs;
 pub mod time;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use async_executor::Executor;
@@ -19,11 +23,22 @@ pub use async_executor::Task;
 pub use blocking::{resolve, unblock};
 pub use time::{parse_duration, sleep, timeout, utc_timestamp, Backoff, Elapsed};
 
+static ONE_THREAD: AtomicBool = AtomicBool::new(false);
+
+/// Runs every task on the thread in [`block_on`], with no extra executor thread. Call before
+/// the first [`spawn`] or [`block_on`] (the binary's `main` does).
+pub fn one_thread() {
+    ONE_THREAD.store(true, Ordering::Relaxed);
+}
+
 fn executor() -> &'static Executor<'static> {
     static EX: OnceLock<Executor<'static>> = OnceLock::new();
     EX.get_or_init(|| {
-        // One extra thread runs spawned tasks even while the main thread blocks in a call that
-        // is not async (e.g. waiting for a child process).
+        if ONE_THREAD.load(Ordering::Relaxed) {
+            return Executor::new();
+        }
+        // One extra thread runs spawned tasks even while the calling thread blocks in a call
+        // that is not async.
         std::thread::Builder::new()
             .name("noports-exec".into())
             // Like the main thread's: deeply nested async state machines (TLS inside a

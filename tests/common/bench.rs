@@ -1,0 +1,53 @@
+//! Measuring helpers shared by the benchmarks: an echo server, 1-byte round trips, quantiles.
+
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// An echo server on its own threads (one per connection), like a real application.
+pub fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let _ = s.set_nodelay(true);
+                let mut buf = [0u8; 64 * 1024];
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    if s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    p
+}
+
+/// `n` one-byte round trips through `port` on one connection; each round trip's time in µs.
+pub fn round_trips(port: u16, n: usize) -> std::io::Result<Vec<f64>> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut times = Vec::with_capacity(n);
+    let mut b = [0u8; 1];
+    for i in 0..n {
+        let t = Instant::now();
+        s.write_all(&[i as u8])?;
+        s.read_exact(&mut b)?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        if b[0] != i as u8 {
+            return Err(std::io::Error::other("echoed a different byte"));
+        }
+    }
+    Ok(times)
+}
+
+/// (median, p99) of `v`.
+pub fn median_p99(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
