@@ -58,6 +58,11 @@ async fn push(port: u16, bytes: u64, done: async_channel::Receiver<u64>) -> f64 
     let s = Async::<TcpStream>::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .await
         .unwrap();
+    push_into(s, bytes, done).await
+}
+
+/// [`push`] into a connected socket.
+async fn push_into(s: Async<TcpStream>, bytes: u64, done: async_channel::Receiver<u64>) -> f64 {
     let chunk = vec![0x5au8; 256 * 1024];
     let start = Instant::now();
     let mut left = bytes;
@@ -126,9 +131,23 @@ fn cpu_secs() -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
+/// A socket to one side of a relay session, its auth line sent.
+async fn relay_socket(t: &RelayTarget) -> Async<TcpStream> {
+    let s = Async::<TcpStream>::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, t.port)))
+        .await
+        .unwrap();
+    let line = format!(
+        "{}\n",
+        t.auth_line.as_deref().unwrap_or_default().trim_end()
+    );
+    (&s).write_all(line.as_bytes()).await.unwrap();
+    s
+}
+
 #[derive(Clone, Copy)]
 enum Path {
     Direct,
+    RelayAlone,
     Relay,
     Official,
     Suite,
@@ -141,7 +160,7 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
     let lp = port(&local);
     let (client, daemon, sid) = relay.session();
     let crypto = |role| match path {
-        Path::Direct | Path::Relay => unreachable!(),
+        Path::Direct | Path::RelayAlone | Path::Relay => unreachable!(),
         Path::Official => SessionCrypto::official_b64(
             "1DPU9OP3CYvamnVBMwGgL7fm8yB1klAap0Uc5Z9R79g=",
             "MTIzNDU2Nzg5MEFCQ0RFRg==",
@@ -151,6 +170,23 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
     };
     match path {
         Path::Direct => push(sink_port, bytes, done).await,
+        Path::RelayAlone => {
+            // The relay's own two hops and splice: the application and the sink are the
+            // session's two sides (no tunnel ends).
+            let b = relay_socket(&daemon).await;
+            let (tx, rx) = async_channel::bounded(1);
+            spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut total = 0u64;
+                while let Ok(n @ 1..) = (&b).read(&mut buf).await {
+                    total += n as u64;
+                }
+                let _ = tx.send(total).await;
+            })
+            .detach();
+            drop(done);
+            push_into(relay_socket(&client).await, bytes, rx).await
+        }
         Path::Relay => {
             // The relay hop alone: plaintext tunnel ends.
             let c = spawn(tunnel::client_single(
@@ -330,6 +366,7 @@ fn throughput() {
     let paths = [
         (Path::Direct, "direct loopback TCP"),
         (Path::Relay, "relay, no cipher"),
+        (Path::RelayAlone, "relay alone (no tunnel ends)"),
         (Path::Official, "relay + official AES-256-CTR"),
         (Path::Suite, "relay + nps1 ChaCha20-Poly1305"),
     ];
@@ -338,8 +375,8 @@ fn throughput() {
         .ok()
         .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect());
     let wanted = |i: usize| only.as_ref().is_none_or(|o| o.contains(&i));
-    let mut best = [0f64; 4];
-    let mut cpu = [f64::MAX; 4];
+    let mut best = [0f64; 5];
+    let mut cpu = [f64::MAX; 5];
     block_on(timeout(Duration::from_secs(600), async {
         // Interleave the paths so drift (thermal, other load) hits them alike.
         for _ in 0..runs {
@@ -370,7 +407,7 @@ fn throughput() {
         block_on(async {
             for _ in 0..runs {
                 best[0] = best[0].max(run(Path::Direct, &mut relay, bytes).await);
-                best[3] = best[3].max(run(Path::Suite, &mut relay, bytes).await);
+                best[4] = best[4].max(run(Path::Suite, &mut relay, bytes).await);
                 best_rh = best_rh.max(push(rh.entry, bytes, rh.done.clone()).await);
             }
         });
@@ -392,8 +429,9 @@ fn throughput() {
         println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)");
     }
     println!("KV relay_vs_direct={:.3}", best[1] / best[0]);
+    println!("KV relay_alone_vs_direct={:.3}", best[2] / best[0]);
     match rathole.iter().find(|r| r.0 == RatholeTransport::Noise) {
-        Some((_, _, r)) => println!("KV nps1_vs_rathole_noise={:.2}", best[3] / r),
+        Some((_, _, r)) => println!("KV nps1_vs_rathole_noise={:.2}", best[4] / r),
         None => println!("KV nps1_vs_rathole_noise=n/a"),
     }
 }
