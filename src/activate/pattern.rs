@@ -322,6 +322,8 @@ impl Matcher<'_> {
             let start = pos;
             m.seq_guarded(&seq, pos, start, k)
         };
+        // Not identical branches: the order of the two tries is what greedy means.
+        #[allow(clippy::if_same_then_else)]
         if greedy {
             more(self, k) || (can_stop && self.seq(rest, pos, k))
         } else {

@@ -78,6 +78,12 @@ impl RawNotification {
     }
 }
 
+/// Parse a monitor line's JSON far enough to route it; returns the notification id.
+/// Public for the fuzz targets: hostile input must give an error, never a panic.
+pub fn parse_notification_id(json: &str) -> Result<String, AtError> {
+    RawNotification::parse(json).map(|n| n.id)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -109,10 +115,4 @@ mod tests {
         };
         assert_eq!(n.key_name(), "dev1.request_ports.sshrvd");
     }
-}
-
-/// Parse a monitor line's JSON far enough to route it; returns the notification id.
-/// Public for the fuzz targets: hostile input must give an error, never a panic.
-pub fn parse_notification_id(json: &str) -> Result<String, AtError> {
-    RawNotification::parse(json).map(|n| n.id)
 }

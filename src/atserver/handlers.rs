@@ -108,7 +108,7 @@ impl Session {
             let st = self.server.state();
             if let Found::Active(r) = st.find(&cached, now) {
                 let fresh =
-                    r.meta.int(TTR) == Some(-1) || r.meta.refresh_at.map_or(true, |t| t > now);
+                    r.meta.int(TTR) == Some(-1) || r.meta.refresh_at.is_none_or(|t| t > now);
                 if fresh {
                     return Ok(render(mode, &shared, &r.value, &r.meta));
                 }

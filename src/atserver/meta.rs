@@ -211,7 +211,7 @@ impl Meta {
 
     /// Active: availableAt ≤ now ≤ expiresAt (§6.4).
     pub(crate) fn is_active(&self, now: i64) -> bool {
-        self.available_at.map_or(true, |a| a <= now) && self.expires_at.map_or(true, |e| now <= e)
+        self.available_at.is_none_or(|a| a <= now) && self.expires_at.is_none_or(|e| now <= e)
     }
 
     /// Past its expiry.

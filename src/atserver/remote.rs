@@ -201,7 +201,7 @@ impl Session {
         match st.find(cached, now) {
             Found::Active(r) => {
                 let fresh =
-                    r.meta.int(TTR) == Some(-1) || r.meta.refresh_at.map_or(true, |t| t > now);
+                    r.meta.int(TTR) == Some(-1) || r.meta.refresh_at.is_none_or(|t| t > now);
                 (fresh || stale_ok).then(|| render(mode, label, &r.value, &r.meta))
             }
             _ => None,
@@ -248,7 +248,7 @@ impl Session {
         let ttr = remote.patch.get(TTR).and_then(|t| t.parse::<i64>().ok());
         let public = !as_me;
         let cache = ttr.is_some_and(|t| t != 0) || public;
-        if public && ttr.map_or(true, |t| t == 0) {
+        if public && ttr.is_none_or(|t| t == 0) {
             remote.patch.0[TTL] = Some(Some(PUBLIC_CACHE_TTL_MS.to_string()));
         }
         let meta = {

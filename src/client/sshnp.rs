@@ -262,7 +262,7 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         apply_profile(&mut a, Profile::load(&path)?);
     }
     check_choices(&a)?;
-    if a.from.as_deref().map_or(true, |f| f.trim().is_empty()) {
+    if a.from.as_deref().is_none_or(|f| f.trim().is_empty()) {
         // Run without arguments, the official sshnp starts with its version line; the
         // documentation's upgrade check relies on it.
         eprintln!(

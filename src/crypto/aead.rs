@@ -203,6 +203,7 @@ impl std::fmt::Debug for Opener {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

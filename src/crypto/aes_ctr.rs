@@ -46,7 +46,7 @@ pub fn decrypt_padded(
     iv: &[u8; 16],
     cipher_text: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
-    if cipher_text.is_empty() || cipher_text.len() % BLOCK != 0 {
+    if cipher_text.is_empty() || !cipher_text.len().is_multiple_of(BLOCK) {
         return Err(CryptoError::Decrypt("padding"));
     }
     let mut plain = Zeroizing::new(cipher_text.to_vec());

@@ -216,7 +216,7 @@ impl Daemon {
     fn log_refusal(&self, from: &AtSign, reason: &str) {
         let mut last = self.refusal_log.lock().unwrap_or_else(|p| p.into_inner());
         let (at, suppressed) = &mut *last;
-        if at.map_or(true, |t| t.elapsed() >= Duration::from_secs(1)) {
+        if at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             let more = if *suppressed > 0 {
                 format!(" ({suppressed} more refused since the last report)")
             } else {
@@ -683,6 +683,17 @@ pub(super) fn authorized_keys_target(
     (server, path)
 }
 
+/// A session's end with an error: the client going away without a goodbye (Ctrl-C, a dropped
+/// link) is routine; anything else (tampering, protocol violations) needs attention.
+fn log_session_end_error(what: &str, sid: &str, e: &crate::noports::tunnel::TunnelError) {
+    match e {
+        crate::noports::tunnel::TunnelError::Truncated => log::info!(
+            "{what} session {sid} ended: the client went away without closing the tunnel"
+        ),
+        e => log::warn!("{what} session {sid} ended with error: {e}"),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -704,16 +715,5 @@ mod tests {
         assert_eq!(ids, ["11111111-2222-4333-8444-555555555555", "ok_2"]);
         assert!(load_seen(&dir.join("absent")).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
-/// A session's end with an error: the client going away without a goodbye (Ctrl-C, a dropped
-/// link) is routine; anything else (tampering, protocol violations) needs attention.
-fn log_session_end_error(what: &str, sid: &str, e: &crate::noports::tunnel::TunnelError) {
-    match e {
-        crate::noports::tunnel::TunnelError::Truncated => log::info!(
-            "{what} session {sid} ended: the client went away without closing the tunnel"
-        ),
-        e => log::warn!("{what} session {sid} ended with error: {e}"),
     }
 }

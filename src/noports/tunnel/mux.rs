@@ -187,7 +187,7 @@ fn write_now(sock: &Async<TcpStream>, data: &[u8]) -> usize {
     use std::io::Write;
     let mut n = 0;
     while n < data.len() {
-        match (&*sock.get_ref()).write(data.get(n..).unwrap_or_default()) {
+        match sock.get_ref().write(data.get(n..).unwrap_or_default()) {
             Ok(0) => break,
             Ok(m) => n += m,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

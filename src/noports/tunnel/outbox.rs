@@ -142,7 +142,7 @@ impl Outbox {
     /// Writes pending bytes until the socket would block (the socket is non-blocking).
     fn write_now(&self, st: &mut State) {
         while st.unsent() > 0 && st.failed.is_none() {
-            match (&*self.conn.get_ref()).write(&st.pending[st.sent..]) {
+            match self.conn.get_ref().write(&st.pending[st.sent..]) {
                 Ok(0) => st.failed = Some(io::ErrorKind::WriteZero),
                 Ok(n) => st.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
