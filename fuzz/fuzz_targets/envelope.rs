@@ -15,8 +15,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = env.raw_payload();
         }
     }
+    // The control stream arrives in pieces of any size: the first byte picks it (1-64).
     let mut d = ControlDecoder::new();
-    for chunk in data.chunks(7) {
+    let piece = 1 + usize::from(data.first().copied().unwrap_or(6) % 64);
+    for chunk in data.chunks(piece) {
         d.feed(chunk);
         while d.next().is_some() {}
     }
