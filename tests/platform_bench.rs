@@ -144,3 +144,50 @@ fn round_trips_through_real_processes() {
     );
     println!("KV rtt_processes_vs_rathole={:.2}", (om - dm) / (rm - dm));
 }
+
+/// One-way throughput through real processes: npt → srvd → sshnpd (nps1) to a counting sink,
+/// against rathole's Noise transport (server and client processes) and direct loopback TCP,
+/// interleaved, best of `BENCH_RUNS`.
+#[test]
+#[ignore = "benchmark; run scripts/bench.sh"]
+fn throughput_through_real_processes() {
+    let mb = env_num("BENCH_MB", 256) as u64;
+    let runs = env_num("BENCH_RUNS", 3).max(1);
+    let bytes = mb << 20;
+    let (sink, done) = bench::counting_sink();
+    let stack = Stack::start(bin(), "bench-tput", &[]);
+    let permit = format!("127.0.0.1:{sink}");
+    let _daemon = stack.start_daemon("bench", CLIENT, &permit);
+    let npt = stack.npt(CLIENT, "bench", "127.0.0.1", sink, &["-T", "60s"]);
+    let ours = npt_port(&npt).unwrap();
+    let rh = rathole::start(rathole::Transport::Noise, sink, bench::echo_server());
+    let (mut d, mut o, mut r) = (0f64, 0f64, 0f64);
+    for _ in 0..runs {
+        d = d.max(bench::push_blocking(sink, bytes, &done));
+        o = o.max(bench::push_blocking(ours, bytes, &done));
+        if let Some(rh) = &rh {
+            r = r.max(bench::push_blocking(rh.entry, bytes, &done));
+        }
+    }
+    println!("\none way through real processes, {mb} MiB, best of {runs} (MB/s)");
+    println!(
+        "BENCH {:<34} {d:>9.1} MB/s  ratio 1.000",
+        "direct loopback TCP"
+    );
+    println!(
+        "BENCH {:<34} {o:>9.1} MB/s  ratio {:.3}",
+        "npt -> srvd -> sshnpd (nps1)",
+        o / d
+    );
+    if rh.is_none() {
+        println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)");
+        println!("KV tput_processes_vs_rathole=n/a");
+        return;
+    }
+    println!(
+        "BENCH {:<34} {r:>9.1} MB/s  ratio {:.3}",
+        "rathole server + client (Noise)",
+        r / d
+    );
+    println!("KV tput_processes_vs_rathole={:.2}", o / r);
+}

@@ -1,4 +1,5 @@
 //! Measuring helpers shared by the benchmarks: an echo server, 1-byte round trips, quantiles.
+#![allow(dead_code)] // each benchmark uses part of it
 
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -50,4 +51,48 @@ pub fn median_p99(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (at(0.5), at(0.99))
+}
+
+/// A sink that counts the bytes of each connection (its own thread each) and reports the
+/// total at EOF.
+pub fn counting_sink() -> (u16, std::sync::mpsc::Receiver<u64>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = vec![0u8; 256 * 1024];
+                let mut total = 0u64;
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    total += n as u64;
+                }
+                let _ = tx.send(total);
+            });
+        }
+    });
+    (p, rx)
+}
+
+/// Writes `bytes` into `port`, half-closes, waits for the sink's total (which must match):
+/// MB/s from the first write to the sink's EOF.
+pub fn push_blocking(port: u16, bytes: u64, done: &std::sync::mpsc::Receiver<u64>) -> f64 {
+    use std::io::Write;
+    while done.try_recv().is_ok() {} // totals of earlier connections (warm-ups)
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let chunk = vec![0x5au8; 256 * 1024];
+    let start = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        s.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let got = done.recv_timeout(Duration::from_secs(120)).unwrap();
+    assert_eq!(got, bytes, "sink received a different volume");
+    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
 }
