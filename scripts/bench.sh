@@ -6,8 +6,8 @@
 #   transport; new connections inside an established session; 50 parallel connections
 #   (tests/tunnel_bench.rs, router feature set);
 # - npt set-up (start to "listening"), atserver start-up with 3 new atSigns, sshnpd idle
-#   memory, and 1-byte round trips through npt, srvd and sshnpd against rathole's server and
-#   client, with the real processes (tests/platform_bench.rs).
+#   memory, and one-way throughput and 1-byte round trips through npt, srvd and sshnpd against
+#   rathole's server and client, with the real processes (tests/platform_bench.rs).
 # Ends with one summary line:
 #   bench: nps1_vs_rathole_noise=R relay_vs_direct=R setup_median_s=S newconn_median_ms=M rtt_vs_rathole=R
 #
@@ -45,8 +45,9 @@ run() {
     printf '%s\n' "$out"
 }
 all=$(run --no-default-features --test tunnel_bench; run --test platform_bench)
-printf '%s\n' "$all" | grep -E '^(one tunnel|round trips|set-up|BENCH)' | sed 's/^BENCH //'
+printf '%s\n' "$all" | grep -E '^(one tunnel|one way|round trips|set-up|BENCH)' | sed 's/^BENCH //'
 kv() { printf '%s\n' "$all" | sed -n "s/^KV $1=//p" | tail -1; }
-# Round trips: the real processes (npt, srvd, sshnpd against rathole's server and client), as
-# users run them; the in-process figure (all ends on one executor) is printed above.
-echo "bench: nps1_vs_rathole_noise=$(kv nps1_vs_rathole_noise) relay_vs_direct=$(kv relay_vs_direct) setup_median_s=$(kv setup_median_s) newconn_median_ms=$(kv newconn_median_ms) rtt_vs_rathole=$(kv rtt_processes_vs_rathole)"
+# nps1 against rathole, throughput and round trips: the real processes (npt, srvd, sshnpd
+# against rathole's server and client), as users run them; the in-process figures (all our
+# ends on one executor) are printed above.
+echo "bench: nps1_vs_rathole_noise=$(kv tput_processes_vs_rathole) relay_vs_direct=$(kv relay_vs_direct) setup_median_s=$(kv setup_median_s) newconn_median_ms=$(kv newconn_median_ms) rtt_vs_rathole=$(kv rtt_processes_vs_rathole)"
