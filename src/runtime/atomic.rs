@@ -44,5 +44,9 @@ mod fallback {
         pub fn fetch_sub(&self, n: u64, _: Ordering) -> u64 {
             self.with(|v| std::mem::replace(v, v.wrapping_sub(n)))
         }
+
+        pub fn swap(&self, n: u64, _: Ordering) -> u64 {
+            self.with(|v| std::mem::replace(v, n))
+        }
     }
 }
