@@ -191,3 +191,81 @@ fn throughput_through_real_processes() {
     );
     println!("KV tput_processes_vs_rathole={:.2}", o / r);
 }
+
+/// Issue 9, scale: `BENCH_SCALE_SESSIONS` (default 100) npt sessions through one real srvd
+/// process, all moving `BENCH_SCALE_MIB` (default 4) MiB of verified data each way at once.
+/// Sessions are opened ten at a time (their logins and key generations would otherwise be
+/// measured too), then every transfer starts together. Prints srvd's VmRSS before, at its
+/// peak (sampled every 50 ms) and after, and the aggregate rate (bytes sent by all sessions /
+/// wall time of the transfer phase).
+#[test]
+#[ignore = "benchmark; run scripts/bench.sh"]
+fn scale_sessions_through_one_srvd() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let n = env_num("BENCH_SCALE_SESSIONS", 100).max(1);
+    let bytes = env_num("BENCH_SCALE_MIB", 4).max(1) << 20;
+    let stack = Stack::start(bin(), "bench-scale", &[]);
+    let service = start_plus_one_service();
+    let daemon = stack.start_daemon("dev1", CLIENT, &format!("127.0.0.1:{service}"));
+    let srvd = stack.srvd.as_ref().expect("srvd").pid();
+    std::thread::sleep(Duration::from_secs(1));
+    let before = rss_kib(srvd);
+    let t_open = Instant::now();
+    let mut sessions: Vec<(Proc, u16)> = Vec::with_capacity(n);
+    while sessions.len() < n {
+        let wave = (n - sessions.len()).min(10);
+        let started: Vec<Proc> = (0..wave)
+            .map(|_| stack.npt(CLIENT, "dev1", "127.0.0.1", service, &["-T", "120s"]))
+            .collect();
+        for npt in started {
+            let port = npt_port(&npt).unwrap_or_else(|e| panic!("session {}: {e}", sessions.len()));
+            sessions.push((npt, port));
+        }
+    }
+    let opened = t_open.elapsed();
+    let peak = Arc::new(AtomicU64::new(rss_kib(srvd)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(srvd), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = sessions
+            .iter()
+            .enumerate()
+            .map(|(i, (_, port))| {
+                let port = *port;
+                s.spawn(move || {
+                    transfer_and_verify(port, bytes).unwrap_or_else(|e| panic!("session {i}: {e}"))
+                })
+            })
+            .collect();
+        for j in jobs {
+            j.join().expect("transfer");
+        }
+    });
+    let took = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().expect("sampler");
+    let during = peak.load(Ordering::Relaxed);
+    drop(sessions);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss_kib(srvd);
+    let mb = (n * bytes) as f64 / 1e6;
+    println!(
+        "BENCH scale: {n} sessions through one srvd, {} MiB verified each way per session, all at once: \
+         {:.1} MB/s aggregate ({mb:.0} MB each way in {took:.2} s); srvd VmRSS {before} KiB before, \
+         {during} KiB peak, {after} KiB after; sessions opened ten at a time in {:.1} s",
+        bytes >> 20,
+        mb / took,
+        opened.as_secs_f64()
+    );
+    drop(daemon);
+}

@@ -9,11 +9,12 @@ use super::keys::AtKeys;
 use super::notification::{Notification, RawNotification, Sealed};
 use super::{AtError, AtSign};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
-use crate::crypto::rsa::{HashAlgo, RsaPublicKey};
+use crate::crypto::rsa::RsaPublicKey;
 use crate::crypto::{b64, hash, random};
 use crate::runtime::{self, sleep, Backoff, Task};
 
 mod checks;
+mod login;
 mod monitor_loop;
 use checks::{check_full_key, check_key_name};
 use monitor_loop::monitor_loop;
@@ -517,56 +518,6 @@ impl Inner {
             inbound: Mutex::new(HashMap::new()),
             unwrapped: Mutex::new(HashMap::new()),
             public_keys: Mutex::new(HashMap::new()),
-        }
-    }
-
-    async fn server_address(&self) -> Result<(String, u16), AtError> {
-        if let Some(a) = lock(&self.server).clone() {
-            return Ok(a);
-        }
-        let addr = lookup_server(&self.root, &self.atsign).await?;
-        *lock(&self.server) = Some(addr.clone());
-        Ok(addr)
-    }
-
-    async fn open_authenticated(&self) -> Result<Connection, AtError> {
-        let (host, port) = self.server_address().await?;
-        let mut conn = match Connection::connect(&host, port).await {
-            Ok(c) => c,
-            Err(e) => {
-                // The atServer may have moved: look it up again next time.
-                *lock(&self.server) = None;
-                return Err(e);
-            }
-        };
-        self.authenticate(&mut conn).await?;
-        Ok(conn)
-    }
-
-    /// `from:` + `pkam:` (atprotocol.md §4.1–§4.2).
-    async fn authenticate(&self, conn: &mut Connection) -> Result<(), AtError> {
-        let challenge = conn
-            .request(&format!("from:{}", self.atsign), REQUEST_TIMEOUT)
-            .await?;
-        let sig = self
-            .keys
-            .pkam_private
-            .sign(HashAlgo::Sha256, challenge.as_bytes())?;
-        let sig = b64::encode(&sig);
-        let cmd = match &self.keys.enrollment_id {
-            Some(id) => {
-                format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}")
-            }
-            None => format!("pkam:{sig}"),
-        };
-        match conn.request(&cmd, REQUEST_TIMEOUT).await {
-            Ok(ok) if ok.trim() == "success" => Ok(()),
-            Ok(other) => Err(AtError::Unauthorized(format!("pkam answered {other:?}"))),
-            Err(AtError::Server { code, message }) => Err(AtError::Unauthorized(format!(
-                "{} refused authentication ({code}: {message})",
-                self.atsign
-            ))),
-            Err(e) => Err(e),
         }
     }
 

@@ -26,6 +26,9 @@ pub enum AtError {
     Crypto(CryptoError),
     /// The connection is gone.
     Closed,
+    /// The server kept turning the login away (AT0012, or the connection cut before
+    /// authentication) until we gave up; says where, how often and the last answer.
+    TurnedAway(String),
 }
 
 impl AtError {
@@ -45,8 +48,25 @@ impl AtError {
     pub fn is_connection_problem(&self) -> bool {
         matches!(
             self,
-            AtError::Io { .. } | AtError::Closed | AtError::Timeout(_)
+            AtError::Io { .. } | AtError::Closed | AtError::Timeout(_) | AtError::TurnedAway(_)
         )
+    }
+
+    /// True when a server that was reached ended the attempt before we were logged in: its
+    /// connection limit (AT0012), or the connection closed or reset under us, which is how a
+    /// server sheds unauthenticated connections during the TLS handshake. Trying again after a
+    /// pause may succeed; a refused connect or a timeout is not this.
+    pub fn is_turned_away(&self) -> bool {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+        match self {
+            AtError::Server { code, .. } => code == "AT0012",
+            AtError::Closed => true,
+            AtError::Io { source, .. } => matches!(
+                source.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+            ),
+            _ => false,
+        }
     }
 }
 
@@ -61,11 +81,46 @@ impl fmt::Display for AtError {
             AtError::Invalid(m) => write!(f, "{m}"),
             AtError::Crypto(e) => write!(f, "{e}"),
             AtError::Closed => write!(f, "connection closed"),
+            AtError::TurnedAway(m) => write!(f, "{m}"),
         }
     }
 }
 
 impl std::error::Error for AtError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turned_away_is_a_cut_or_at0012_not_a_refusal() {
+        let io = |k| AtError::io("x", std::io::Error::from(k));
+        for e in [
+            AtError::Server {
+                code: "AT0012".into(),
+                message: "Inbound connection limit exceeded".into(),
+            },
+            AtError::Closed,
+            io(std::io::ErrorKind::UnexpectedEof),
+            io(std::io::ErrorKind::ConnectionReset),
+            io(std::io::ErrorKind::BrokenPipe),
+        ] {
+            assert!(e.is_turned_away(), "{e}");
+        }
+        for e in [
+            AtError::Server {
+                code: "AT0401".into(),
+                message: "Client authentication failed".into(),
+            },
+            io(std::io::ErrorKind::ConnectionRefused),
+            AtError::Timeout("server response"),
+            AtError::Unauthorized("pkam".into()),
+            AtError::Invalid("not found".into()),
+        ] {
+            assert!(!e.is_turned_away(), "{e}");
+        }
+    }
+}
 
 impl From<CryptoError> for AtError {
     fn from(e: CryptoError) -> Self {

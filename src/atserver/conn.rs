@@ -24,8 +24,11 @@ pub(crate) const FREE_INPUT: usize = 32 * 1024;
 pub(crate) const INPUT_BUDGET: usize = 4 * 1024 * 1024;
 /// TLS handshake deadline.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Outbound queue depth per connection (replies plus monitor lines).
-pub(crate) const OUT_QUEUE: usize = 4096;
+/// Outbound queue depth per connection (replies plus monitor lines; a monitor that falls this
+/// far behind is dropped and resumes from its last notification when it reconnects). The
+/// queue's slots are allocated up front, 32 B each, for every connection: 4096 made it 128 KiB
+/// per connection, most of the atserver's memory in a burst of hundreds of logins.
+pub(crate) const OUT_QUEUE: usize = 256;
 
 /// The line buffer ran past its limit without a `\n`, or the shared input budget is spent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,7 +248,8 @@ pub(crate) struct ConnEntry {
     pub(super) source: Source,
     pub(super) authed: Arc<AtomicBool>,
     pub(super) spoke: Arc<AtomicBool>,
-    pub(super) kill: Sender<()>,
+    /// Receives the limit that evicted the connection (then closes).
+    pub(super) kill: Sender<&'static str>,
 }
 
 impl ConnEntry {

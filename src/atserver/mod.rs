@@ -439,62 +439,74 @@ async fn handle_conn(
     let slot = ConnSlot::take(&hub, peer);
     // An evicted connection (unauthenticated, at a connection limit) ends wherever it is, and
     // so does an atSign connection still unauthenticated at the deadline (TLS included): slow
-    // or silent peers cannot hold a slot for long.
-    let killed = slot.as_ref().map(|s| (s.killed.clone(), s.authed.clone()));
-    let deadline = (target.is_some()).then_some(hub.auth_timeout);
-    let evicted = async {
-        match killed {
-            Some((k, authed)) => {
-                let late = async {
-                    let Some(d) = deadline else {
-                        return std::future::pending::<()>().await;
-                    };
-                    crate::runtime::sleep(d).await;
-                    if authed.load(Ordering::SeqCst) {
-                        return std::future::pending::<()>().await;
-                    }
-                    log::debug!("{peer}: not authenticated within {d:?}, closing");
-                };
-                futures_lite::future::or(
-                    async {
-                        let _ = k.recv().await;
-                    },
-                    late,
-                )
-                .await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    let serve = async {
-        let Some(tls) = accept_tls(&acceptor, tcp).await else {
-            return;
-        };
-        let (reader, out) = split_with_writer(tls);
-        let tx = out.tx.clone();
+    // or silent peers cannot hold a slot for long. After the handshake it is told why
+    // (AT0012), so a legitimate client turned away in a burst knows to retry.
+    let deadline = target.is_some().then_some(hub.auth_timeout);
+    let mut cut = Box::pin(async {
         match &slot {
-            None => {
-                log::warn!(
-                    "inbound connection limit {} reached (all authenticated)",
-                    hub.max_connections
-                );
-                let _ = tx
-                    .send(b"error:AT0012-Inbound connection limit exceeded\n".to_vec())
-                    .await;
-            }
-            Some(slot) => match target {
-                None => root::serve(hub.clone(), reader, tx.clone(), slot.spoke.clone()).await,
-                Some(server) => {
-                    let mut session = session::Session::new(hub.clone(), server, tx.clone());
-                    session.authed = slot.authed.clone();
-                    session.spoke = slot.spoke.clone();
-                    session.run(reader, out.stopped.clone()).await
-                }
-            },
+            Some(s) => s.cut_off(deadline).await,
+            None => std::future::pending().await,
         }
-        tx.close();
-        let _ = crate::runtime::timeout(Duration::from_secs(5), out.task).await;
+    });
+    let handshake = async { accept_tls(&acceptor, tcp).await };
+    let interrupted = async {
+        let why = (&mut cut).await;
+        log::debug!("{peer}: {why} during the TLS handshake, closing");
+        None
     };
-    futures_lite::future::or(serve, evicted).await;
-    drop(slot);
+    let Some(tls) = futures_lite::future::or(handshake, interrupted).await else {
+        return;
+    };
+    let (reader, out) = split_with_writer(tls);
+    let tx = out.tx.clone();
+    let why = match &slot {
+        None => {
+            log::warn!(
+                "inbound connection limit {} reached (all authenticated)",
+                hub.max_connections
+            );
+            let _ = tx
+                .send(b"error:AT0012-Inbound connection limit exceeded\n".to_vec())
+                .await;
+            None
+        }
+        Some(slot) => {
+            let work = async {
+                match target {
+                    None => root::serve(hub.clone(), reader, tx.clone(), slot.spoke.clone()).await,
+                    Some(server) => {
+                        let mut session = session::Session::new(hub.clone(), server, tx.clone());
+                        session.authed = slot.authed.clone();
+                        session.spoke = slot.spoke.clone();
+                        session.run(reader, out.stopped.clone()).await
+                    }
+                }
+                None
+            };
+            futures_lite::future::or(work, async { Some((&mut cut).await) }).await
+        }
+    };
+    // A cut connection is told why, gets a short drain and frees its slot at once; any other
+    // drains for up to 5 s unless cut meanwhile.
+    match why {
+        Some(why) => {
+            drop(cut);
+            drop(slot);
+            log::debug!("{peer}: {why}, closing");
+            let line = format!("error:AT0012-Inbound connection limit exceeded: {why}\n");
+            let _ = tx.try_send(line.into_bytes());
+            tx.close();
+            let _ = crate::runtime::timeout(Duration::from_millis(500), out.task).await;
+        }
+        None => {
+            tx.close();
+            let drained = async {
+                let _ = crate::runtime::timeout(Duration::from_secs(5), out.task).await;
+            };
+            futures_lite::future::or(drained, async {
+                let _ = (&mut cut).await;
+            })
+            .await;
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! (the choice is `conn::victim`).
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_channel::Receiver;
 
@@ -17,8 +18,9 @@ pub(crate) struct ConnSlot {
     pub authed: Arc<AtomicBool>,
     /// Set once a complete request line was handled (evicted after the silent ones).
     pub spoke: Arc<AtomicBool>,
-    /// Closes when the connection is evicted.
-    pub killed: Receiver<()>,
+    /// Yields the limit that evicted the connection (then closes).
+    pub killed: Receiver<&'static str>,
+    accepted: Instant,
 }
 
 impl ConnSlot {
@@ -41,6 +43,7 @@ impl ConnSlot {
         .ok()?;
         if let Some((i, why)) = victim {
             if let Some(old) = reg.remove(i) {
+                let _ = old.kill.try_send(why);
                 old.kill.close();
                 let now = super::meta::now_ms();
                 let last = hub.last_evict_log.swap(now, Ordering::SeqCst);
@@ -71,7 +74,31 @@ impl ConnSlot {
             authed,
             spoke,
             killed,
+            accepted: Instant::now(),
         })
+    }
+
+    /// Resolves, with the reason, when the connection must end before its owner is done with
+    /// it: evicted at a limit, or (with `deadline`) still unauthenticated that long after its
+    /// accept. Otherwise never.
+    pub(crate) async fn cut_off(&self, deadline: Option<Duration>) -> String {
+        let evicted = async {
+            match self.killed.recv().await {
+                Ok(why) => format!("{why} reached"),
+                Err(_) => "connection limit reached".to_string(),
+            }
+        };
+        let late = async {
+            let Some(d) = deadline else {
+                return std::future::pending().await;
+            };
+            crate::runtime::sleep(d.saturating_sub(self.accepted.elapsed())).await;
+            if self.authed.load(Ordering::SeqCst) {
+                return std::future::pending().await;
+            }
+            format!("not authenticated within {} s", d.as_secs())
+        };
+        futures_lite::future::or(evicted, late).await
     }
 }
 

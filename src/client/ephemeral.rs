@@ -6,6 +6,14 @@ use async_lock::OnceCell;
 use super::session::SessionError;
 use crate::crypto::rsa::RsaPrivateKey;
 
+/// Nice +10 for the calling thread (best effort: Linux nice values are per thread).
+fn lower_priority() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = rustix::process::setpriority_process(None, 10) {
+        log::debug!("cannot lower the key generation thread's priority: {e}");
+    }
+}
+
 pub struct EphemeralKey {
     rx: async_channel::Receiver<Result<RsaPrivateKey, String>>,
     key: OnceCell<Result<RsaPrivateKey, String>>,
@@ -21,6 +29,7 @@ impl EphemeralKey {
             std::thread::Builder::new()
                 .name("noports-keygen".into())
                 .spawn(move || {
+                    lower_priority();
                     let _ = tx.send_blocking(generate());
                 })
         };

@@ -9,7 +9,7 @@ use async_io::Async;
 
 use super::ephemeral::EphemeralKey;
 use super::session::{
-    establish, Kind, Progress, Retry, SessionError, SessionParams, SuitePref, MONITOR_REGEX,
+    establish, monitor_regex, Kind, Progress, Retry, SessionError, SessionParams, SuitePref,
 };
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, Monitor, MonitorStart, RootAddr};
 use crate::noports::names::validate_device_name;
@@ -265,14 +265,16 @@ async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
     if !config.quiet {
         eprint!("Connecting ... ");
     }
-    // The first session's monitor connects alongside the worker connection.
+    // The first session's monitor (for its session id) connects alongside the worker
+    // connection.
+    let sid = crate::crypto::random::uuid_v4();
     let (client, monitor) = AtClient::connect_with_monitor(
         ClientConfig {
             atsign: config.from.clone(),
             keys,
             root: config.root.clone(),
         },
-        MONITOR_REGEX,
+        &monitor_regex(&config.params.device_name, &sid),
         MonitorStart::Live,
     )
     .await
@@ -280,7 +282,7 @@ async fn run(config: Config, keys: AtKeys) -> Result<(), String> {
     if !config.quiet {
         eprintln!("Connected");
     }
-    let mut monitor = Some(monitor);
+    let mut monitor = Some((sid, monitor));
     let mut local_port = config.local_port;
     loop {
         let result = one_session(
@@ -317,7 +319,7 @@ async fn one_session(
     ephemeral: &EphemeralKey,
     local_port: &mut u16,
     progress: Progress,
-    monitor: Option<Monitor>,
+    monitor: Option<(String, Monitor)>,
 ) -> Result<(), SessionError> {
     // The local port first: a port in use is the user's to fix, before any network round trip.
     // Loopback only: unlike the official client we never expose the tunnel to the LAN.

@@ -21,8 +21,16 @@ const SESSION_NOTIFY: NotifyOptions = NotifyOptions {
 };
 const RELAY_DEADLINE: Duration = Duration::from_secs(20);
 const DAEMON_DEADLINE: Duration = Duration::from_secs(15);
-/// What a client session's monitor subscribes to (daemon and relay answers).
-pub const MONITOR_REGEX: &str = "sshnp@|sshrvd@";
+/// What a client session's monitor subscribes to: the device's heartbeat and the daemon's and
+/// relay's answers for this session only. (It was every `sshnp@`/`sshrvd@` notification, so
+/// each of N sessions of one client atSign started at once received all N sessions' answers:
+/// N² notifications for the atServer to send and the clients to decrypt and discard.)
+pub fn monitor_regex(device_name: &str, sid: &str) -> String {
+    let escape = |s: &str| s.replace('.', "\\.");
+    let (d, sid) = (escape(device_name), escape(sid));
+    format!("heartbeat\\.{d}\\.sshnp@|{sid}\\.({d}\\.sshnp|sshrvd)@")
+}
+
 /// Our negotiated data-plane suite (docs/suite-v1.md).
 pub const SUITE_NAME: &str = "nps1";
 
@@ -211,10 +219,14 @@ pub async fn establish(
     ephemeral: &EphemeralKey,
     progress: Progress,
     before_request: &[(&str, &str)],
-    monitor: Option<Monitor>,
+    first: Option<(String, Monitor)>,
 ) -> Result<Established, SessionError> {
     let started = Instant::now();
-    let sid = random::uuid_v4();
+    // A session id chosen earlier comes with the monitor already opened for it.
+    let (sid, monitor) = match first {
+        Some((sid, m)) => (sid, Some(m)),
+        None => (random::uuid_v4(), None),
+    };
     // The monitor's own connection and authentication overlap with fetching the shared key
     // that the ping will be encrypted with (a failure here shows again, with its explanation,
     // when the ping is sent).
@@ -230,9 +242,11 @@ pub async fn establish(
             m
         }
         None => {
-            let (m, ()) =
-                futures_lite::future::zip(client.monitor(MONITOR_REGEX, MonitorStart::Live), warm)
-                    .await;
+            let (m, ()) = futures_lite::future::zip(
+                client.monitor(&monitor_regex(&p.device_name, &sid), MonitorStart::Live),
+                warm,
+            )
+            .await;
             m?
         }
     };

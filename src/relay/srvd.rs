@@ -32,8 +32,13 @@ const RESPONSE_TTL_MS: u64 = 10_000;
 const RESPONSE_TTLN_MS: u64 = 60_000;
 /// Deadline for handling one request (key lookups and the reply).
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
-/// Requests handled concurrently; more are dropped (with a log line) rather than queued.
+/// Requests handled concurrently; more wait for a turn (within [`REQUEST_DEADLINE`]).
 const MAX_IN_FLIGHT: usize = 64;
+/// Requests waiting for a turn; beyond this they are refused ("relay busy"), the refusal
+/// answered at most once a second like the others. A burst of hundreds of legitimate
+/// sessions queues (each waiting request holds one notification, ~2 KiB); a flood from an
+/// allowed sender is bounded.
+const MAX_WAITING: usize = 1024;
 /// File descriptors kept back for the at client, logging and the like.
 const FD_RESERVE: usize = 64;
 
@@ -270,6 +275,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         config.relay.max_connections
     );
     let in_flight = Arc::new(async_lock::Semaphore::new(MAX_IN_FLIGHT));
+    let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (mut refusals, mut last_refusal_log) = (0u64, None);
     while let Some(n) = monitor.next().await {
         if !n.key.contains("sshrvd") || n.operation == "delete" {
@@ -296,22 +302,36 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             }
             continue;
         }
-        let Some(permit) = in_flight.try_acquire_arc() else {
-            log::warn!(
-                "session request from {}: dropped, {MAX_IN_FLIGHT} requests already in progress",
-                n.from
-            );
+        let Some(turn) = Turn::take(&in_flight, &waiting) else {
+            refusals += 1;
+            let why = format!("relay busy: {MAX_WAITING} session requests already waiting");
+            if last_refusal_log
+                .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1))
+            {
+                log::warn!(
+                    "session request from {} dropped: {why} ({refusals} refused so far)",
+                    n.from
+                );
+                last_refusal_log = Some(std::time::Instant::now());
+                let client = client.clone();
+                runtime::spawn(async move {
+                    let _ =
+                        runtime::timeout(REQUEST_DEADLINE, tell_refused(&client, n, &why)).await;
+                })
+                .detach();
+            }
             continue;
         };
         let (client, table, config) = (client.clone(), table.clone(), config.clone());
-        // Bounded by its own deadline, so a slow key lookup never stalls the monitor.
+        // Bounded by its own deadline (the wait for a turn included), so a slow key lookup
+        // never stalls the monitor and a stale request is not answered.
         runtime::spawn(async move {
-            let _permit = permit;
             let from = n.from.to_string();
-            if runtime::timeout(REQUEST_DEADLINE, handle(&client, &table, &config, n))
-                .await
-                .is_err()
-            {
+            let work = async {
+                let _permit = turn.wait().await;
+                handle(&client, &table, &config, n).await
+            };
+            if runtime::timeout(REQUEST_DEADLINE, work).await.is_err() {
                 log::warn!("session request from {from}: timed out");
             }
         })
@@ -319,6 +339,54 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     }
     table.shutdown();
     Err("monitor ended".into())
+}
+
+/// A request's place: handled at once when fewer than [`MAX_IN_FLIGHT`] are, else queued
+/// among at most [`MAX_WAITING`].
+struct Turn {
+    in_flight: Arc<async_lock::Semaphore>,
+    /// Set while queued: the waiting count to give back.
+    queued: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    permit: Option<async_lock::SemaphoreGuardArc>,
+}
+
+impl Turn {
+    fn take(
+        in_flight: &Arc<async_lock::Semaphore>,
+        waiting: &Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Option<Turn> {
+        use std::sync::atomic::Ordering;
+        let permit = in_flight.try_acquire_arc();
+        let queued = if permit.is_some() {
+            None
+        } else if waiting.fetch_add(1, Ordering::SeqCst) < MAX_WAITING {
+            Some(waiting.clone())
+        } else {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        };
+        Some(Turn {
+            in_flight: in_flight.clone(),
+            queued,
+            permit,
+        })
+    }
+
+    /// The permit to handle the request (waits for one when queued).
+    async fn wait(mut self) -> async_lock::SemaphoreGuardArc {
+        match self.permit.take() {
+            Some(p) => p,
+            None => self.in_flight.acquire_arc().await,
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Some(w) = self.queued.take() {
+            w.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 /// Validates one request and, if acceptable, opens the session and replies N4. Every refusal
