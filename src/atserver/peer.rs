@@ -24,6 +24,9 @@ use crate::crypto::{b64, rsa::HashAlgo, rsa::RsaPrivateKey};
 
 /// Deadline of one remote operation (directory + connect + handshake + request), §2.6.
 pub(crate) const REMOTE_DEADLINE: Duration = Duration::from_secs(10);
+/// First and longest pause before a connection the remote turned away is retried.
+const TURNED_AWAY_FIRST: Duration = Duration::from_millis(100);
+const TURNED_AWAY_MAX: Duration = Duration::from_secs(2);
 /// Pooled connections idle longer than this are closed instead of reused.
 const POOL_IDLE: Duration = Duration::from_secs(60);
 /// Idle connections kept per (remote, acting atSign).
@@ -82,6 +85,11 @@ impl PeerError {
             PeerError::Protocol(m) => AtErr::new(AtCode::Internal, m.clone()),
             PeerError::Auth(m) => AtErr::new(AtCode::Handshake, m.clone()),
         }
+    }
+
+    /// The remote server refused the connection for its load (AT0012), not the request.
+    fn is_turned_away(&self) -> bool {
+        matches!(self, PeerError::Remote { code, .. } if code == "AT0012")
     }
 
     /// Worth dropping the cached directory answer and the pooled connection.
@@ -480,27 +488,43 @@ impl Peers {
         // Boxed at each level: in-place futures of TLS connections are large, and every
         // connection task embeds this one.
         Box::pin(within(REMOTE_DEADLINE, "remote request", async {
-            for _ in 0..2 {
-                let (mut c, pooled) = Box::pin(self.get(to, me)).await?;
+            let mut stale_retries = 1;
+            let mut backoff = crate::runtime::Backoff::new(TURNED_AWAY_FIRST, TURNED_AWAY_MAX);
+            loop {
+                let (mut c, pooled) = match Box::pin(self.get(to, me)).await {
+                    Ok(got) => got,
+                    Err(e) if e.is_turned_away() => {
+                        crate::runtime::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 match Box::pin(c.request(command)).await {
                     Ok(v) => {
                         self.put(to, me, c);
                         return Ok(v);
                     }
+                    Err(e) if e.is_turned_away() => {
+                        // The remote server shed this connection (its connection limit, or
+                        // our handshake took too long on a loaded machine): retried within
+                        // the deadline, as our clients retry turned-away logins.
+                        log::debug!("{to} turned our connection away ({e}); retrying");
+                        c.close().await;
+                        crate::runtime::sleep(backoff.next_delay()).await;
+                    }
                     Err(e @ PeerError::Remote { .. }) => {
                         self.put(to, me, c);
                         return Err(e);
                     }
-                    Err(e) if pooled && e.is_connection_problem() => continue,
+                    Err(e) if pooled && stale_retries > 0 && e.is_connection_problem() => {
+                        stale_retries -= 1;
+                    }
                     Err(e) => {
                         c.close().await;
                         return Err(e);
                     }
                 }
             }
-            Err(PeerError::Connect(format!(
-                "{to}: pooled connections failed"
-            )))
         }))
         .await
     }
