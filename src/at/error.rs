@@ -88,6 +88,12 @@ impl fmt::Display for AtError {
 
 impl std::error::Error for AtError {}
 
+impl From<CryptoError> for AtError {
+    fn from(e: CryptoError) -> Self {
+        AtError::Crypto(e)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,11 +125,5 @@ mod tests {
         ] {
             assert!(!e.is_turned_away(), "{e}");
         }
-    }
-}
-
-impl From<CryptoError> for AtError {
-    fn from(e: CryptoError) -> Self {
-        AtError::Crypto(e)
     }
 }
