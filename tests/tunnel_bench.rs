@@ -35,6 +35,16 @@ fn port(l: &Async<TcpListener>) -> u16 {
     l.get_ref().local_addr().unwrap().port()
 }
 
+/// Bytes read from `s` until EOF (or an error).
+async fn count_to_eof(s: &Async<TcpStream>) -> u64 {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    while let Ok(n @ 1..) = (&*s).read(&mut buf).await {
+        total += n as u64;
+    }
+    total
+}
+
 /// A sink that counts bytes of one connection and reports the total at EOF.
 fn sink() -> (u16, async_channel::Receiver<u64>) {
     let l = loopback();
@@ -42,12 +52,7 @@ fn sink() -> (u16, async_channel::Receiver<u64>) {
     let (tx, rx) = async_channel::bounded(1);
     spawn(async move {
         let (s, _) = l.accept().await.unwrap();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        while let Ok(n @ 1..) = (&s).read(&mut buf).await {
-            total += n as u64;
-        }
-        let _ = tx.send(total).await;
+        let _ = tx.send(count_to_eof(&s).await).await;
     })
     .detach();
     (p, rx)
@@ -176,12 +181,7 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
             let b = relay_socket(&daemon).await;
             let (tx, rx) = async_channel::bounded(1);
             spawn(async move {
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut total = 0u64;
-                while let Ok(n @ 1..) = (&b).read(&mut buf).await {
-                    total += n as u64;
-                }
-                let _ = tx.send(total).await;
+                let _ = tx.send(count_to_eof(&b).await).await;
             })
             .detach();
             drop(done);
@@ -251,12 +251,7 @@ fn start_rathole(transport: RatholeTransport, echo_port: u16) -> Option<Rathole>
         while let Ok((s, _)) = l.accept().await {
             let tx = tx.clone();
             spawn(async move {
-                let mut buf = vec![0u8; 256 * 1024];
-                let mut total = 0u64;
-                while let Ok(n @ 1..) = (&s).read(&mut buf).await {
-                    total += n as u64;
-                }
-                let _ = tx.send(total).await;
+                let _ = tx.send(count_to_eof(&s).await).await;
             })
             .detach();
         }

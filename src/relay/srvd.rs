@@ -276,50 +276,18 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     );
     let in_flight = Arc::new(async_lock::Semaphore::new(MAX_IN_FLIGHT));
     let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (mut refusals, mut last_refusal_log) = (0u64, None);
+    let mut refusals = Refusals::default();
     while let Some(n) = monitor.next().await {
         if !n.key.contains("sshrvd") || n.operation == "delete" {
             continue;
         }
         if let Err(why) = sender_allowed(&config, &n.from) {
-            refusals += 1;
-            if last_refusal_log
-                .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1))
-            {
-                log::warn!(
-                    "session request from {} dropped: {why} ({refusals} refused so far)",
-                    n.from
-                );
-                last_refusal_log = Some(std::time::Instant::now());
-                // At most one refusal a second is answered, so the reason reaches a real user
-                // while a flood costs the relay little.
-                let client = client.clone();
-                runtime::spawn(async move {
-                    let _ =
-                        runtime::timeout(REQUEST_DEADLINE, tell_refused(&client, n, &why)).await;
-                })
-                .detach();
-            }
+            refusals.refuse(&client, n, why);
             continue;
         }
         let Some(turn) = Turn::take(&in_flight, &waiting) else {
-            refusals += 1;
             let why = format!("relay busy: {MAX_WAITING} session requests already waiting");
-            if last_refusal_log
-                .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1))
-            {
-                log::warn!(
-                    "session request from {} dropped: {why} ({refusals} refused so far)",
-                    n.from
-                );
-                last_refusal_log = Some(std::time::Instant::now());
-                let client = client.clone();
-                runtime::spawn(async move {
-                    let _ =
-                        runtime::timeout(REQUEST_DEADLINE, tell_refused(&client, n, &why)).await;
-                })
-                .detach();
-            }
+            refusals.refuse(&client, n, why);
             continue;
         };
         let (client, table, config) = (client.clone(), table.clone(), config.clone());
@@ -528,6 +496,37 @@ async fn refuse(client: &AtClient, to: &AtSign, sid: &str, why: &str) {
 
 /// A request from a sender that may not use this relay: its session id is inside the
 /// encrypted value, so it is opened (a key look-up) only for the throttled reply.
+/// Refused session requests: counted; logged and answered at most once a second, so the
+/// reason reaches a real user while a flood costs the relay little.
+#[derive(Default)]
+struct Refusals {
+    count: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl Refusals {
+    fn refuse(&mut self, client: &AtClient, n: Notification, why: String) {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        log::warn!(
+            "session request from {} dropped: {why} ({} refused so far)",
+            n.from,
+            self.count
+        );
+        self.last = Some(std::time::Instant::now());
+        let client = client.clone();
+        runtime::spawn(async move {
+            let _ = runtime::timeout(REQUEST_DEADLINE, tell_refused(&client, n, &why)).await;
+        })
+        .detach();
+    }
+}
+
 async fn tell_refused(client: &AtClient, mut n: Notification, why: &str) {
     if client.unseal(&mut n).await.is_err() {
         return;
