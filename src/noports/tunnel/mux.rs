@@ -20,7 +20,9 @@ use async_io::Async;
 use futures_lite::io::BufReader;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
 
-use super::net::{connect_tcp, io_err, TunnelError, TunnelStats, LOCAL_CONNECT_TIMEOUT};
+use super::net::{
+    connect_tcp, io_err, write_nonblocking, TunnelError, TunnelStats, LOCAL_CONNECT_TIMEOUT,
+};
 use super::outbox::Outbox;
 use super::splice::{Counters, TrackGuard, Tracker};
 use crate::noports::suite::{parse_frame, FrameType, RecordOpener, SuiteKeys, MAX_DATA};
@@ -135,7 +137,8 @@ impl Shared {
         let mut rest = payload;
         if e.unacked.load(Ordering::SeqCst) == 0 {
             if let Some(sock) = e.local.get() {
-                let n = write_now(sock, payload);
+                // An error is left for the stream's task to meet on its own write.
+                let (n, _) = write_nonblocking(sock, payload);
                 if n > 0 {
                     rest = payload.get(n..).unwrap_or_default();
                     self.counters.inn.fetch_add(n as u64, Ordering::Relaxed);
@@ -179,22 +182,6 @@ struct StreamIo {
     credit: Receiver<u64>,
     entry: Entry,
     guard: TrackGuard,
-}
-
-/// Writes what a non-blocking socket takes now; 0 if it would block or failed (the stream's
-/// task then meets the error itself).
-fn write_now(sock: &Async<TcpStream>, data: &[u8]) -> usize {
-    use std::io::Write;
-    let mut n = 0;
-    while n < data.len() {
-        match sock.get_ref().write(data.get(n..).unwrap_or_default()) {
-            Ok(0) => break,
-            Ok(m) => n += m,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    n
 }
 
 /// Runs one multiplexed session over `conn` until it ends.

@@ -121,3 +121,23 @@ pub async fn connect_tcp(
     let _ = sock.get_ref().set_nodelay(true);
     Ok(sock)
 }
+
+/// Writes as much of `data` as the non-blocking socket takes now: the bytes written, and the
+/// error that stopped it early (`None` when all went or the socket would block).
+pub(super) fn write_nonblocking(
+    sock: &Async<TcpStream>,
+    data: &[u8],
+) -> (usize, Option<io::ErrorKind>) {
+    use std::io::Write;
+    let mut n = 0;
+    while n < data.len() {
+        match sock.get_ref().write(data.get(n..).unwrap_or_default()) {
+            Ok(0) => return (n, Some(io::ErrorKind::WriteZero)),
+            Ok(m) => n += m,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return (n, Some(e.kind())),
+        }
+    }
+    (n, None)
+}

@@ -8,14 +8,14 @@
 //! WINDOW and RESET, and a reader blocked on its own relay socket could wait for a peer that
 //! waits for it.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_io::Async;
 use event_listener::Event;
 
-use super::net::TunnelError;
+use super::net::{write_nonblocking, TunnelError};
 use crate::noports::suite::{put_header, FrameType, RecordSealer};
 
 /// DATA waits while more than this is pending (not yet taken by the socket).
@@ -141,14 +141,11 @@ impl Outbox {
 
     /// Writes pending bytes until the socket would block (the socket is non-blocking).
     fn write_now(&self, st: &mut State) {
-        while st.unsent() > 0 && st.failed.is_none() {
-            match self.conn.get_ref().write(&st.pending[st.sent..]) {
-                Ok(0) => st.failed = Some(io::ErrorKind::WriteZero),
-                Ok(n) => st.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => st.failed = Some(e.kind()),
-            }
+        if st.failed.is_none() {
+            let unsent = st.pending.get(st.sent..).unwrap_or_default();
+            let (n, failed) = write_nonblocking(&self.conn, unsent);
+            st.sent += n;
+            st.failed = failed;
         }
         if st.unsent() == 0 {
             st.pending.clear();
