@@ -33,6 +33,10 @@ const IV_B64_LEN: usize = 24;
 
 const PREFIX: &str = "connect:";
 
+/// Longest unterminated buffer checked for a whole message: `connect:` + 44 + `:` + 24, plus
+/// room for whitespace around it.
+const MAX_TAIL: usize = 8 + KEY_B64_LEN + 1 + IV_B64_LEN + 64;
+
 /// One control message (noports.md §5.4).
 #[derive(Clone, PartialEq, Eq)]
 pub enum ControlMsg {
@@ -177,8 +181,9 @@ impl ControlDecoder {
             if self.poisoned {
                 return;
             }
+            let fresh = self.buf.len();
             self.buf.extend_from_slice(chunk);
-            self.drain();
+            self.drain(fresh);
             if self.buf.len() > MAX_CONTROL_BUFFER {
                 self.buf = Vec::new();
                 self.poisoned = true;
@@ -193,52 +198,79 @@ impl ControlDecoder {
         self.ready.pop_front()
     }
 
-    /// Decodes every complete message in the buffer.
-    fn drain(&mut self) {
-        // Newline-terminated lines first.
-        while let Some(n) = self.buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buf.drain(..=n).collect();
-            self.decode_line(line.strip_suffix(b"\n").unwrap_or(&line));
+    /// Decodes every complete message in the buffer; `buf[fresh..]` just arrived.
+    ///
+    /// Only the fresh bytes are searched, so a peer that sends its bytes one at a time costs
+    /// work in proportion to what it sends, not to the square of what is buffered (what
+    /// came before was already searched and holds no newline and at most one `connect:`).
+    fn drain(&mut self, mut fresh: usize) {
+        // Newline-terminated lines first, decoded in place and removed in one go.
+        let mut consumed = 0;
+        let mut from = fresh;
+        while let Some(n) = self
+            .buf
+            .get(from..)
+            .and_then(|b| b.iter().position(|&c| c == b'\n'))
+        {
+            let end = from + n;
+            decode_line(
+                self.buf.get(consumed..end).unwrap_or_default(),
+                &mut self.ready,
+            );
+            consumed = end + 1;
+            from = consumed;
         }
+        // Whitespace before a message means nothing: dropping it keeps a flood of it from
+        // filling the buffer, and a message starts at index 0 from here on.
+        consumed += self
+            .buf
+            .get(consumed..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+        self.buf.drain(..consumed);
+        fresh = fresh.saturating_sub(consumed);
         // No newline in what is left: take complete messages an older client wrote without
         // one. Everything before the last `connect:` is complete; the last one is complete
         // once it has the full shape.
-        let start = self
+        let from = fresh.saturating_sub(PREFIX.len() - 1);
+        let last = self
             .buf
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(self.buf.len());
-        if let Some(last) = rfind(&self.buf, PREFIX.as_bytes()).filter(|&i| i > start) {
-            let head: Vec<u8> = self.buf.drain(..last).collect();
-            self.decode_line(&head);
+            .get(from..)
+            .and_then(|b| rfind(b, PREFIX.as_bytes()))
+            .map(|i| from + i);
+        if let Some(last) = last.filter(|&i| i > 0) {
+            decode_line(self.buf.get(..last).unwrap_or_default(), &mut self.ready);
+            self.buf.drain(..last);
         }
         if is_complete_tail(&self.buf) {
-            let tail = std::mem::take(&mut self.buf);
-            self.decode_line(&tail);
+            decode_line(&self.buf, &mut self.ready);
+            self.buf.clear();
         }
     }
+}
 
-    /// Decodes one line, which may hold several back-to-back `connect:` messages.
-    fn decode_line(&mut self, line: &[u8]) {
-        let Ok(text) = std::str::from_utf8(line) else {
-            self.ready.push_back(Err(ControlError::NotText));
-            return;
-        };
-        let text = text.trim();
-        if text.is_empty() {
-            return;
-        }
-        let mut parts = text.split(PREFIX);
-        if parts.next().is_some_and(|before| !before.trim().is_empty()) {
-            self.ready.push_back(Err(ControlError::UnknownRequest));
-            return;
-        }
-        for frag in parts {
-            let frag = frag.trim();
-            // As the Dart daemon: every non-empty fragment is one request.
-            if !frag.is_empty() {
-                self.ready.push_back(decode_fields(frag));
-            }
+/// Decodes one line, which may hold several back-to-back `connect:` messages, into `ready`.
+fn decode_line(line: &[u8], ready: &mut VecDeque<Result<ControlMsg, ControlError>>) {
+    let Ok(text) = std::str::from_utf8(line) else {
+        ready.push_back(Err(ControlError::NotText));
+        return;
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return;
+    }
+    let mut parts = text.split(PREFIX);
+    if parts.next().is_some_and(|before| !before.trim().is_empty()) {
+        ready.push_back(Err(ControlError::UnknownRequest));
+        return;
+    }
+    for frag in parts {
+        let frag = frag.trim();
+        // As the Dart daemon: every non-empty fragment is one request.
+        if !frag.is_empty() {
+            ready.push_back(decode_fields(frag));
         }
     }
 }
@@ -258,6 +290,11 @@ fn decode_fields(frag: &str) -> Result<ControlMsg, ControlError> {
 /// Whether `buf` (no newline, at most one `connect:` after leading whitespace) already holds a
 /// whole message: `connect:no:encrypt`, or `connect:` + 44 + `:` + 24 characters.
 fn is_complete_tail(buf: &[u8]) -> bool {
+    // A whole message is at most 77 characters; allow some whitespace around it. Anything
+    // longer waits for its newline or the next `connect:`, and costs no scan per byte.
+    if buf.len() > MAX_TAIL {
+        return false;
+    }
     let Ok(text) = std::str::from_utf8(buf) else {
         return false;
     };
@@ -308,6 +345,55 @@ mod tests {
         assert_eq!(d.next(), Some(Err(ControlError::Malformed)));
         assert_eq!(d.next(), Some(Err(ControlError::Malformed)));
         assert_eq!(d.next(), None);
+    }
+
+    /// Whatever the pieces the stream arrives in, the same messages come out, in order.
+    #[test]
+    fn any_split_gives_the_same_messages() {
+        let key = "A".repeat(KEY_B64_LEN - 1) + "=";
+        let iv = "A".repeat(IV_B64_LEN - 2) + "==";
+        let stream = [
+            format!("  connect:no:encrypt\nhello\n\n \tconnect:{key}:{iv}connect:no:encrypt\n")
+                .as_bytes(),
+            b"connect:a:b:c\n\xff\n",
+            format!("connect:{key}:{iv}\r\n   \nconnect:no:encrypt").as_bytes(),
+        ]
+        .concat();
+        let all = |piece: usize| {
+            let mut d = ControlDecoder::new();
+            let mut out = Vec::new();
+            for chunk in stream.chunks(piece) {
+                d.feed(chunk);
+                out.extend(std::iter::from_fn(|| d.next()));
+            }
+            (out, d.buffered())
+        };
+        let (whole, left) = all(stream.len());
+        assert_eq!(whole.len(), 8, "{whole:?}");
+        assert!(whole
+            .iter()
+            .all(|m| !matches!(m, Err(ControlError::BadKey | ControlError::BadIv))));
+        assert_eq!(left, 0);
+        for piece in 1..stream.len() {
+            assert_eq!(all(piece), (whole.clone(), 0), "pieces of {piece}");
+        }
+    }
+
+    /// A peer sending one byte at a time: a long unterminated line and a whitespace flood
+    /// are both handled, and whitespace is not buffered.
+    #[test]
+    fn byte_at_a_time() {
+        let mut d = ControlDecoder::new();
+        for _ in 0..3 * MAX_CONTROL_BUFFER {
+            d.feed(b" ");
+        }
+        assert_eq!(d.buffered(), 0);
+        for _ in 0..MAX_CONTROL_BUFFER {
+            d.feed(b"x");
+        }
+        assert_eq!(d.next(), None);
+        d.feed(b"x");
+        assert_eq!(d.next(), Some(Err(ControlError::TooLong)));
     }
 
     #[test]
