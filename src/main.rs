@@ -1,4 +1,5 @@
-//! The applet table and argv[0] dispatch. Nothing else lives here.
+//! The applet table and argv[0] dispatch, plus the one call into the C library that the
+//! library crate (which forbids `unsafe`) cannot make: glibc's `malloc_trim`.
 use std::process::ExitCode;
 
 use noports::{activate, client, daemon, relay};
@@ -22,6 +23,19 @@ const APPLETS: &[(&str, Entry)] = &[
 ];
 
 const MULTICALL: &str = "noports";
+
+/// Gives the free pages inside glibc's heap back to the kernel (see `runtime::mem`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_heap() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim takes no pointers and only returns free memory to the kernel; it is
+    // safe to call from any thread at any time.
+    unsafe {
+        malloc_trim(0);
+    }
+}
 
 fn find(name: &str) -> Option<Entry> {
     APPLETS.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
@@ -95,6 +109,8 @@ fn install(dir: &str, force: bool) -> ExitCode {
 
 fn main() -> ExitCode {
     noports::runtime::one_thread();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    noports::runtime::mem::set_release(release_free_heap);
     let args: Vec<String> = std::env::args().collect();
     let argv0 = args.first().map(String::as_str).unwrap_or(MULTICALL);
     // Basename of argv[0], matched exactly: symlink names are an interface (procd tags logs with it).

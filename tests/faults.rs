@@ -186,15 +186,48 @@ fn figures(stack: &Stack, daemon: &Proc) -> [(usize, u64); 3] {
     pids.map(|p| (open_fds(p), rss_kib(p)))
 }
 
-fn check_growth(what: &str, before: &[(usize, u64); 3], after: &[(usize, u64); 3]) {
+/// What grew past the allowance (descriptors +4; RSS +50% + 4 MiB), one line per process.
+fn growth(before: &[(usize, u64); 3], after: &[(usize, u64); 3]) -> Vec<String> {
+    let mut grew = Vec::new();
     for (i, name) in ["atserver", "srvd", "sshnpd"].iter().enumerate() {
         let ((f0, r0), (f1, r1)) = (before[i], after[i]);
-        eprintln!("{what}: {name} fds {f0} -> {f1}, RSS {r0} -> {r1} KiB");
-        assert!(f1 <= f0 + 4, "{what}: {name} fds grew {f0} -> {f1}");
-        assert!(
-            r1 <= r0 + r0 / 2 + 4096,
-            "{what}: {name} RSS grew {r0} -> {r1} KiB"
-        );
+        if f1 > f0 + 4 {
+            grew.push(format!("{name} fds grew {f0} -> {f1}"));
+        }
+        if r1 > r0 + r0 / 2 + 4096 {
+            grew.push(format!("{name} RSS grew {r0} -> {r1} KiB"));
+        }
+    }
+    grew
+}
+
+/// Measures after `what` until nothing grew past the allowance, or fails after `settle`. Data
+/// the protocol keeps for a while (notifications live 60 s after their sender's `ttln`, swept
+/// every 60 s) may hold memory that long after a burst; it must be given back after that.
+fn check_growth(
+    what: &str,
+    stack: &Stack,
+    daemon: &Proc,
+    before: &[(usize, u64); 3],
+    settle: Duration,
+) {
+    let t = Instant::now();
+    loop {
+        let after = figures(stack, daemon);
+        let grew = growth(before, &after);
+        if grew.is_empty() || t.elapsed() >= settle {
+            for (i, name) in ["atserver", "srvd", "sshnpd"].iter().enumerate() {
+                let ((f0, r0), (f1, r1)) = (before[i], after[i]);
+                eprintln!("{what}: {name} fds {f0} -> {f1}, RSS {r0} -> {r1} KiB");
+            }
+            eprintln!(
+                "{what}: measured {:.0} s after the end",
+                t.elapsed().as_secs_f32() + 3.0
+            );
+            assert!(grew.is_empty(), "{what}: {}", grew.join("; "));
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(5));
     }
 }
 
@@ -202,7 +235,13 @@ fn check_growth(what: &str, before: &[(usize, u64); 3], after: &[(usize, u64); 3
 fn sessions_in_a_row_and_at_once_do_not_grow_descriptors_or_memory() {
     let seq = env_or("SOAK_SESSIONS", 4);
     let conc = env_or("SOAK_CONCURRENT", 4);
-    let stack = Stack::start(bin(), "soak", &[]);
+    let mut stack = Stack::start(bin(), "soak", &[]);
+    // `NOPORTS_SOAK_BIN` runs srvd, sshnpd and npt from another build of the same version, e.g.
+    // the static musl router build, whose allocator is the one routers run (it has no atserver).
+    if let Some(other) = std::env::var_os("NOPORTS_SOAK_BIN") {
+        stack.bin = other.into();
+        stack.start_srvd();
+    }
     let service = start_plus_one_service();
     let daemon = stack.start_daemon("dev1", CLIENT, &format!("127.0.0.1:{service}"));
     let one = |i: usize| {
@@ -225,10 +264,17 @@ fn sessions_in_a_row_and_at_once_do_not_grow_descriptors_or_memory() {
         one(i);
     }
     let seq_time = t.elapsed();
+    // How long memory may stay up after the sessions end (see `check_growth`).
+    let settle = Duration::from_secs(env_or("SOAK_SETTLE_SECS", 0) as u64);
     std::thread::sleep(Duration::from_secs(3));
-    let after_seq = figures(&stack, &daemon);
     eprintln!("{seq} sessions in a row in {seq_time:?}");
-    check_growth(&format!("{seq} sessions in a row"), &before, &after_seq);
+    check_growth(
+        &format!("{seq} sessions in a row"),
+        &stack,
+        &daemon,
+        &before,
+        settle,
+    );
     let t = Instant::now();
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..conc).map(|i| s.spawn(move || one(i))).collect();
@@ -238,7 +284,12 @@ fn sessions_in_a_row_and_at_once_do_not_grow_descriptors_or_memory() {
     });
     let conc_time = t.elapsed();
     std::thread::sleep(Duration::from_secs(3));
-    let after_conc = figures(&stack, &daemon);
     eprintln!("{conc} sessions at once in {conc_time:?}");
-    check_growth(&format!("{conc} concurrent sessions"), &before, &after_conc);
+    check_growth(
+        &format!("{conc} concurrent sessions"),
+        &stack,
+        &daemon,
+        &before,
+        settle,
+    );
 }

@@ -325,6 +325,10 @@ pub async fn lookup_server(root: &RootAddr, atsign: &AtSign) -> Result<(String, 
         .map_err(|_| AtError::Timeout("atDirectory answer"))??;
     conn.close().await;
     let answer = line.trim();
+    // A directory at its connection limit answers `error:AT0012-…` (retried by the caller).
+    if let Ok(Response::Error { code, message }) = Response::parse(answer) {
+        return Err(AtError::Server { code, message });
+    }
     if answer == "null" || answer.is_empty() {
         return Err(AtError::Invalid(format!(
             "atSign {atsign} not found in atDirectory {root}"

@@ -44,12 +44,16 @@ impl AtError {
         matches!(self, AtError::Server { code, .. } if code == "AT0015")
     }
 
-    /// True when reconnecting may help.
+    /// True when reconnecting may help. AT0012 as the answer to a request means the server
+    /// shed this connection at its limit and closes it: the request was not carried out.
     pub fn is_connection_problem(&self) -> bool {
-        matches!(
-            self,
-            AtError::Io { .. } | AtError::Closed | AtError::Timeout(_) | AtError::TurnedAway(_)
-        )
+        match self {
+            AtError::Io { .. } | AtError::Closed | AtError::Timeout(_) | AtError::TurnedAway(_) => {
+                true
+            }
+            AtError::Server { code, .. } => code == "AT0012",
+            _ => false,
+        }
     }
 
     /// True when a server that was reached ended the attempt before we were logged in: its

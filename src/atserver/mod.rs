@@ -378,6 +378,7 @@ async fn run(args: Args) -> Result<(), String> {
                 s.state().sweep();
             }
             sweep_hub.peers.sweep();
+            crate::runtime::mem::release_soon();
         }
     }));
     if hub.peers.enabled() {
@@ -418,7 +419,11 @@ async fn accept_loop(
             Ok((tcp, peer)) => {
                 log::debug!("connection from {peer}");
                 let (acceptor, hub, target) = (acceptor.clone(), hub.clone(), target.clone());
-                crate::runtime::spawn(handle_conn(tcp, peer.ip(), acceptor, hub, target)).detach();
+                crate::runtime::spawn(async move {
+                    handle_conn(tcp, peer.ip(), acceptor, hub, target).await;
+                    crate::runtime::mem::release_soon();
+                })
+                .detach();
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

@@ -427,6 +427,7 @@ impl Daemon {
                 ),
                 Err(e) => log_session_end_error("npt", &sid, &e),
             }
+            runtime::mem::release_soon();
         })
         .detach();
         Ok(response.to_object())
@@ -652,6 +653,7 @@ impl Daemon {
                 ),
                 Err(e) => log_session_end_error("ssh", &sid, &e),
             }
+            runtime::mem::release_soon();
         })
         .detach();
         Ok(response.to_object())

@@ -394,7 +394,12 @@ impl SessionTable {
             ports.port_a,
             ports.port_b
         );
-        runtime::spawn(run_session(inner.clone(), spec, listeners, ports, events)).detach();
+        let inner = inner.clone();
+        runtime::spawn(async move {
+            run_session(inner, spec, listeners, ports, events).await;
+            runtime::mem::release_soon();
+        })
+        .detach();
         Ok(ports)
     }
 

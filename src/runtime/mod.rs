@@ -11,6 +11,7 @@ pub mod atomic;
 mod blocking;
 pub mod cli;
 pub mod fs;
+pub mod mem;
 pub mod time;
 
 use std::future::Future;
