@@ -1,13 +1,15 @@
 //! The atProtocol client: an authenticated worker connection for requests, shared-key
 //! management, encrypted notify, and reconnecting monitors (atprotocol.md §4, §7–§9, §13).
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use super::conn::{lookup_server, Connection, RootAddr};
 use super::keys::AtKeys;
 use super::notification::{Notification, RawNotification, Sealed};
 use super::{AtError, AtSign};
+use crate::runtime::atomic::AtomicU64;
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::RsaPublicKey;
 use crate::crypto::{b64, hash, random};
@@ -22,6 +24,10 @@ use monitor_loop::monitor_loop;
 /// Generous: a lookup of another atSign's data makes the server connect to that atSign's
 /// server first (atprotocol.md §13 recommends at least 15 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// Most request connections one client opens (see [`AtClient::spread_requests`]).
+const MAX_WORKERS: usize = 4;
+/// An extra request connection (beyond the first) unused this long is closed.
+const EXTRA_IDLE: Duration = Duration::from_secs(30);
 /// Monitor: probe with `noop:0` after this much silence...
 const MONITOR_IDLE: Duration = Duration::from_secs(15);
 /// ...and give up on the connection if the probe is not answered within this.
@@ -85,7 +91,18 @@ struct Inner {
     keys: AtKeys,
     root: RootAddr,
     server: Mutex<Option<(String, u16)>>,
-    worker: async_lock::Mutex<Option<Connection>>,
+    /// Request connections. One answers one request at a time, in order, so a client that
+    /// answers many peers at once spreads its requests over up to `workers_allowed` of them,
+    /// each opened only when every open one is busy. Slot 0 is the one `connect` opens.
+    workers: [async_lock::Mutex<Option<Connection>>; MAX_WORKERS],
+    workers_allowed: AtomicUsize,
+    next_worker: AtomicUsize,
+    /// When each worker slot last finished a request, in ms since `born`.
+    worker_used_ms: [AtomicU64; MAX_WORKERS],
+    born: Instant,
+    /// Whether a task is closing extra connections once they idle (see [`EXTRA_IDLE`]).
+    reaping: AtomicBool,
+    me: Weak<Inner>,
     outbound: async_lock::Mutex<HashMap<AtSign, Arc<SharedKey>>>,
     inbound: Mutex<HashMap<AtSign, [u8; 32]>>,
     /// Per peer, the last `sharedKeyEnc` it sent and the key inside: the same text unwraps to
@@ -109,10 +126,10 @@ impl AtClient {
     /// Look up the atServer, connect, and PKAM-authenticate (APKAM when the keys carry an
     /// enrollment id).
     pub async fn connect(cfg: ClientConfig) -> Result<AtClient, AtError> {
-        let inner = Arc::new(Inner::new(cfg));
+        let inner = Inner::new(cfg);
         // Boxed: connect + authenticate is a deep future; callers may poll it on a small stack.
         let conn = Box::pin(inner.open_authenticated()).await?;
-        *inner.worker.lock().await = Some(conn);
+        *inner.workers[0].lock().await = Some(conn);
         Ok(AtClient { inner })
     }
 
@@ -125,7 +142,7 @@ impl AtClient {
         start: MonitorStart,
     ) -> Result<(AtClient, Monitor), AtError> {
         let client = AtClient {
-            inner: Arc::new(Inner::new(cfg)),
+            inner: Inner::new(cfg),
         };
         client.inner.server_address().await?;
         let (worker, monitor) = futures_lite::future::zip(
@@ -133,7 +150,7 @@ impl AtClient {
             Box::pin(client.monitor(regex, start)),
         )
         .await;
-        *client.inner.worker.lock().await = Some(worker?);
+        *client.inner.workers[0].lock().await = Some(worker?);
         Ok((client, monitor?))
     }
 
@@ -178,7 +195,16 @@ impl AtClient {
         &self.inner.keys
     }
 
-    /// Send one verb on the worker connection; reconnects once if the connection died.
+    /// Lets concurrent requests use up to `connections` (at most 4) request connections
+    /// instead of waiting for one: for servers answering many peers at once (the daemon, the
+    /// relay). Extra connections are opened only while all open ones are busy.
+    pub fn spread_requests(&self, connections: usize) {
+        self.inner
+            .workers_allowed
+            .store(connections.clamp(1, MAX_WORKERS), Ordering::Relaxed);
+    }
+
+    /// Send one verb on a worker connection; reconnects once if the connection died.
     pub async fn request(&self, command: &str) -> Result<String, AtError> {
         self.inner.request(command).await
     }
@@ -485,10 +511,12 @@ impl AtClient {
         Ok(Monitor { rx, _task: task })
     }
 
-    /// Close the worker connection politely.
+    /// Close the worker connections politely.
     pub async fn close(&self) {
-        if let Some(conn) = self.inner.worker.lock().await.take() {
-            conn.close().await;
+        for w in &self.inner.workers {
+            if let Some(conn) = w.lock().await.take() {
+                conn.close().await;
+            }
         }
     }
 }
@@ -507,22 +535,103 @@ impl Monitor {
 }
 
 impl Inner {
-    fn new(cfg: ClientConfig) -> Inner {
-        Inner {
+    fn new(cfg: ClientConfig) -> Arc<Inner> {
+        Arc::new_cyclic(|me| Inner {
             atsign: cfg.atsign,
             keys: cfg.keys,
             root: cfg.root,
             server: Mutex::new(None),
-            worker: async_lock::Mutex::new(None),
+            workers: Default::default(),
+            workers_allowed: AtomicUsize::new(1),
+            next_worker: AtomicUsize::new(0),
+            worker_used_ms: Default::default(),
+            born: Instant::now(),
+            reaping: AtomicBool::new(false),
+            me: me.clone(),
             outbound: async_lock::Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::new()),
             unwrapped: Mutex::new(HashMap::new()),
             public_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A request connection slot to use, with its index: a free open connection, else a free
+    /// slot to open one in, else the next slot in turn once it is free.
+    async fn worker(&self) -> (usize, async_lock::MutexGuard<'_, Option<Connection>>) {
+        let allowed = self.workers_allowed.load(Ordering::Relaxed).clamp(1, MAX_WORKERS);
+        let mut unopened = None;
+        for (i, w) in self.workers.iter().enumerate().take(allowed) {
+            if let Some(g) = w.try_lock() {
+                if g.is_some() {
+                    return (i, g);
+                }
+                unopened.get_or_insert((i, g));
+            }
+        }
+        if let Some(found) = unopened {
+            return found;
+        }
+        let i = self.next_worker.fetch_add(1, Ordering::Relaxed) % allowed;
+        match self.workers.get(i) {
+            Some(w) => (i, w.lock().await),
+            None => (0, self.workers[0].lock().await),
         }
     }
 
     async fn request(&self, command: &str) -> Result<String, AtError> {
-        let mut guard = self.worker.lock().await;
+        let (slot, mut guard) = self.worker().await;
+        let result = self.request_on(&mut guard, command).await;
+        if let Some(used) = self.worker_used_ms.get(slot) {
+            used.store(self.ms_since_born(), Ordering::Relaxed);
+        }
+        if slot > 0 && guard.is_some() && !self.reaping.swap(true, Ordering::AcqRel) {
+            if let Some(me) = self.me.upgrade() {
+                crate::runtime::spawn(me.reap_idle_extras()).detach();
+            }
+        }
+        result
+    }
+
+    fn ms_since_born(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Closes extra request connections once they have idled for [`EXTRA_IDLE`]; ends when
+    /// none is left open (a later extra starts it again).
+    async fn reap_idle_extras(self: Arc<Self>) {
+        let me = Arc::downgrade(&self);
+        drop(self);
+        loop {
+            crate::runtime::sleep(EXTRA_IDLE).await;
+            let Some(inner) = me.upgrade() else { return };
+            let idle_since = inner.ms_since_born().saturating_sub(EXTRA_IDLE.as_millis() as u64);
+            let mut open = 0;
+            for (w, used) in inner.workers.iter().zip(&inner.worker_used_ms).skip(1) {
+                let Some(mut g) = w.try_lock() else {
+                    open += 1;
+                    continue;
+                };
+                if g.is_some() && used.load(Ordering::Relaxed) <= idle_since {
+                    if let Some(conn) = g.take() {
+                        conn.close().await;
+                    }
+                }
+                open += usize::from(g.is_some());
+            }
+            if open == 0 {
+                inner.reaping.store(false, Ordering::Release);
+                return;
+            }
+        }
+    }
+
+    /// One request on the connection in `guard`, opening it first if needed; reconnects once
+    /// if the connection died.
+    async fn request_on(
+        &self,
+        guard: &mut Option<Connection>,
+        command: &str,
+    ) -> Result<String, AtError> {
         for attempt in 0..2 {
             if guard.is_none() {
                 *guard = Some(Box::pin(self.open_authenticated()).await?);

@@ -420,7 +420,10 @@ async fn accept_loop(
                 log::debug!("connection from {peer}");
                 let (acceptor, hub, target) = (acceptor.clone(), hub.clone(), target.clone());
                 crate::runtime::spawn(async move {
-                    handle_conn(tcp, peer.ip(), acceptor, hub, target).await;
+                    handle_conn(tcp, peer.ip(), acceptor, hub, target.clone()).await;
+                    if let Some(server) = target {
+                        server.forget_closed();
+                    }
                     crate::runtime::mem::release_soon();
                 })
                 .detach();

@@ -282,6 +282,14 @@ impl AtServer {
             .map(|(s, _)| s.clone())
     }
 
+    /// Drops the monitors and APKAM sessions of connections that have ended (each holds a
+    /// compiled regex and a queue), so a burst that is over does not stay in memory until the
+    /// next notification for this atSign.
+    pub(crate) fn forget_closed(&self) {
+        lock(&self.monitors).retain(|m| !m.tx.is_closed());
+        lock(&self.sessions).retain(|(_, t)| !t.is_closed());
+    }
+
     /// Adds a monitor subscription.
     pub(crate) fn add_monitor(&self, m: Monitor) {
         let mut ms = lock(&self.monitors);

@@ -267,6 +267,8 @@ async fn run(config: Config) -> Result<(), String> {
     let client = AtClient::connect_retrying(&config.atsign, &config.key_file, &config.root)
         .await
         .map_err(|e| e.to_string())?;
+    // Many clients at once each wait for a reply: not all behind one request connection.
+    client.spread_requests(4);
     log::info!(
         "sshnpd {} started as {} device {} managers [{}] permit-open [{}]",
         env!("CARGO_PKG_VERSION"),

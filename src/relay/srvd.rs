@@ -240,7 +240,11 @@ async fn connect(config: &Config) -> Result<AtClient, String> {
             root: config.root.clone(),
         };
         match AtClient::connect(cfg).await {
-            Ok(c) => return Ok(c),
+            Ok(c) => {
+                // Each session request waits for its answer: not all behind one connection.
+                c.spread_requests(4);
+                return Ok(c);
+            }
             Err(e @ crate::at::AtError::Unauthorized(_)) => return Err(e.to_string()),
             Err(e) => {
                 let d = backoff.next_delay();
