@@ -9,10 +9,10 @@ use super::conn::{lookup_server, Connection, RootAddr};
 use super::keys::AtKeys;
 use super::notification::{Notification, RawNotification, Sealed};
 use super::{AtError, AtSign};
-use crate::runtime::atomic::AtomicU64;
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::RsaPublicKey;
 use crate::crypto::{b64, hash, random};
+use crate::runtime::atomic::AtomicU64;
 use crate::runtime::{self, sleep, Backoff, Task};
 
 mod checks;
@@ -558,7 +558,10 @@ impl Inner {
     /// A request connection slot to use, with its index: a free open connection, else a free
     /// slot to open one in, else the next slot in turn once it is free.
     async fn worker(&self) -> (usize, async_lock::MutexGuard<'_, Option<Connection>>) {
-        let allowed = self.workers_allowed.load(Ordering::Relaxed).clamp(1, MAX_WORKERS);
+        let allowed = self
+            .workers_allowed
+            .load(Ordering::Relaxed)
+            .clamp(1, MAX_WORKERS);
         let mut unopened = None;
         for (i, w) in self.workers.iter().enumerate().take(allowed) {
             if let Some(g) = w.try_lock() {
@@ -604,7 +607,9 @@ impl Inner {
         loop {
             crate::runtime::sleep(EXTRA_IDLE).await;
             let Some(inner) = me.upgrade() else { return };
-            let idle_since = inner.ms_since_born().saturating_sub(EXTRA_IDLE.as_millis() as u64);
+            let idle_since = inner
+                .ms_since_born()
+                .saturating_sub(EXTRA_IDLE.as_millis() as u64);
             let mut open = 0;
             for (w, used) in inner.workers.iter().zip(&inner.worker_used_ms).skip(1) {
                 let Some(mut g) = w.try_lock() else {

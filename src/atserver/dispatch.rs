@@ -140,7 +140,15 @@ impl Session {
             return Flow::Close;
         }
         let is_auth_verb = matches!(verb, Verb::Pkam { .. } | Verb::Cram { .. });
-        let result = self.dispatch(verb).await;
+        let wrote_before = super::store::written();
+        let mut result = self.dispatch(verb).await;
+        // What this request wrote is on disk before it is acknowledged (group commit; other
+        // requests' writes in the meantime ride along).
+        if super::store::written() != wrote_before {
+            if let Err(e) = super::store::durable().await {
+                result = Err(super::handlers::store_err(e));
+            }
+        }
         self.authed
             .store(self.is_authed(), std::sync::atomic::Ordering::SeqCst);
         match result {

@@ -384,6 +384,8 @@ async fn run(args: Args) -> Result<(), String> {
     if hub.peers.enabled() {
         tasks.push(crate::runtime::spawn(delivery::run(hub.clone())));
     }
+    // What provisioning wrote (keys, secrets) is on disk before anyone is told it is ready.
+    store::flush_blocking().map_err(|e| format!("writing the key store to disk: {e}"))?;
     // Install the signal handlers before announcing readiness.
     let mut signal = Box::pin(crate::runtime::shutdown_signal());
     let _ = futures_lite::future::poll_once(&mut signal).await;
