@@ -12,7 +12,7 @@
 //! `ready root=<host>:<port> ca=<DIR>/ca.pem`, and serves until SIGINT/SIGTERM (exit 0).
 //! Clients use `--root-domain <host>:<port>` and `NOPORTS_CA_FILE=<DIR>/ca.pem`.
 //!
-//! Persistence: one append-only log per atSign (`DIR/atsigns/<name>/log`), fsync'd before each
+//! Persistence: one append-only log per atSign (`DIR/atsigns/<name>/log`), on disk (group commit) before each
 //! acknowledgement, replayed and compacted at start (see `store.rs`). Notifications between
 //! atSigns hosted here are delivered in-process with the verified sender (`server.rs`).
 //!

@@ -24,7 +24,8 @@ pub(crate) enum Found<'a> {
     Active(&'a Record),
 }
 
-/// Mutable state of one atSign. Every change is logged (and fsync'd) before it is applied.
+/// Mutable state of one atSign. Every change is logged before it is applied (on disk before it
+/// is acknowledged: `store::durable`).
 pub(crate) struct State {
     pub keys: KeyStore,
     pub notes: NoteStore,
