@@ -345,39 +345,53 @@ async fn client_driver(
     single: Option<Async<TcpStream>>,
     idle: Duration,
 ) -> Result<(), TunnelError> {
-    let mut tasks: Vec<runtime::Task<()>> = Vec::new();
-    let mut next_id = 1u32;
     let is_single = single.is_some();
+    let mut first = None;
     if let Some(local) = single {
-        let io = shared.register(next_id);
-        shared.out.control(FrameType::Open, next_id, &[])?;
-        tasks.push(runtime::spawn(stream(shared.clone(), local, io)));
+        let io = shared.register(1);
+        shared.out.control(FrameType::Open, 1, &[])?;
+        first = Some(runtime::spawn(stream(shared.clone(), local, io)));
     }
+    // The listener gets a task of its own: polled inside the reader's task, it was asked for a
+    // connection (accept4, then epoll_ctl) every time the reader woke, once per round trip.
+    // Dropping the task drops the streams it started.
     let accept = async {
-        let Some(listener) = listener else {
-            return future::pending().await;
-        };
-        loop {
-            let (local, peer) = listener
-                .accept()
-                .await
-                .map_err(io_err("accepting local connections"))?;
-            let _ = local.get_ref().set_nodelay(true);
-            log::debug!("local connection from {peer}: stream {next_id}");
-            let io = shared.register(next_id);
-            shared.out.control(FrameType::Open, next_id, &[])?;
-            next_id = next_id
-                .checked_add(1)
-                .ok_or(TunnelError::Protocol("stream ids exhausted"))?;
-            tasks.retain(|t| !t.is_finished());
-            tasks.push(runtime::spawn(stream(shared.clone(), local, io)));
+        match listener {
+            Some(listener) => runtime::spawn(accept_loop(shared.clone(), listener)).await,
+            None => future::pending().await,
         }
     };
     let grace = async {
         shared.tracker.grace(idle, is_single).await;
         Ok(())
     };
-    accept.or(grace).await
+    let ended = accept.or(grace).await;
+    drop(first);
+    ended
+}
+
+/// Accepts local connections and opens a stream for each; returns only on an accept error.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: Async<TcpListener>,
+) -> Result<(), TunnelError> {
+    let mut tasks: Vec<runtime::Task<()>> = Vec::new();
+    let mut next_id = 1u32;
+    loop {
+        let (local, peer) = listener
+            .accept()
+            .await
+            .map_err(io_err("accepting local connections"))?;
+        let _ = local.get_ref().set_nodelay(true);
+        log::debug!("local connection from {peer}: stream {next_id}");
+        let io = shared.register(next_id);
+        shared.out.control(FrameType::Open, next_id, &[])?;
+        next_id = next_id
+            .checked_add(1)
+            .ok_or(TunnelError::Protocol("stream ids exhausted"))?;
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(runtime::spawn(stream(shared.clone(), local, io)));
+    }
 }
 
 /// Runs both halves of one stream, then forgets it.
