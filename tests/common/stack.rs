@@ -319,7 +319,18 @@ fn start_atserver(bin: &Path, dir: &Path, create: &str) -> (Proc, String, PathBu
 }
 
 fn start_atserver_in(bin: &Path, dir: &Path, extra: &[&str]) -> (Proc, String, PathBuf) {
-    let mut c = Command::new(bin);
+    // `NOPORTS_TEST_ATSERVER_WRAP="heaptrack"` (or strace with fault injection, valgrind ...)
+    // runs the atserver under that command, split on spaces.
+    let wrap = std::env::var("NOPORTS_TEST_ATSERVER_WRAP").unwrap_or_default();
+    let mut wrap = wrap.split_whitespace();
+    let mut c = match wrap.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(wrap).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     c.arg("atserver")
         .arg("--dir")
         .arg(dir.join("atserver"))
