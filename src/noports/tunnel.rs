@@ -453,11 +453,7 @@ pub async fn client_multi_ready(
     let mut tasks: Vec<runtime::Task<()>> = Vec::new();
     let accept_loop = async {
         loop {
-            let (local, peer) = listener
-                .accept()
-                .await
-                .map_err(io_err("accepting local connections"))?;
-            let _ = local.get_ref().set_nodelay(true);
+            let (local, peer) = net::accept_local(&listener).await?;
             log::debug!("local connection from {peer}");
             let guard = tracker.enter();
             let (msg, kv) = if ctl.is_some() {

@@ -21,7 +21,7 @@ use futures_lite::io::BufReader;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
 
 use super::net::{
-    connect_tcp, io_err, write_nonblocking, TunnelError, TunnelStats, LOCAL_CONNECT_TIMEOUT,
+    accept_local, connect_tcp, write_nonblocking, TunnelError, TunnelStats, LOCAL_CONNECT_TIMEOUT,
 };
 use super::outbox::Outbox;
 use super::splice::{Counters, TrackGuard, Tracker};
@@ -371,18 +371,11 @@ async fn client_driver(
 }
 
 /// Accepts local connections and opens a stream for each; returns only on an accept error.
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: Async<TcpListener>,
-) -> Result<(), TunnelError> {
+async fn accept_loop(shared: Arc<Shared>, listener: Async<TcpListener>) -> Result<(), TunnelError> {
     let mut tasks: Vec<runtime::Task<()>> = Vec::new();
     let mut next_id = 1u32;
     loop {
-        let (local, peer) = listener
-            .accept()
-            .await
-            .map_err(io_err("accepting local connections"))?;
-        let _ = local.get_ref().set_nodelay(true);
+        let (local, peer) = accept_local(&listener).await?;
         log::debug!("local connection from {peer}: stream {next_id}");
         let io = shared.register(next_id);
         shared.out.control(FrameType::Open, next_id, &[])?;

@@ -2,7 +2,7 @@
 //! types, and the TCP connect with a deadline. Depends on nothing else in the data plane.
 use std::fmt;
 use std::io;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use async_io::Async;
@@ -90,6 +90,21 @@ impl From<CryptoError> for TunnelError {
 
 pub(crate) fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> TunnelError {
     move |source| TunnelError::Io { op, source }
+}
+
+/// The next connection on a tunnel's local listener, with Nagle off (interactive traffic).
+///
+/// # Errors
+/// `Io` when accepting fails.
+pub(crate) async fn accept_local(
+    listener: &Async<TcpListener>,
+) -> Result<(Async<TcpStream>, SocketAddr), TunnelError> {
+    let (local, peer) = listener
+        .accept()
+        .await
+        .map_err(io_err("accepting local connections"))?;
+    let _ = local.get_ref().set_nodelay(true);
+    Ok((local, peer))
 }
 
 /// Connects to `host:port` (first resolved address, §5.1) within `limit`.
