@@ -1,9 +1,8 @@
 //! The atProtocol client: an authenticated worker connection for requests, shared-key
 //! management, encrypted notify, and reconnecting monitors (atprotocol.md §4, §7–§9, §13).
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::conn::{lookup_server, Connection, RootAddr};
 use super::keys::AtKeys;
@@ -12,22 +11,19 @@ use super::{AtError, AtSign};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::RsaPublicKey;
 use crate::crypto::{b64, hash, random};
-use crate::runtime::atomic::AtomicU64;
 use crate::runtime::{self, sleep, Backoff, Task};
 
 mod checks;
 mod login;
 mod monitor_loop;
+mod workers;
 use checks::{check_full_key, check_key_name};
 use monitor_loop::monitor_loop;
+use workers::Workers;
 
 /// Generous: a lookup of another atSign's data makes the server connect to that atSign's
 /// server first (atprotocol.md §13 recommends at least 15 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-/// Most request connections one client opens (see [`AtClient::spread_requests`]).
-const MAX_WORKERS: usize = 4;
-/// An extra request connection (beyond the first) unused this long is closed.
-const EXTRA_IDLE: Duration = Duration::from_secs(30);
 /// Monitor: probe with `noop:0` after this much silence...
 const MONITOR_IDLE: Duration = Duration::from_secs(15);
 /// ...and give up on the connection if the probe is not answered within this.
@@ -91,18 +87,8 @@ struct Inner {
     keys: AtKeys,
     root: RootAddr,
     server: Mutex<Option<(String, u16)>>,
-    /// Request connections. One answers one request at a time, in order, so a client that
-    /// answers many peers at once spreads its requests over up to `workers_allowed` of them,
-    /// each opened only when every open one is busy. Slot 0 is the one `connect` opens.
-    workers: [async_lock::Mutex<Option<Connection>>; MAX_WORKERS],
-    workers_allowed: AtomicUsize,
-    next_worker: AtomicUsize,
-    /// When each worker slot last finished a request, in ms since `born`.
-    worker_used_ms: [AtomicU64; MAX_WORKERS],
-    born: Instant,
-    /// Whether a task is closing extra connections once they idle (see [`EXTRA_IDLE`]).
-    reaping: AtomicBool,
-    me: Weak<Inner>,
+    /// The request connections (`workers.rs`).
+    workers: Arc<Workers>,
     outbound: async_lock::Mutex<HashMap<AtSign, Arc<SharedKey>>>,
     inbound: Mutex<HashMap<AtSign, [u8; 32]>>,
     /// Per peer, the last `sharedKeyEnc` it sent and the key inside: the same text unwraps to
@@ -129,7 +115,7 @@ impl AtClient {
         let inner = Inner::new(cfg);
         // Boxed: connect + authenticate is a deep future; callers may poll it on a small stack.
         let conn = Box::pin(inner.open_authenticated()).await?;
-        *inner.workers[0].lock().await = Some(conn);
+        *inner.workers.first().await = Some(conn);
         Ok(AtClient { inner })
     }
 
@@ -150,7 +136,7 @@ impl AtClient {
             Box::pin(client.monitor(regex, start)),
         )
         .await;
-        *client.inner.workers[0].lock().await = Some(worker?);
+        *client.inner.workers.first().await = Some(worker?);
         Ok((client, monitor?))
     }
 
@@ -199,9 +185,7 @@ impl AtClient {
     /// instead of waiting for one: for servers answering many peers at once (the daemon, the
     /// relay). Extra connections are opened only while all open ones are busy.
     pub fn spread_requests(&self, connections: usize) {
-        self.inner
-            .workers_allowed
-            .store(connections.clamp(1, MAX_WORKERS), Ordering::Relaxed);
+        self.inner.workers.allow(connections);
     }
 
     /// Send one verb on a worker connection; reconnects once if the connection died.
@@ -513,11 +497,7 @@ impl AtClient {
 
     /// Close the worker connections politely.
     pub async fn close(&self) {
-        for w in &self.inner.workers {
-            if let Some(conn) = w.lock().await.take() {
-                conn.close().await;
-            }
-        }
+        self.inner.workers.close_all().await;
     }
 }
 
@@ -536,18 +516,12 @@ impl Monitor {
 
 impl Inner {
     fn new(cfg: ClientConfig) -> Arc<Inner> {
-        Arc::new_cyclic(|me| Inner {
+        Arc::new(Inner {
             atsign: cfg.atsign,
             keys: cfg.keys,
             root: cfg.root,
             server: Mutex::new(None),
-            workers: Default::default(),
-            workers_allowed: AtomicUsize::new(1),
-            next_worker: AtomicUsize::new(0),
-            worker_used_ms: Default::default(),
-            born: Instant::now(),
-            reaping: AtomicBool::new(false),
-            me: me.clone(),
+            workers: Workers::new(),
             outbound: async_lock::Mutex::new(HashMap::new()),
             inbound: Mutex::new(HashMap::new()),
             unwrapped: Mutex::new(HashMap::new()),
@@ -555,79 +529,11 @@ impl Inner {
         })
     }
 
-    /// A request connection slot to use, with its index: a free open connection, else a free
-    /// slot to open one in, else the next slot in turn once it is free.
-    async fn worker(&self) -> (usize, async_lock::MutexGuard<'_, Option<Connection>>) {
-        let allowed = self
-            .workers_allowed
-            .load(Ordering::Relaxed)
-            .clamp(1, MAX_WORKERS);
-        let mut unopened = None;
-        for (i, w) in self.workers.iter().enumerate().take(allowed) {
-            if let Some(g) = w.try_lock() {
-                if g.is_some() {
-                    return (i, g);
-                }
-                unopened.get_or_insert((i, g));
-            }
-        }
-        if let Some(found) = unopened {
-            return found;
-        }
-        let i = self.next_worker.fetch_add(1, Ordering::Relaxed) % allowed;
-        match self.workers.get(i) {
-            Some(w) => (i, w.lock().await),
-            None => (0, self.workers[0].lock().await),
-        }
-    }
-
     async fn request(&self, command: &str) -> Result<String, AtError> {
-        let (slot, mut guard) = self.worker().await;
+        let (slot, mut guard) = self.workers.take().await;
         let result = self.request_on(&mut guard, command).await;
-        if let Some(used) = self.worker_used_ms.get(slot) {
-            used.store(self.ms_since_born(), Ordering::Relaxed);
-        }
-        if slot > 0 && guard.is_some() && !self.reaping.swap(true, Ordering::AcqRel) {
-            if let Some(me) = self.me.upgrade() {
-                crate::runtime::spawn(me.reap_idle_extras()).detach();
-            }
-        }
+        self.workers.done(slot, guard.is_some());
         result
-    }
-
-    fn ms_since_born(&self) -> u64 {
-        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Closes extra request connections once they have idled for [`EXTRA_IDLE`]; ends when
-    /// none is left open (a later extra starts it again).
-    async fn reap_idle_extras(self: Arc<Self>) {
-        let me = Arc::downgrade(&self);
-        drop(self);
-        loop {
-            crate::runtime::sleep(EXTRA_IDLE).await;
-            let Some(inner) = me.upgrade() else { return };
-            let idle_since = inner
-                .ms_since_born()
-                .saturating_sub(EXTRA_IDLE.as_millis() as u64);
-            let mut open = 0;
-            for (w, used) in inner.workers.iter().zip(&inner.worker_used_ms).skip(1) {
-                let Some(mut g) = w.try_lock() else {
-                    open += 1;
-                    continue;
-                };
-                if g.is_some() && used.load(Ordering::Relaxed) <= idle_since {
-                    if let Some(conn) = g.take() {
-                        conn.close().await;
-                    }
-                }
-                open += usize::from(g.is_some());
-            }
-            if open == 0 {
-                inner.reaping.store(false, Ordering::Release);
-                return;
-            }
-        }
     }
 
     /// One request on the connection in `guard`, opening it first if needed; reconnects once
