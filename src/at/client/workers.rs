@@ -12,8 +12,10 @@ use crate::runtime::atomic::AtomicU64;
 
 /// Most request connections one client opens.
 const MAX_WORKERS: usize = 4;
-/// An extra request connection unused this long is closed.
-const EXTRA_IDLE: Duration = Duration::from_secs(30);
+/// An extra request connection unused this long is closed (checked at this interval, so it
+/// goes between one and two intervals after its last request): a burst's extras do not
+/// outlive it by much, and opening one again costs one login.
+const EXTRA_IDLE: Duration = Duration::from_secs(5);
 
 /// One request connection's slot, held for the whole request: `None` until opened (or after
 /// it was lost).
