@@ -62,7 +62,7 @@ clean:
 # cargo-fuzz targets (nightly): envelope, json, response_line, notification, relay_auth, atkeys,
 # atserver_verb, nps1_record.
 fuzz-build:
-	cd fuzz && cargo +nightly fuzz build
+	cd fuzz && cargo +nightly fuzz build -O -s $${FUZZ_SANITIZER:-none}
 
 # Every fuzz target for FUZZ_SECONDS each (default 60; FUZZ_RUNS=N stops a target after N
 # executions), one worker each, on the pinned nightly (cargo-fuzz installed if missing); prints
