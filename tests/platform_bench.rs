@@ -106,19 +106,33 @@ fn round_trips_through_real_processes() {
     let npt = stack.npt(CLIENT, "bench", "127.0.0.1", echo, &["-T", "60s"]);
     let ours = npt_port(&npt).unwrap();
     let rh = rathole::start(rathole::Transport::Noise, rathole::free_port(), echo);
+    // The floors of both shapes: rathole's two stops and our three, doing nothing but move
+    // bytes.
+    let (floor2, floor3) = (bench::forwarder_chain(echo, 2), bench::forwarder_chain(echo, 3));
     // Warm-up, then blocks of n/10.
     let _ = bench::round_trips(ours, 100).unwrap();
     let block = (n / 10).max(1);
     let (mut d, mut o, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut f2, mut f3) = (Vec::new(), Vec::new());
     for _ in 0..(n / block) {
         d.extend(bench::round_trips(echo, block).unwrap());
         o.extend(bench::round_trips(ours, block).unwrap());
         if let Some(rh) = &rh {
             r.extend(bench::round_trips(rh.echo_entry, block).unwrap());
         }
+        f2.extend(bench::round_trips(floor2, block).unwrap());
+        f3.extend(bench::round_trips(floor3, block).unwrap());
     }
     let (dm, dp) = bench::median_p99(d);
     let (om, op) = bench::median_p99(o);
+    for (name, v) in [("floor: 2 blocking stops", f2), ("floor: 3 blocking stops", f3)] {
+        let (m, p) = bench::median_p99(v);
+        println!(
+            "BENCH {name:<34} median {m:>7.1}  p99 {p:>7.1}  added {:.1} / {:.1}",
+            m - dm,
+            p - dp
+        );
+    }
     println!("\nround trips of 1 byte through real processes, {n} each (µs; added = minus direct)");
     println!(
         "BENCH {:<34} median {dm:>7.1}  p99 {dp:>7.1}",
@@ -161,13 +175,16 @@ fn throughput_through_real_processes() {
     let npt = stack.npt(CLIENT, "bench", "127.0.0.1", sink, &["-T", "60s"]);
     let ours = npt_port(&npt).unwrap();
     let rh = rathole::start(rathole::Transport::Noise, sink, bench::echo_server());
-    let (mut d, mut o, mut r) = (0f64, 0f64, 0f64);
+    // Our shape's floor: three stops that only move bytes (splice, no cipher).
+    let floor3 = bench::forwarder_chain(sink, 3);
+    let (mut d, mut o, mut r, mut f) = (0f64, 0f64, 0f64, 0f64);
     for _ in 0..runs {
         d = d.max(bench::push_blocking(sink, bytes, &done));
         o = o.max(bench::push_blocking(ours, bytes, &done));
         if let Some(rh) = &rh {
             r = r.max(bench::push_blocking(rh.entry, bytes, &done));
         }
+        f = f.max(bench::push_blocking(floor3, bytes, &done));
     }
     println!("\none way through real processes, {mb} MiB, best of {runs} (MB/s)");
     println!(
@@ -178,6 +195,11 @@ fn throughput_through_real_processes() {
         "BENCH {:<34} {o:>9.1} MB/s  ratio {:.3}",
         "npt -> srvd -> sshnpd (nps1)",
         o / d
+    );
+    println!(
+        "BENCH {:<34} {f:>9.1} MB/s  ratio {:.3}",
+        "floor: 3 blocking stops, no cipher",
+        f / d
     );
     if rh.is_none() {
         println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)");

@@ -156,6 +156,10 @@ enum Path {
     Relay,
     Official,
     Suite,
+    /// [`bench::forwarder_chain`] with one stop: the floor of `RelayAlone`.
+    FloorAlone,
+    /// Three stops: the floor of `Relay` (client end, relay, daemon end).
+    Floor,
 }
 
 async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
@@ -165,7 +169,9 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
     let lp = port(&local);
     let (client, daemon, sid) = relay.session();
     let crypto = |role| match path {
-        Path::Direct | Path::RelayAlone | Path::Relay => unreachable!(),
+        Path::Direct | Path::RelayAlone | Path::Relay | Path::FloorAlone | Path::Floor => {
+            unreachable!()
+        }
         Path::Official => SessionCrypto::official_b64(
             "1DPU9OP3CYvamnVBMwGgL7fm8yB1klAap0Uc5Z9R79g=",
             "MTIzNDU2Nzg5MEFCQ0RFRg==",
@@ -175,6 +181,8 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
     };
     match path {
         Path::Direct => push(sink_port, bytes, done).await,
+        Path::FloorAlone => push(bench::forwarder_chain(sink_port, 1), bytes, done).await,
+        Path::Floor => push(bench::forwarder_chain(sink_port, 3), bytes, done).await,
         Path::RelayAlone => {
             // The relay's own two hops and splice: the application and the sink are the
             // session's two sides (no tunnel ends).
@@ -364,14 +372,16 @@ fn throughput() {
         (Path::RelayAlone, "relay alone (no tunnel ends)"),
         (Path::Official, "relay + official AES-256-CTR"),
         (Path::Suite, "relay + nps1 ChaCha20-Poly1305"),
+        (Path::FloorAlone, "floor: 1 blocking splice stop"),
+        (Path::Floor, "floor: 3 blocking splice stops"),
     ];
     // BENCH_PATHS=0,1 measures only those rows (for profiling one path); default all.
     let only: Option<Vec<usize>> = std::env::var("BENCH_PATHS")
         .ok()
         .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect());
     let wanted = |i: usize| only.as_ref().is_none_or(|o| o.contains(&i));
-    let mut best = [0f64; 5];
-    let mut cpu = [f64::MAX; 5];
+    let mut best = [0f64; 7];
+    let mut cpu = [f64::MAX; 7];
     block_on(timeout(Duration::from_secs(600), async {
         // Interleave the paths so drift (thermal, other load) hits them alike.
         for _ in 0..runs {
@@ -409,7 +419,7 @@ fn throughput() {
         rathole.push((transport, name, best_rh));
     }
     println!("\none tunnel through the relay on loopback, {mb} MiB one way, best of {runs}");
-    for (i, (_, name)) in paths.iter().enumerate() {
+    for (i, (_, name)) in paths.iter().enumerate().filter(|(i, _)| wanted(*i)) {
         println!(
             "BENCH {name:<34} {:>9.1} MB/s  ratio {:.3}  cpu {:.2} ms/MiB",
             best[i],
@@ -425,6 +435,9 @@ fn throughput() {
     }
     println!("KV relay_vs_direct={:.3}", best[1] / best[0]);
     println!("KV relay_alone_vs_direct={:.3}", best[2] / best[0]);
+    if wanted(6) {
+        println!("KV relay_floor_vs_direct={:.3}", best[6] / best[0]);
+    }
     match rathole.iter().find(|r| r.0 == RatholeTransport::Noise) {
         Some((_, _, r)) => println!("KV nps1_vs_rathole_noise={:.2}", best[4] / r),
         None => println!("KV nps1_vs_rathole_noise=n/a"),
