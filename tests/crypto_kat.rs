@@ -530,7 +530,10 @@ fn rsa_generate_round_trip() {
     // length itself varies (see below), so the Base64 prefix is not fixed past "MIIE".
     let der = b64::decode(&pkcs8).unwrap();
     assert_eq!(&der[..2], &[0x30, 0x82], "{}", &pkcs8[..10]);
-    assert_eq!(usize::from(der[2]) << 8 | usize::from(der[3]), der.len() - 4);
+    assert_eq!(
+        usize::from(der[2]) << 8 | usize::from(der[3]),
+        der.len() - 4
+    );
     // DER drops leading zero bytes, so a component whose top byte happens to be small (about
     // 1 in 256 each) makes the encoding a byte shorter: the exact length varies between keys.
     assert!((1600..=1632).contains(&pkcs8.len()), "{}", pkcs8.len());

@@ -108,7 +108,10 @@ fn round_trips_through_real_processes() {
     let rh = rathole::start(rathole::Transport::Noise, rathole::free_port(), echo);
     // The floors of both shapes: rathole's two stops and our three, doing nothing but move
     // bytes.
-    let (floor2, floor3) = (bench::forwarder_chain(echo, 2), bench::forwarder_chain(echo, 3));
+    let (floor2, floor3) = (
+        bench::forwarder_chain(echo, 2),
+        bench::forwarder_chain(echo, 3),
+    );
     // Warm-up, then blocks of n/10.
     let _ = bench::round_trips(ours, 100).unwrap();
     let block = (n / 10).max(1);
@@ -125,7 +128,10 @@ fn round_trips_through_real_processes() {
     }
     let (dm, dp) = bench::median_p99(d);
     let (om, op) = bench::median_p99(o);
-    for (name, v) in [("floor: 2 blocking stops", f2), ("floor: 3 blocking stops", f3)] {
+    for (name, v) in [
+        ("floor: 2 blocking stops", f2),
+        ("floor: 3 blocking stops", f3),
+    ] {
         let (m, p) = bench::median_p99(v);
         println!(
             "BENCH {name:<34} median {m:>7.1}  p99 {p:>7.1}  added {:.1} / {:.1}",
