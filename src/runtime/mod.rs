@@ -13,6 +13,7 @@ pub mod cli;
 pub mod fs;
 pub mod mem;
 pub mod time;
+mod when_woken;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,9 +61,10 @@ pub fn spawn<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -
     executor().spawn(fut)
 }
 
-/// Run `fut` to completion on the current thread while also driving spawned tasks.
+/// Run `fut` to completion on the current thread while also driving spawned tasks. `fut` is
+/// polled only when one of its own wakers fired ([`when_woken`]), not on every task's.
 pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
-    async_io::block_on(executor().run(fut))
+    async_io::block_on(executor().run(when_woken::WhenWoken::new(fut)))
 }
 
 /// Initialise env_logger once. `verbose` raises the default level from `warn` to `info`;
@@ -80,12 +82,20 @@ pub fn init_logging_level(default: &str) {
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
+///
+/// The wait runs as a task of its own: callers race this future against their main work
+/// (`or`), which polls it whenever the main work is polled, and a poll of the signal stream
+/// tries a read of its socket first, one wasted syscall per wake-up of the process. A task
+/// handle is polled without a syscall, and the task runs only when a signal arrives.
 pub async fn shutdown_signal() {
     use async_signal::{Signal, Signals};
     use futures_lite::StreamExt;
     match Signals::new([Signal::Int, Signal::Term]) {
         Ok(mut s) => {
-            let _ = s.next().await;
+            spawn(async move {
+                let _ = s.next().await;
+            })
+            .await
         }
         Err(e) => {
             log::warn!("cannot install signal handlers: {e}");
