@@ -83,19 +83,16 @@ pub fn init_logging_level(default: &str) {
 
 /// Resolves when SIGINT or SIGTERM arrives.
 ///
-/// The wait runs as a task of its own: callers race this future against their main work
-/// (`or`), which polls it whenever the main work is polled, and a poll of the signal stream
-/// tries a read of its socket first, one wasted syscall per wake-up of the process. A task
-/// handle is polled without a syscall, and the task runs only when a signal arrives.
+/// Callers race this future against their main work (`or`), which polls it whenever the main
+/// work is polled, and a poll of the signal stream tries a read of its socket first: one
+/// wasted syscall per wake-up of the process. The stream is therefore polled only after its
+/// own waker fired.
 pub async fn shutdown_signal() {
     use async_signal::{Signal, Signals};
     use futures_lite::StreamExt;
     match Signals::new([Signal::Int, Signal::Term]) {
         Ok(mut s) => {
-            spawn(async move {
-                let _ = s.next().await;
-            })
-            .await
+            let _ = when_woken::WhenWoken::new(s.next()).await;
         }
         Err(e) => {
             log::warn!("cannot install signal handlers: {e}");

@@ -8,46 +8,22 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+use atomic_waker::AtomicWaker;
+
+/// Polls `fut` only after one of the wakers it was given fired (and on the first poll).
 pub(super) struct WhenWoken<F> {
     fut: Pin<Box<F>>,
-    flag: Arc<Flag>,
-    /// Handed to `fut`: sets the flag and wakes whoever polls us.
-    waker: Waker,
-}
-
-struct Flag {
-    woken: AtomicBool,
-    outer: Mutex<Option<Waker>>,
-}
-
-impl Wake for Flag {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref()
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::SeqCst);
-        let outer = self.outer.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(w) = outer.as_ref() {
-            w.wake_by_ref();
-        }
-    }
+    gate: Gate,
 }
 
 impl<F: Future> WhenWoken<F> {
     pub(super) fn new(fut: F) -> Self {
-        let flag = Arc::new(Flag {
-            // The first poll always reaches `fut`.
-            woken: AtomicBool::new(true),
-            outer: Mutex::new(None),
-        });
         WhenWoken {
             fut: Box::pin(fut),
-            waker: Waker::from(flag.clone()),
-            flag,
+            gate: Gate::new(),
         }
     }
 }
@@ -57,18 +33,58 @@ impl<F: Future> Future for WhenWoken<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
-        {
-            let mut outer = this.flag.outer.lock().unwrap_or_else(PoisonError::into_inner);
-            if !outer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *outer = Some(cx.waker().clone());
-            }
+        match this.gate.open(cx) {
+            Some(waker) => this.fut.as_mut().poll(&mut Context::from_waker(waker)),
+            None => Poll::Pending,
         }
-        // A wake-up that lands while `fut` is being polled sets the flag again and wakes the
-        // outer waker, so it is not lost.
-        if !this.flag.woken.swap(false, Ordering::SeqCst) {
-            return Poll::Pending;
+    }
+}
+
+/// The part that does not depend on the future's type (one copy in the binary).
+struct Gate {
+    flag: Arc<Flag>,
+    /// Handed to the future: sets the flag and wakes whoever polls the gate.
+    waker: Waker,
+}
+
+struct Flag {
+    woken: AtomicBool,
+    outer: AtomicWaker,
+}
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.outer.wake();
+    }
+}
+
+impl Gate {
+    fn new() -> Gate {
+        let flag = Arc::new(Flag {
+            // The first poll always reaches the future.
+            woken: AtomicBool::new(true),
+            outer: AtomicWaker::new(),
+        });
+        Gate {
+            waker: Waker::from(flag.clone()),
+            flag,
         }
-        this.fut.as_mut().poll(&mut Context::from_waker(&this.waker))
+    }
+
+    /// The waker to poll the future with, if it was woken since its last poll. A wake-up that
+    /// lands while the future is being polled sets the flag again and wakes `cx`, so it is not
+    /// lost.
+    fn open(&self, cx: &Context<'_>) -> Option<&Waker> {
+        self.flag.outer.register(cx.waker());
+        self.flag
+            .woken
+            .swap(false, Ordering::SeqCst)
+            .then_some(&self.waker)
     }
 }
 
@@ -77,17 +93,20 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    /// Counts its polls; ready after `ready_after` polls, waking itself each time.
+    /// Counts its polls; ready after `ready_after` polls, waking itself each time if asked.
     struct Counting {
         polls: Arc<AtomicUsize>,
         ready_after: usize,
         wake_self: bool,
+        /// The waker of its last poll.
+        last: Arc<std::sync::Mutex<Option<Waker>>>,
     }
 
     impl Future for Counting {
         type Output = ();
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
             let n = self.polls.fetch_add(1, Ordering::SeqCst) + 1;
+            *self.last.lock().unwrap() = Some(cx.waker().clone());
             if n >= self.ready_after {
                 return Poll::Ready(());
             }
@@ -98,16 +117,23 @@ mod tests {
         }
     }
 
+    fn counting(ready_after: usize, wake_self: bool) -> (Counting, Arc<AtomicUsize>) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let c = Counting {
+            polls: polls.clone(),
+            ready_after,
+            wake_self,
+            last: Arc::default(),
+        };
+        (c, polls)
+    }
+
     #[test]
     fn polls_the_inner_future_only_after_its_waker_fired() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let mut f = WhenWoken::new(Counting {
-            polls: polls.clone(),
-            ready_after: 3,
-            wake_self: false,
-        });
-        let outer = Waker::noop();
-        let mut cx = Context::from_waker(outer);
+        let (c, polls) = counting(3, false);
+        let last = c.last.clone();
+        let mut f = WhenWoken::new(c);
+        let mut cx = Context::from_waker(Waker::noop());
         assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
         // Spurious polls (another task's wake-up) do not reach it.
         for _ in 0..5 {
@@ -115,23 +141,19 @@ mod tests {
         }
         assert_eq!(polls.load(Ordering::SeqCst), 1);
         // Its own wake-up does.
-        f.waker.wake_by_ref();
+        let inner = last.lock().unwrap().clone().unwrap();
+        inner.wake_by_ref();
         assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), 2);
-        f.waker.wake_by_ref();
+        inner.wake_by_ref();
         assert!(Pin::new(&mut f).poll(&mut cx).is_ready());
     }
 
     #[test]
     fn a_wake_during_the_poll_is_kept() {
-        let polls = Arc::new(AtomicUsize::new(0));
-        let mut f = WhenWoken::new(Counting {
-            polls: polls.clone(),
-            ready_after: 4,
-            wake_self: true,
-        });
-        let outer = Waker::noop();
-        let mut cx = Context::from_waker(outer);
+        let (c, polls) = counting(4, true);
+        let mut f = WhenWoken::new(c);
+        let mut cx = Context::from_waker(Waker::noop());
         let mut n = 0;
         while Pin::new(&mut f).poll(&mut cx).is_pending() {
             n += 1;
