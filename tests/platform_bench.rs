@@ -127,41 +127,30 @@ fn round_trips_through_real_processes() {
         f3.extend(bench::round_trips(floor3, block).unwrap());
     }
     let (dm, dp) = bench::median_p99(d);
-    let (om, op) = bench::median_p99(o);
-    for (name, v) in [
-        ("floor: 2 blocking stops", f2),
-        ("floor: 3 blocking stops", f3),
-    ] {
+    println!("\nround trips of 1 byte through real processes, {n} each (µs; added = minus direct)");
+    println!(
+        "BENCH {:<34} median {dm:>7.1}  p99 {dp:>7.1}",
+        "direct loopback TCP"
+    );
+    // One row per path; returns its median.
+    let row = |name: &str, v: Vec<f64>| {
         let (m, p) = bench::median_p99(v);
         println!(
             "BENCH {name:<34} median {m:>7.1}  p99 {p:>7.1}  added {:.1} / {:.1}",
             m - dm,
             p - dp
         );
-    }
-    println!("\nround trips of 1 byte through real processes, {n} each (µs; added = minus direct)");
-    println!(
-        "BENCH {:<34} median {dm:>7.1}  p99 {dp:>7.1}",
-        "direct loopback TCP"
-    );
-    println!(
-        "BENCH {:<34} median {om:>7.1}  p99 {op:>7.1}  added {:.1} / {:.1}",
-        "npt -> srvd -> sshnpd (nps1)",
-        om - dm,
-        op - dp
-    );
+        m
+    };
+    let om = row("npt -> srvd -> sshnpd (nps1)", o);
+    row("floor: 3 blocking stops", f3);
+    row("floor: 2 blocking stops", f2);
     if r.is_empty() {
         println!("BENCH rathole: not measured (set RATHOLE=<path to rathole>)");
         println!("KV rtt_processes_vs_rathole=n/a");
         return;
     }
-    let (rm, rp) = bench::median_p99(r);
-    println!(
-        "BENCH {:<34} median {rm:>7.1}  p99 {rp:>7.1}  added {:.1} / {:.1}",
-        "rathole server + client (Noise)",
-        rm - dm,
-        rp - dp
-    );
+    let rm = row("rathole server + client (Noise)", r);
     println!("KV rtt_processes_vs_rathole={:.2}", (om - dm) / (rm - dm));
 }
 
