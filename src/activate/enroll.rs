@@ -159,15 +159,9 @@ manage_op!(
     "Delete denied or revoked enrollments."
 );
 
-/// Shared options of approve/deny/revoke/unrevoke/delete.
+/// Shared options of approve/deny/revoke/unrevoke/delete; `Op` names the subcommand.
 pub struct ManageArgs<Op> {
-    atsign: String,
-    keys: Option<String>,
-    root_server: String,
-    enrollment_id: Option<String>,
-    arx: Option<String>,
-    drx: Option<String>,
-    verbose: bool,
+    flags: ManageFlags,
     _op: std::marker::PhantomData<Op>,
 }
 
@@ -199,15 +193,8 @@ struct ManageFlags {
 
 impl<Op> argh::FromArgs for ManageArgs<Op> {
     fn from_args(command_name: &[&str], args: &[&str]) -> Result<Self, argh::EarlyExit> {
-        let f = ManageFlags::from_args(command_name, args)?;
         Ok(ManageArgs {
-            atsign: f.atsign,
-            keys: f.keys,
-            root_server: f.root_server,
-            enrollment_id: f.enrollment_id,
-            arx: f.arx,
-            drx: f.drx,
-            verbose: f.verbose,
+            flags: ManageFlags::from_args(command_name, args)?,
             _op: std::marker::PhantomData,
         })
     }
@@ -527,6 +514,16 @@ pub(super) fn add_approval_keys(
 }
 
 pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String> {
+    // One body for the five commands: generic, it was compiled five times (~30 KB).
+    manage_records(a.flags, Op::VERB, Op::FROM_STATE, Op::LABEL).await
+}
+
+async fn manage_records(
+    a: ManageFlags,
+    verb: &str,
+    from_state: &[&str],
+    label: &str,
+) -> Result<ExitCode, String> {
     crate::runtime::init_logging(a.verbose);
     if a.enrollment_id.is_none() && a.arx.is_none() && a.drx.is_none() {
         return Err("At least one of --enrollmentId, --arx or --drx must be provided".into());
@@ -540,7 +537,7 @@ pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String>
     )
     .await?;
     let mut targets = Vec::new();
-    for state in Op::FROM_STATE {
+    for state in from_state {
         for r in select(&client, Some(state), &a.arx, &a.drx).await? {
             if a.enrollment_id.as_deref().is_none_or(|id| id == r.id) {
                 targets.push(r);
@@ -553,17 +550,17 @@ pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String>
     }
     for r in targets {
         let mut req = Object::new().with("enrollmentId", r.id.as_str());
-        if Op::VERB == "approve" {
+        if verb == "approve" {
             println!(
                 "Approving enrollmentId {} with appName \"{}\" and deviceName \"{}\"",
                 r.id, r.app, r.device
             );
             add_approval_keys(&client, &r, &mut req)?;
         } else {
-            println!("{} enrollmentId {}", Op::LABEL, r.id);
+            println!("{label} enrollmentId {}", r.id);
         }
         let answer = client
-            .request(&format!("enroll:{}:{}", Op::VERB, req.to_json()))
+            .request(&format!("enroll:{verb}:{}", req.to_json()))
             .await
             .map_err(|e| e.to_string())?;
         println!("Server response: {answer}");
