@@ -3,7 +3,7 @@
 //! Key and ciphertext constants marked "at_c" are test data copied from
 //! atsign-foundation/at_c `packages/atchops/tests/` (see each constant).
 
-use noports::crypto::aead::{EphemeralSecret, Opener, Sealer};
+use noports::crypto::aead::{Aead, EphemeralSecret, Opener, Sealer};
 use noports::crypto::aes_ctr::{self, CtrStream, ZERO_IV};
 use noports::crypto::rsa::{HashAlgo, RsaPrivateKey, RsaPublicKey};
 use noports::crypto::{b64, hash, CryptoError};
@@ -582,8 +582,8 @@ fn aead_round_trip_and_tampering() {
 
     let mut key = [0u8; 32];
     hash::hkdf_sha256(b"salt", &shared_a, b"a->b", &mut key).unwrap();
-    let mut sealer = Sealer::new(key);
-    let mut opener = Opener::new(key);
+    let mut sealer = Sealer::new(Aead::ChaCha20Poly1305, key);
+    let mut opener = Opener::new(Aead::ChaCha20Poly1305, key);
 
     let mut records = Vec::new();
     for (i, msg) in [&b"hello"[..], b"", &[0xaa; 1000][..]]
@@ -598,7 +598,9 @@ fn aead_round_trip_and_tampering() {
     }
     // Same plaintext at a different counter gives a different record.
     let mut again = b"hello".to_vec();
-    Sealer::new(key).seal(b"hdr", &mut again).unwrap();
+    Sealer::new(Aead::ChaCha20Poly1305, key)
+        .seal(b"hdr", &mut again)
+        .unwrap();
     let mut later = b"hello".to_vec();
     sealer.seal(b"hdr", &mut later).unwrap();
     assert_ne!(again, later);
@@ -621,7 +623,7 @@ fn aead_round_trip_and_tampering() {
         Err(CryptoError::Tampered)
     );
     assert_eq!(
-        Opener::new([0u8; 32]).open(b"hdr", &mut rec0.clone()),
+        Opener::new(Aead::ChaCha20Poly1305, [0u8; 32]).open(b"hdr", &mut rec0.clone()),
         Err(CryptoError::Tampered)
     );
     // Reordering: record 1 presented first fails (its nonce is counter 1).

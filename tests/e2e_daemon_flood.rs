@@ -74,6 +74,7 @@ fn strangers_cost_no_lookups_and_do_not_delay_a_manager() {
             timeout_ms: 5000,
             suite: None,
             client_suite_pk: None,
+            suite_aead: None,
         };
         let signed = envelope::sign(&request.to_object(), &manager.keys().encrypt_private).unwrap();
         let ask = async {

@@ -55,6 +55,7 @@ fn replayed_request_after_a_daemon_restart_opens_nothing() {
         timeout_ms: 5000,
         suite: None,
         client_suite_pk: None,
+        suite_aead: None,
     };
     let signed = envelope::sign(&request.to_object(), &client.keys().encrypt_private).unwrap();
     let device = AtSign::parse(DEVICE).unwrap();

@@ -63,6 +63,7 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
             timeout_ms: 5000,
             suite: None,
             client_suite_pk: None,
+            suite_aead: None,
         };
         let send = |value: String| {
             let client = client.clone();

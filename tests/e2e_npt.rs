@@ -12,6 +12,55 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_noports"))
 }
 
+/// The AEAD this machine's ends pick for nps1 when neither is told otherwise.
+fn fastest_aead_here() -> &'static str {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags") || l.starts_with("Features"))
+        .unwrap_or_default();
+    let has = |w: &str| flags.split_whitespace().any(|f| f == w);
+    if has("aes") && (has("pclmulqdq") || has("pmull")) {
+        "aes-256-gcm"
+    } else {
+        "chacha20-poly1305"
+    }
+}
+
+/// nps1's AEAD (docs/suite-v1.md §1): AES-256-GCM only when both ends have AES instructions
+/// (and neither is told `NOPORTS_AEAD=chacha20-poly1305`), ChaCha20-Poly1305 otherwise; data
+/// moves and verifies either way.
+#[test]
+fn nps1_uses_aes_256_gcm_only_when_both_ends_take_it() {
+    let stack = Stack::start(bin(), "e2e-aead", &[]);
+    let service = start_plus_one_service();
+    let permit = format!("127.0.0.1:{service}");
+    let _fast = stack.start_daemon("fast", CLIENT, &permit);
+    let mut chacha_daemon = stack.command("sshnpd");
+    chacha_daemon.env("NOPORTS_AEAD", "chacha20-poly1305");
+    let _chacha = stack.start_daemon_with(chacha_daemon, "chacha", CLIENT, &permit);
+    let chacha_only = || {
+        let mut c = stack.command("npt");
+        c.env("NOPORTS_AEAD", "chacha20-poly1305");
+        c
+    };
+    let npt_with =
+        |c, device| stack.npt_with(c, CLIENT, device, "127.0.0.1", service, &["-T", "3s", "-v"]);
+    for (npt, want) in [
+        (npt_with(stack.command("npt"), "fast"), fastest_aead_here()),
+        (npt_with(chacha_only(), "fast"), "chacha20-poly1305"),
+        (
+            npt_with(stack.command("npt"), "chacha"),
+            "chacha20-poly1305",
+        ),
+    ] {
+        let port = npt_port(&npt).unwrap();
+        transfer_and_verify(port, 2 * 1024 * 1024).unwrap();
+        let line = format!("uses the nps1 data plane {want}");
+        npt.wait_for(&line, Duration::from_secs(5)).unwrap();
+    }
+}
+
 #[test]
 fn npt_reaches_a_permitted_service_and_both_suites_move_verified_data() {
     let stack = Stack::start(bin(), "e2e-basic", &["@stranger"]);

@@ -829,6 +829,7 @@ fn npt_request() -> NptRequest {
         timeout_ms: 30000,
         suite: None,
         client_suite_pk: None,
+        suite_aead: None,
     }
 }
 
@@ -850,6 +851,7 @@ fn npt_request_exact_and_round_trip() {
     let with_suite = NptRequest {
         suite: Some("x25519-chacha20poly1305".into()),
         client_suite_pk: Some("cGs=".into()),
+        suite_aead: None,
         ..r.clone()
     };
     let text = with_suite.to_object().to_json();
@@ -858,8 +860,21 @@ fn npt_request_exact_and_round_trip() {
     ));
     assert_eq!(
         NptRequest::from_object(&Object::parse(&text).unwrap()),
-        Ok(with_suite)
+        Ok(with_suite.clone())
     );
+    // The AEAD offer comes last, and only a string is accepted.
+    let with_aead = NptRequest {
+        suite_aead: Some("aes-256-gcm".into()),
+        ..with_suite
+    };
+    let text = with_aead.to_object().to_json();
+    assert!(text.ends_with(r#","clientSuitePK":"cGs=","suiteAead":"aes-256-gcm"}"#));
+    assert_eq!(
+        NptRequest::from_object(&Object::parse(&text).unwrap()),
+        Ok(with_aead)
+    );
+    let bad = text.replace(r#""aes-256-gcm""#, "1");
+    assert!(NptRequest::from_object(&Object::parse(&bad).unwrap()).is_err());
 
     // timeout is optional (default 60000 ms).
     let mut o = Object::new();
@@ -942,6 +957,7 @@ fn ssh_request_exact_and_parse() {
         client_ephemeral_pk_type: Some("rsa2048".into()),
         suite: None,
         client_suite_pk: None,
+        suite_aead: None,
     };
     let text = r.to_object().to_json();
     assert_eq!(
@@ -982,6 +998,7 @@ fn session_response_forms() {
         ephemeral_private_key: None,
         suite: None,
         daemon_suite_pk: None,
+        suite_aead: None,
     };
     let text = npt.to_object().to_json();
     assert_eq!(
@@ -1013,12 +1030,23 @@ fn session_response_forms() {
     let suite = SessionResponse {
         suite: Some("s1".into()),
         daemon_suite_pk: Some("cGs=".into()),
+        suite_aead: None,
         ..npt.clone()
     };
     assert!(suite
         .to_object()
         .to_json()
         .ends_with(r#""sessionIV":"aXY=","suite":"s1","daemonSuitePK":"cGs="}"#));
+    let chosen = SessionResponse {
+        suite_aead: Some("aes-256-gcm".into()),
+        ..suite
+    };
+    let text = chosen.to_object().to_json();
+    assert!(text.ends_with(r#""daemonSuitePK":"cGs=","suiteAead":"aes-256-gcm"}"#));
+    assert_eq!(
+        SessionResponse::from_object(&Object::parse(&text).unwrap()),
+        Ok(chosen)
+    );
 
     // C daemon form: ephemeralPrivateKey null, last.
     let c = Object::parse(&format!(

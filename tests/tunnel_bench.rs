@@ -15,7 +15,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use noports::crypto::aead::EphemeralSecret;
 use noports::crypto::rsa::RsaPrivateKey;
 use noports::noports::relay_msg::auth_line;
-use noports::noports::suite::{self, Role};
+use noports::noports::suite::{self, Aead, Role};
 use noports::noports::tunnel::{self, RelayTarget, SessionCrypto};
 use noports::relay::{RelayConfig, SessionSpec, SessionTable};
 use noports::runtime::{block_on, spawn, timeout};
@@ -155,7 +155,7 @@ enum Path {
     RelayAlone,
     Relay,
     Official,
-    Suite,
+    Suite(Aead),
     /// [`bench::forwarder_chain`] with one stop: the floor of `RelayAlone`.
     FloorAlone,
     /// Three stops: the floor of `Relay` (client end, relay, daemon end).
@@ -177,7 +177,7 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
             "MTIzNDU2Nzg5MEFCQ0RFRg==",
         )
         .unwrap(),
-        Path::Suite => SessionCrypto::Suite(role),
+        Path::Suite(_) => SessionCrypto::Suite(role),
     };
     match path {
         Path::Direct => push(sink_port, bytes, done).await,
@@ -213,14 +213,18 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
             let _ = (c.await, d.await);
             r
         }
-        Path::Official | Path::Suite => {
+        Path::Official | Path::Suite(_) => {
             let (ce, de) = (
                 EphemeralSecret::generate().unwrap(),
                 EphemeralSecret::generate().unwrap(),
             );
             let (cp, dp) = (ce.public_bytes(), de.public_bytes());
-            let ck = suite::derive(Role::Client, ce, &dp, &sid).unwrap();
-            let dk = suite::derive(Role::Daemon, de, &cp, &sid).unwrap();
+            let aead = match path {
+                Path::Suite(aead) => aead,
+                _ => Aead::ChaCha20Poly1305,
+            };
+            let ck = suite::derive(Role::Client, ce, &dp, &sid, aead).unwrap();
+            let dk = suite::derive(Role::Daemon, de, &cp, &sid, aead).unwrap();
             let c = spawn(tunnel::client_single(client, local, crypto(ck), idle));
             let d = spawn(tunnel::daemon_single(
                 daemon,
@@ -289,8 +293,10 @@ fn nps1_session(
         EphemeralSecret::generate().unwrap(),
     );
     let (cp, dp) = (ce.public_bytes(), de.public_bytes());
-    let ck = suite::derive(Role::Client, ce, &dp, &sid).unwrap();
-    let dk = suite::derive(Role::Daemon, de, &cp, &sid).unwrap();
+    // The AEAD both ends would negotiate on this machine.
+    let aead = Aead::fastest_here();
+    let ck = suite::derive(Role::Client, ce, &dp, &sid, aead).unwrap();
+    let dk = suite::derive(Role::Daemon, de, &cp, &sid, aead).unwrap();
     let c = spawn(async move {
         let _ = tunnel::client_multi(client, local, SessionCrypto::Suite(ck), idle).await;
     });
@@ -371,17 +377,26 @@ fn throughput() {
         (Path::Relay, "relay, no cipher"),
         (Path::RelayAlone, "relay alone (no tunnel ends)"),
         (Path::Official, "relay + official AES-256-CTR"),
-        (Path::Suite, "relay + nps1 ChaCha20-Poly1305"),
+        (
+            Path::Suite(Aead::ChaCha20Poly1305),
+            "relay + nps1 ChaCha20-Poly1305",
+        ),
         (Path::FloorAlone, "floor: 1 blocking splice stop"),
         (Path::Floor, "floor: 3 blocking splice stops"),
+        (Path::Suite(Aead::Aes256Gcm), "relay + nps1 AES-256-GCM"),
     ];
+    // The AEAD our ends negotiate on this machine: the nps1 row compared with rathole.
+    let nps1 = match Aead::fastest_here() {
+        Aead::Aes256Gcm => 7,
+        Aead::ChaCha20Poly1305 => 4,
+    };
     // BENCH_PATHS=0,1 measures only those rows (for profiling one path); default all.
     let only: Option<Vec<usize>> = std::env::var("BENCH_PATHS")
         .ok()
         .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect());
     let wanted = |i: usize| only.as_ref().is_none_or(|o| o.contains(&i));
-    let mut best = [0f64; 7];
-    let mut cpu = [f64::MAX; 7];
+    let mut best = [0f64; 8];
+    let mut cpu = [f64::MAX; 8];
     block_on(timeout(Duration::from_secs(600), async {
         // Interleave the paths so drift (thermal, other load) hits them alike.
         for _ in 0..runs {
@@ -412,7 +427,7 @@ fn throughput() {
         block_on(async {
             for _ in 0..runs {
                 best[0] = best[0].max(run(Path::Direct, &mut relay, bytes).await);
-                best[4] = best[4].max(run(Path::Suite, &mut relay, bytes).await);
+                best[nps1] = best[nps1].max(run(paths[nps1].0, &mut relay, bytes).await);
                 best_rh = best_rh.max(push(rh.entry, bytes, rh.done.clone()).await);
             }
         });
@@ -439,7 +454,7 @@ fn throughput() {
         println!("KV relay_floor_vs_direct={:.3}", best[6] / best[0]);
     }
     match rathole.iter().find(|r| r.0 == RatholeTransport::Noise) {
-        Some((_, _, r)) => println!("KV nps1_vs_rathole_noise={:.2}", best[4] / r),
+        Some((_, _, r)) => println!("KV nps1_vs_rathole_noise={:.2}", best[nps1] / r),
         None => println!("KV nps1_vs_rathole_noise=n/a"),
     }
 }
@@ -539,15 +554,20 @@ fn cipher_speed() {
         ctr.apply(&mut buf);
     }
     let aes = (rounds * buf.len()) as f64 / start.elapsed().as_secs_f64() / 1e6;
-    let mut sealer = noports::crypto::aead::Sealer::new([5u8; 32]);
-    let mut rec = Vec::with_capacity(buf.len() + 16);
-    let start = Instant::now();
-    for _ in 0..rounds {
-        rec.clear();
-        rec.extend_from_slice(&buf);
-        sealer.seal(&[0, 0], &mut rec).unwrap();
-    }
-    let chacha = (rounds * buf.len()) as f64 / start.elapsed().as_secs_f64() / 1e6;
+    let aead_speed = |aead| {
+        let mut sealer = noports::crypto::aead::Sealer::new(aead, [5u8; 32]);
+        let mut rec = Vec::with_capacity(buf.len() + 16);
+        let start = Instant::now();
+        for _ in 0..rounds {
+            rec.clear();
+            rec.extend_from_slice(&buf);
+            sealer.seal(&[0, 0], &mut rec).unwrap();
+        }
+        (rounds * buf.len()) as f64 / start.elapsed().as_secs_f64() / 1e6
+    };
+    let chacha = aead_speed(Aead::ChaCha20Poly1305);
+    let gcm = aead_speed(Aead::Aes256Gcm);
     println!("BENCH cipher AES-256-CTR (one core)       {aes:>9.1} MB/s");
     println!("BENCH cipher ChaCha20-Poly1305 (one core) {chacha:>9.1} MB/s");
+    println!("BENCH cipher AES-256-GCM (one core)       {gcm:>9.1} MB/s");
 }

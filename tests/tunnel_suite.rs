@@ -11,7 +11,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use noports::crypto::aead::EphemeralSecret;
 use noports::crypto::rsa::RsaPrivateKey;
 use noports::noports::relay_msg::auth_line;
-use noports::noports::suite::{self, Role, SuiteKeys};
+use noports::noports::suite::{self, Aead, Role, SuiteKeys};
 use noports::noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError};
 use noports::relay::{RelayConfig, SessionSpec, SessionTable};
 use noports::runtime::{block_on, spawn, timeout};
@@ -37,8 +37,8 @@ fn suite_keys(sid: &str) -> (SuiteKeys, SuiteKeys) {
     );
     let (cp, dp) = (c.public_bytes(), d.public_bytes());
     (
-        suite::derive(Role::Client, c, &dp, sid).unwrap(),
-        suite::derive(Role::Daemon, d, &cp, sid).unwrap(),
+        suite::derive(Role::Client, c, &dp, sid, Aead::ChaCha20Poly1305).unwrap(),
+        suite::derive(Role::Daemon, d, &cp, sid, Aead::ChaCha20Poly1305).unwrap(),
     )
 }
 
@@ -378,7 +378,7 @@ fn rekeying_keeps_the_stream_intact() {
 #[test]
 fn low_order_peer_keys_are_refused() {
     let e = EphemeralSecret::generate().unwrap();
-    assert!(suite::derive(Role::Client, e, &[0u8; 32], "sid").is_err());
+    assert!(suite::derive(Role::Client, e, &[0u8; 32], "sid", Aead::ChaCha20Poly1305).is_err());
 }
 
 #[test]

@@ -359,8 +359,12 @@ async fn one_session(
     // -K keeps the same local port across sessions.
     *local_port = port;
     progress.say(&format!("npt is listening on localhost:{port}"));
+    let aead = match &est.crypto {
+        tunnel::SessionCrypto::Suite(keys) => keys.aead().name(),
+        _ => "",
+    };
     log::info!(
-        "session {} uses the {} data plane",
+        "session {} uses the {} data plane {aead}",
         est.session_id,
         est.suite_name
     );

@@ -8,7 +8,7 @@ use crate::crypto::aead::EphemeralSecret;
 use crate::crypto::{b64, random};
 use crate::noports::messages::{Feature, NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::relay_msg::{self, RelayRequest, RelayResponse};
-use crate::noports::suite::{self, Role};
+use crate::noports::suite::{self, Aead, Role};
 use crate::noports::tunnel::{RelayTarget, SessionCrypto};
 use crate::noports::{envelope, messages};
 use crate::runtime::{self, timeout, utc_timestamp};
@@ -416,6 +416,11 @@ pub async fn establish(
     let client_suite_pk = suite_secret
         .as_ref()
         .map(|s| b64::encode(&s.public_bytes()));
+    // Offered only where AES-256-GCM is the faster AEAD; the daemon takes it only if it is
+    // there too, so a session never runs at the slower end's software AES.
+    let offered_aead = Aead::fastest_here();
+    let suite_aead =
+        (use_ours && offered_aead == Aead::Aes256Gcm).then(|| offered_aead.name().to_string());
     let ephemeral = ephemeral.get().await?;
     let (payload, verb) = match &p.kind {
         Kind::Npt {
@@ -437,6 +442,7 @@ pub async fn establish(
                 timeout_ms: p.timeout.as_millis().min(i64::MAX as u128) as i64,
                 suite,
                 client_suite_pk,
+                suite_aead,
             };
             (req.to_object(), "npt_request")
         }
@@ -453,6 +459,7 @@ pub async fn establish(
                 client_ephemeral_pk_type: Some("rsa2048".into()),
                 suite,
                 client_suite_pk,
+                suite_aead,
             };
             (req.to_object(), "ssh_request")
         }
@@ -541,7 +548,16 @@ pub async fn establish(
                 .ok()
                 .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
                 .ok_or_else(|| SessionError::new("daemonSuitePK is not a 32-byte key"))?;
-            let keys = suite::derive(Role::Client, secret, &peer, &sid)
+            let aead = match resp.suite_aead.as_deref() {
+                None => Aead::ChaCha20Poly1305,
+                Some(name) if name == offered_aead.name() => offered_aead,
+                Some(_) => {
+                    return Err(SessionError::fatal(
+                        "The device daemon chose a suiteAead this client did not offer",
+                    ))
+                }
+            };
+            let keys = suite::derive(Role::Client, secret, &peer, &sid, aead)
                 .map_err(|e| SessionError::new(e.to_string()))?;
             Ok(Established {
                 session_id: sid,

@@ -1,5 +1,5 @@
 //! Primitives of our data-plane suite: X25519 ephemeral agreement, HKDF-SHA-256 and
-//! ChaCha20-Poly1305 records with counter nonces (docs/suite-v1.md).
+//! ChaCha20-Poly1305 or AES-256-GCM records with counter nonces (docs/suite-v1.md).
 //!
 //! HKDF lives in [`super::hash::hkdf_sha256`]; this file holds the agreement and the record
 //! sealing. Each direction of a connection has its own key and so its own nonce sequence.
@@ -7,10 +7,70 @@
 
 use super::secret::Secret;
 use super::CryptoError;
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use ring::aead::{Aad, Algorithm, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, CHACHA20_POLY1305};
 
-/// Length of the Poly1305 tag appended to every record.
+/// Length of the tag appended to every record (Poly1305 and GCM alike).
 pub const TAG_LEN: usize = 16;
+
+/// The AEAD of a session's records. Both are ring's assembly (already linked for TLS), so
+/// their speed does not depend on our size-optimised build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aead {
+    /// ChaCha20-Poly1305 (RFC 8439): the default, fast on every CPU.
+    ChaCha20Poly1305,
+    /// AES-256-GCM: about four times faster where the CPU has AES and carry-less multiply
+    /// instructions (x86_64 AES-NI + PCLMULQDQ, aarch64 AES + PMULL), much slower elsewhere.
+    Aes256Gcm,
+}
+
+impl Aead {
+    /// The name used on the wire (member `suiteAead`, docs/suite-v1.md §1).
+    pub fn name(self) -> &'static str {
+        match self {
+            Aead::ChaCha20Poly1305 => "chacha20-poly1305",
+            Aead::Aes256Gcm => "aes-256-gcm",
+        }
+    }
+
+    /// The faster AEAD on this CPU: AES-256-GCM when the kernel lists AES and carry-less
+    /// multiply instructions (`aes` with `pclmulqdq` on x86, `pmull` on arm), else
+    /// ChaCha20-Poly1305. `NOPORTS_AEAD=chacha20-poly1305` keeps ChaCha20-Poly1305 (to compare,
+    /// or to test the fallback). Read once per process: /proc/cpuinfo is slow on big machines.
+    pub fn fastest_here() -> Aead {
+        static FASTEST: std::sync::OnceLock<Aead> = std::sync::OnceLock::new();
+        *FASTEST.get_or_init(|| {
+            let chacha = Aead::ChaCha20Poly1305;
+            if std::env::var_os("NOPORTS_AEAD").is_some_and(|v| v == chacha.name()) {
+                return chacha;
+            }
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            match cpuinfo
+                .lines()
+                .find(|l| l.starts_with("flags") || l.starts_with("Features"))
+            {
+                Some(flags) if has_aes_and_clmul(flags) => Aead::Aes256Gcm,
+                _ => chacha,
+            }
+        })
+    }
+
+    fn algorithm(self) -> &'static Algorithm {
+        match self {
+            Aead::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+            Aead::Aes256Gcm => &AES_256_GCM,
+        }
+    }
+}
+
+/// Whether a cpuinfo flags line names both AES rounds and carry-less multiplication.
+fn has_aes_and_clmul(flags: &str) -> bool {
+    let (mut aes, mut clmul) = (false, false);
+    for w in flags.split_ascii_whitespace() {
+        aes |= w == "aes";
+        clmul |= w == "pclmulqdq" || w == "pmull";
+    }
+    aes && clmul
+}
 
 /// An ephemeral X25519 secret, used once (ring's agreement, already linked for TLS; its
 /// private key cannot be copied out and is erased on drop).
@@ -69,19 +129,21 @@ fn nonce(counter: u64) -> [u8; 12] {
     n
 }
 
-/// Why the nonce sequence ended: reusing a nonce under one key would break ChaCha20-Poly1305.
+/// Why the nonce sequence ended: reusing a nonce under one key would break either AEAD.
 const EXHAUSTED: CryptoError = CryptoError::Length("aead record counter exhausted");
 
-/// Key and next record number of one direction.
+/// AEAD, key and next record number of one direction.
 struct Direction {
+    aead: Aead,
     key: Secret<[u8; 32]>,
     counter: u64,
 }
 
 impl Direction {
-    fn new(key: [u8; 32]) -> Self {
+    fn new(aead: Aead, key: [u8; 32]) -> Self {
         let mut key = key;
         let d = Direction {
+            aead,
             key: Secret::new(key),
             counter: 0,
         };
@@ -89,14 +151,15 @@ impl Direction {
         d
     }
 
-    /// The cipher for one record: ring's ChaCha20-Poly1305 (assembly on x86_64, aarch64 and
-    /// arm, so its speed does not depend on our size-optimised build). Rebuilt per record (a
-    /// key copy, no schedule) so the only long-lived key copy is the zeroizing `Secret`.
+    /// The cipher for one record. Rebuilt per record so the only long-lived key copy is the
+    /// zeroizing `Secret`: a key copy for ChaCha20-Poly1305, and for AES-256-GCM a key schedule
+    /// and GHASH table, well under a microsecond with AES instructions against ~5 µs of
+    /// sealing a full record.
     fn cipher(&self) -> Result<LessSafeKey, CryptoError> {
         // Only fails for a key of the wrong length, and ours is always 32 bytes.
-        UnboundKey::new(&CHACHA20_POLY1305, self.key.expose())
+        UnboundKey::new(self.aead.algorithm(), self.key.expose())
             .map(LessSafeKey::new)
-            .map_err(|_| CryptoError::BadKey("chacha20-poly1305 key"))
+            .map_err(|_| CryptoError::BadKey("aead key"))
     }
 
     /// The nonce for the next record, or an error once the counter would wrap.
@@ -113,7 +176,7 @@ impl Direction {
     }
 }
 
-/// One direction of ChaCha20-Poly1305 records: 96-bit nonce = 32-bit zero || 64-bit counter.
+/// One direction of AEAD records: 96-bit nonce = 32-bit zero || 64-bit counter.
 pub struct Sealer {
     dir: Direction,
 }
@@ -125,9 +188,9 @@ pub struct Opener {
 
 impl Sealer {
     /// Starts at record 0 with `key` (zeroized on drop).
-    pub fn new(key: [u8; 32]) -> Self {
+    pub fn new(aead: Aead, key: [u8; 32]) -> Self {
         Sealer {
-            dir: Direction::new(key),
+            dir: Direction::new(aead, key),
         }
     }
 
@@ -135,7 +198,7 @@ impl Sealer {
     ///
     /// # Errors
     /// [`CryptoError::Length`] when the record counter is exhausted (2^64 − 1 records) or the
-    /// record is too long for ChaCha20 (256 GiB); `buf` is unchanged then.
+    /// record is too long for the AEAD (64 GiB); `buf` is unchanged then.
     pub fn seal(&mut self, aad: &[u8], buf: &mut Vec<u8>) -> Result<(), CryptoError> {
         let nonce = self.dir.next_nonce()?;
         let tag = self
@@ -156,9 +219,9 @@ impl Sealer {
 
 impl Opener {
     /// Starts at record 0 with `key` (zeroized on drop).
-    pub fn new(key: [u8; 32]) -> Self {
+    pub fn new(aead: Aead, key: [u8; 32]) -> Self {
         Opener {
-            dir: Direction::new(key),
+            dir: Direction::new(aead, key),
         }
     }
 
@@ -208,6 +271,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn aes_needs_both_instructions() {
+        assert!(has_aes_and_clmul("flags\t\t: fpu sse2 pclmulqdq aes avx"));
+        assert!(has_aes_and_clmul("Features\t: fp asimd aes pmull sha1"));
+        assert!(!has_aes_and_clmul("flags\t\t: fpu sse2 pclmulqdq avx"));
+        assert!(!has_aes_and_clmul("Features\t: half thumb vfpv4 neon aes"));
+        assert!(!has_aes_and_clmul("flags : aesni pclmul"));
+    }
+
+    #[test]
     fn nonce_layout() {
         let n = nonce(0x0102_0304_0506_0708);
         assert_eq!(n.as_slice(), &[0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
@@ -215,8 +287,8 @@ mod tests {
 
     #[test]
     fn counter_refuses_to_wrap() {
-        let mut s = Sealer::new([1; 32]);
-        let mut o = Opener::new([1; 32]);
+        let mut s = Sealer::new(Aead::ChaCha20Poly1305, [1; 32]);
+        let mut o = Opener::new(Aead::ChaCha20Poly1305, [1; 32]);
         s.dir.counter = u64::MAX - 1;
         o.dir.counter = u64::MAX - 1;
         let mut buf = b"last".to_vec();
@@ -232,7 +304,7 @@ mod tests {
 
     #[test]
     fn short_record_is_tampered() {
-        let mut o = Opener::new([1; 32]);
+        let mut o = Opener::new(Aead::ChaCha20Poly1305, [1; 32]);
         assert_eq!(o.open(b"", &mut vec![0; 15]), Err(CryptoError::Tampered));
         assert_eq!(o.open(b"", &mut Vec::new()), Err(CryptoError::Tampered));
         assert_eq!(o.counter(), 0);

@@ -13,7 +13,7 @@ use crate::crypto::{b64, random, rsa::RsaPublicKey};
 use crate::json::Object;
 use crate::noports::messages::{NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::names::valid_session_id;
-use crate::noports::suite::{self, Role};
+use crate::noports::suite::{self, Aead, Role};
 use crate::noports::tunnel::{self, RelayTarget, SessionCrypto};
 use crate::noports::{envelope, relay_msg};
 use crate::runtime::{self, timeout};
@@ -392,6 +392,7 @@ impl Daemon {
             session_id: &req.session_id,
             suite: req.suite.as_deref(),
             client_suite_pk: req.client_suite_pk.as_deref(),
+            aead: req.suite_aead.as_deref(),
             encrypt: req.encrypt_rvd_traffic,
             pk_type: &req.client_ephemeral_pk_type,
             pk: &req.client_ephemeral_pk,
@@ -459,6 +460,7 @@ impl Daemon {
             ephemeral_private_key: None,
             suite: None,
             daemon_suite_pk: None,
+            suite_aead: None,
         };
         let crypto = self.session_crypto(offer, &mut response)?;
         Ok((auth_line, response, crypto))
@@ -477,10 +479,19 @@ impl Daemon {
                     .ok()
                     .and_then(|v| <[u8; 32]>::try_from(v.as_slice()).ok())
                     .ok_or("clientSuitePK is not a 32-byte base64 key")?;
+                // AES-256-GCM when the client offers it and it is the faster AEAD here too;
+                // an offer of anything else is ignored, as an older daemon would.
+                let fastest = Aead::fastest_here();
+                let aead = if req.aead == Some(fastest.name()) {
+                    response.suite_aead = Some(fastest.name().to_string());
+                    fastest
+                } else {
+                    Aead::ChaCha20Poly1305
+                };
                 let secret = EphemeralSecret::generate().map_err(|e| e.to_string())?;
                 response.suite = Some(SUITE_NAME.to_string());
                 response.daemon_suite_pk = Some(b64::encode(&secret.public_bytes()));
-                let keys = suite::derive(Role::Daemon, secret, &peer, req.session_id)
+                let keys = suite::derive(Role::Daemon, secret, &peer, req.session_id, aead)
                     .map_err(|e| e.to_string())?;
                 return Ok(SessionCrypto::Suite(keys));
             }
@@ -597,7 +608,12 @@ impl Daemon {
                     } else {
                         "official"
                     };
-                    log::info!("{what} session {sid} for {from} to {target} via {relay}: started (suite {suite})");
+                    let aead = if payload.contains_key("suiteAead") {
+                        ", AES-256-GCM"
+                    } else {
+                        ""
+                    };
+                    log::info!("{what} session {sid} for {from} to {target} via {relay}: started (suite {suite}{aead})");
                     super::status::session(from.as_str(), target, suite);
                     self.reply(from, sid, &signed).await;
                     return;
@@ -629,6 +645,7 @@ impl Daemon {
             session_id: &req.session_id,
             suite: req.suite.as_deref(),
             client_suite_pk: req.client_suite_pk.as_deref(),
+            aead: req.suite_aead.as_deref(),
             encrypt: true,
             pk_type: req.client_ephemeral_pk_type.as_deref().unwrap_or(""),
             pk: req.client_ephemeral_pk.as_deref().unwrap_or(""),
@@ -665,6 +682,7 @@ struct SuiteOffer<'a> {
     session_id: &'a str,
     suite: Option<&'a str>,
     client_suite_pk: Option<&'a str>,
+    aead: Option<&'a str>,
     encrypt: bool,
     pk_type: &'a str,
     pk: &'a str,

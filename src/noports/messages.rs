@@ -26,6 +26,9 @@ pub const SUITE_MEMBER: &str = "suite";
 pub const CLIENT_SUITE_PK_MEMBER: &str = "clientSuitePK";
 /// Member carrying the daemon's suite public key in N8.
 pub const DAEMON_SUITE_PK_MEMBER: &str = "daemonSuitePK";
+/// Member naming our suite's AEAD: in N6/N7 the client's offer, in N8 the daemon's choice;
+/// absent means ChaCha20-Poly1305 (docs/suite-v1.md §1).
+pub const SUITE_AEAD_MEMBER: &str = "suiteAead";
 
 /// The only `clientEphemeralPKType` the reference daemons accept (noports.md §3).
 pub const EPHEMERAL_PK_TYPE_RSA2048: &str = "rsa2048";
@@ -160,6 +163,8 @@ pub struct NptRequest {
     pub suite: Option<String>,
     /// Our suite's client public key (member `clientSuitePK`), appended only when `Some`.
     pub client_suite_pk: Option<String>,
+    /// The AEAD the client offers for our suite (member `suiteAead`), appended only when `Some`.
+    pub suite_aead: Option<String>,
 }
 
 impl NptRequest {
@@ -183,6 +188,7 @@ impl NptRequest {
             .with("timeout", self.timeout_ms);
         push_opt(&mut o, SUITE_MEMBER, &self.suite);
         push_opt(&mut o, CLIENT_SUITE_PK_MEMBER, &self.client_suite_pk);
+        push_opt(&mut o, SUITE_AEAD_MEMBER, &self.suite_aead);
         o
     }
 
@@ -213,6 +219,7 @@ impl NptRequest {
             timeout_ms,
             suite: opt_str(o, SUITE_MEMBER)?,
             client_suite_pk: opt_str(o, CLIENT_SUITE_PK_MEMBER)?,
+            suite_aead: opt_str(o, SUITE_AEAD_MEMBER)?,
         })
     }
 }
@@ -242,6 +249,8 @@ pub struct SshRequest {
     pub suite: Option<String>,
     /// Our suite's client public key (member `clientSuitePK`), appended only when `Some`.
     pub client_suite_pk: Option<String>,
+    /// The AEAD the client offers for our suite (member `suiteAead`), appended only when `Some`.
+    pub suite_aead: Option<String>,
 }
 
 impl SshRequest {
@@ -264,6 +273,7 @@ impl SshRequest {
             );
         push_opt(&mut o, SUITE_MEMBER, &self.suite);
         push_opt(&mut o, CLIENT_SUITE_PK_MEMBER, &self.client_suite_pk);
+        push_opt(&mut o, SUITE_AEAD_MEMBER, &self.suite_aead);
         o
     }
 
@@ -289,6 +299,7 @@ impl SshRequest {
             client_ephemeral_pk_type: opt_str(o, "clientEphemeralPKType")?,
             suite: opt_str(o, SUITE_MEMBER)?,
             client_suite_pk: opt_str(o, CLIENT_SUITE_PK_MEMBER)?,
+            suite_aead: opt_str(o, SUITE_AEAD_MEMBER)?,
         })
     }
 }
@@ -309,11 +320,13 @@ pub struct SessionResponse {
     pub suite: Option<String>,
     /// Our suite's daemon public key (member `daemonSuitePK`), appended only when `Some`.
     pub daemon_suite_pk: Option<String>,
+    /// The AEAD the daemon chose for our suite (member `suiteAead`), appended only when `Some`.
+    pub suite_aead: Option<String>,
 }
 
 impl SessionResponse {
     /// Builds `{"status":"connected","sessionId",["ephemeralPrivateKey"],"sessionAESKey",
-    /// "sessionIV",["suite"],["daemonSuitePK"]}`.
+    /// "sessionIV",["suite"],["daemonSuitePK"],["suiteAead"]}`.
     pub fn to_object(&self) -> Object {
         let mut o = Object::new()
             .with("status", "connected")
@@ -323,6 +336,7 @@ impl SessionResponse {
         o.push("sessionIV", self.session_iv.clone());
         push_opt(&mut o, SUITE_MEMBER, &self.suite);
         push_opt(&mut o, DAEMON_SUITE_PK_MEMBER, &self.daemon_suite_pk);
+        push_opt(&mut o, SUITE_AEAD_MEMBER, &self.suite_aead);
         o
     }
 
@@ -342,6 +356,7 @@ impl SessionResponse {
             ephemeral_private_key: opt_str(o, "ephemeralPrivateKey")?,
             suite: opt_str(o, SUITE_MEMBER)?,
             daemon_suite_pk: opt_str(o, DAEMON_SUITE_PK_MEMBER)?,
+            suite_aead: opt_str(o, SUITE_AEAD_MEMBER)?,
         })
     }
 }

@@ -1,6 +1,6 @@
 //! Our negotiated data-plane suite "nps1": X25519 ephemeral agreement bound to the signed
-//! session exchange, HKDF-SHA-256 keys per direction, ChaCha20-Poly1305 records with counter
-//! nonces and deterministic rekeying. The byte format is specified in docs/suite-v1.md; this
+//! session exchange, HKDF-SHA-256 keys per direction, ChaCha20-Poly1305 (or, negotiated,
+//! AES-256-GCM) records with counter nonces and deterministic rekeying. The byte format is specified in docs/suite-v1.md; this
 //! file is the sans-IO part (key schedule, record sealing and opening, frame codec).
 //!
 //! Official peers never see any of this: it is only used when both signed messages carry
@@ -15,6 +15,7 @@
 
 use std::fmt;
 
+pub use crate::crypto::aead::Aead;
 use crate::crypto::aead::{EphemeralSecret, Opener, Sealer};
 use crate::crypto::hash::hkdf_sha256;
 use crate::crypto::CryptoError;
@@ -25,16 +26,22 @@ pub const SUITE_NAME: &str = "nps1";
 pub const MAX_DATA: usize = 32 * 1024;
 /// Frame header inside the plaintext: type (1) + stream id (4).
 pub const FRAME_HEADER: usize = 5;
-/// Poly1305 tag length.
+/// Tag length (Poly1305 and GCM alike).
 pub const TAG_LEN: usize = 16;
 /// Largest ciphertext (frame + tag) a peer may announce; larger lengths are a protocol error.
 pub const MAX_RECORD: usize = MAX_DATA + FRAME_HEADER + TAG_LEN;
 /// Records per key before both sides switch to the next key (docs/suite-v1.md §4). Far below
 /// the 2^64 nonce space; also keeps each key well inside ChaCha20-Poly1305's usage limits.
 pub const REKEY_AFTER: u64 = 1 << 32;
+/// The same for AES-256-GCM: 2^23 records of up to 32 KiB (256 GiB) per key, inside the
+/// limit TLS 1.3 sets for AES-GCM keys (RFC 8446 §5.5: 2^24.5 records of 16 KiB).
+pub const REKEY_AFTER_AES: u64 = 1 << 23;
 
 const INFO_C2D: &[u8] = b"nps1 client->daemon";
 const INFO_D2C: &[u8] = b"nps1 daemon->client";
+// AES-256-GCM sessions derive other keys, so no key ever serves both AEADs.
+const INFO_AES_C2D: &[u8] = b"nps1 aes-256-gcm client->daemon";
+const INFO_AES_D2C: &[u8] = b"nps1 aes-256-gcm daemon->client";
 const INFO_REKEY: &[u8] = b"nps1 rekey";
 
 /// Which end of the tunnel we are; it decides which derived key seals and which opens.
@@ -46,9 +53,10 @@ pub enum Role {
     Daemon,
 }
 
-/// The two per-direction record keys of one session.
+/// The two per-direction record keys of one session, and their AEAD.
 #[derive(Clone)]
 pub struct SuiteKeys {
+    aead: Aead,
     send: [u8; 32],
     recv: [u8; 32],
     rekey_after: u64,
@@ -69,18 +77,36 @@ impl Drop for SuiteKeys {
 }
 
 impl SuiteKeys {
-    /// Builds keys directly (tests, and the counterpart of [`derive`] with known keys).
+    /// Builds ChaCha20-Poly1305 keys directly (tests, and the counterpart of [`derive`] with
+    /// known keys).
     pub fn from_raw(send: [u8; 32], recv: [u8; 32]) -> Self {
         SuiteKeys {
+            aead: Aead::ChaCha20Poly1305,
             send,
             recv,
             rekey_after: REKEY_AFTER,
         }
     }
 
+    /// The same keys used with `aead`, at that AEAD's rekey interval.
+    pub fn with_aead(mut self, aead: Aead) -> Self {
+        self.aead = aead;
+        self.rekey_after = match aead {
+            Aead::ChaCha20Poly1305 => REKEY_AFTER,
+            Aead::Aes256Gcm => REKEY_AFTER_AES,
+        };
+        self
+    }
+
+    /// The AEAD of the records.
+    pub fn aead(&self) -> Aead {
+        self.aead
+    }
+
     /// The keys the peer holds: our send key is its receive key.
     pub fn mirrored(&self) -> Self {
         SuiteKeys {
+            aead: self.aead,
             send: self.recv,
             recv: self.send,
             rekey_after: self.rekey_after,
@@ -97,13 +123,15 @@ impl SuiteKeys {
     pub(crate) fn split(&self) -> (RecordSealer, RecordOpener) {
         (
             RecordSealer {
-                sealer: Sealer::new(self.send),
+                sealer: Sealer::new(self.aead, self.send),
+                aead: self.aead,
                 key: self.send,
                 count: 0,
                 rekey_after: self.rekey_after,
             },
             RecordOpener {
-                opener: Opener::new(self.recv),
+                opener: Opener::new(self.aead, self.recv),
+                aead: self.aead,
                 key: self.recv,
                 count: 0,
                 rekey_after: self.rekey_after,
@@ -112,7 +140,8 @@ impl SuiteKeys {
     }
 }
 
-/// Derives the session's record keys from our ephemeral secret and the peer's public key.
+/// Derives the session's record keys for `aead` from our ephemeral secret and the peer's
+/// public key.
 ///
 /// Both public keys travel inside signed messages (`clientSuitePK` in the npt/ssh request,
 /// `daemonSuitePK` in the session response), so an active relay cannot substitute its own.
@@ -124,10 +153,11 @@ pub fn derive(
     my_secret: EphemeralSecret,
     peer_pub: &[u8; 32],
     session_id: &str,
+    aead: Aead,
 ) -> Result<SuiteKeys, CryptoError> {
     let my_pub = my_secret.public_bytes();
     let shared = zeroize::Zeroizing::new(my_secret.agree(peer_pub)?);
-    derive_from_shared(role, &shared, &my_pub, peer_pub, session_id)
+    derive_from_shared(role, &shared, &my_pub, peer_pub, session_id, aead)
 }
 
 /// The key schedule after the X25519 agreement (docs/suite-v1.md §2).
@@ -137,6 +167,7 @@ fn derive_from_shared(
     my_pub: &[u8; 32],
     peer_pub: &[u8; 32],
     session_id: &str,
+    aead: Aead,
 ) -> Result<SuiteKeys, CryptoError> {
     let (client_pk, daemon_pk) = match role {
         Role::Client => (my_pub, peer_pub),
@@ -147,12 +178,17 @@ fn derive_from_shared(
     salt[32..].copy_from_slice(daemon_pk);
     let mut c2d = [0u8; 32];
     let mut d2c = [0u8; 32];
-    hkdf_sha256(&salt, shared, &info(INFO_C2D, session_id), &mut c2d)?;
-    hkdf_sha256(&salt, shared, &info(INFO_D2C, session_id), &mut d2c)?;
-    Ok(match role {
+    let (label_c2d, label_d2c) = match aead {
+        Aead::ChaCha20Poly1305 => (INFO_C2D, INFO_D2C),
+        Aead::Aes256Gcm => (INFO_AES_C2D, INFO_AES_D2C),
+    };
+    hkdf_sha256(&salt, shared, &info(label_c2d, session_id), &mut c2d)?;
+    hkdf_sha256(&salt, shared, &info(label_d2c, session_id), &mut d2c)?;
+    let keys = match role {
         Role::Client => SuiteKeys::from_raw(c2d, d2c),
         Role::Daemon => SuiteKeys::from_raw(d2c, c2d),
-    })
+    };
+    Ok(keys.with_aead(aead))
 }
 
 fn info(label: &[u8], session_id: &str) -> Vec<u8> {
@@ -172,6 +208,7 @@ fn next_key(key: &[u8; 32]) -> Result<[u8; 32], CryptoError> {
 /// The sending half of the record layer for one direction.
 pub(crate) struct RecordSealer {
     sealer: Sealer,
+    aead: Aead,
     key: [u8; 32],
     count: u64,
     rekey_after: u64,
@@ -183,7 +220,7 @@ impl RecordSealer {
     pub(crate) fn seal(&mut self, frame: &mut Vec<u8>) -> Result<[u8; 2], CryptoError> {
         if self.count == self.rekey_after {
             self.key = next_key(&self.key)?;
-            self.sealer = Sealer::new(self.key);
+            self.sealer = Sealer::new(self.aead, self.key);
             self.count = 0;
         }
         let len =
@@ -205,6 +242,7 @@ impl Drop for RecordSealer {
 /// The receiving half of the record layer for one direction.
 pub(crate) struct RecordOpener {
     opener: Opener,
+    aead: Aead,
     key: [u8; 32],
     count: u64,
     rekey_after: u64,
@@ -223,7 +261,7 @@ impl RecordOpener {
     pub(crate) fn open(&mut self, header: [u8; 2], body: &mut Vec<u8>) -> Result<(), CryptoError> {
         if self.count == self.rekey_after {
             self.key = next_key(&self.key)?;
-            self.opener = Opener::new(self.key);
+            self.opener = Opener::new(self.aead, self.key);
             self.count = 0;
         }
         self.opener.open(&header, body)?;
@@ -419,8 +457,11 @@ mod tests {
         let daemon_pk = arr("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
         let shared = arr("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
         let sid = "5c3e8a6d-9d3e-4f52-8a8c-111111111111";
-        let c = derive_from_shared(Role::Client, &shared, &client_pk, &daemon_pk, sid).unwrap();
-        let d = derive_from_shared(Role::Daemon, &shared, &daemon_pk, &client_pk, sid).unwrap();
+        let chacha = Aead::ChaCha20Poly1305;
+        let c = derive_from_shared(Role::Client, &shared, &client_pk, &daemon_pk, sid, chacha);
+        let c = c.unwrap();
+        let d = derive_from_shared(Role::Daemon, &shared, &daemon_pk, &client_pk, sid, chacha);
+        let d = d.unwrap();
         assert_eq!(
             c.send,
             arr("f372482be2ea7a869e9088cf61ff458ec14aeab587db8ef5a9449c2a58ca99c8")
@@ -475,6 +516,61 @@ mod tests {
             fresh.open([0x00, 0x15], &mut flipped),
             Err(CryptoError::Tampered)
         );
+    }
+
+    /// docs/suite-v1.md §7, AES-256-GCM: the same inputs give other keys (their own labels),
+    /// records under AES-256-GCM, and the rekey interval of §4 (also computed with Python
+    /// `cryptography`).
+    #[test]
+    fn known_answer_vector_aes_256_gcm() {
+        let client_pk = arr("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        let daemon_pk = arr("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        let shared = arr("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+        let sid = "5c3e8a6d-9d3e-4f52-8a8c-111111111111";
+        let aes = Aead::Aes256Gcm;
+        let c = derive_from_shared(Role::Client, &shared, &client_pk, &daemon_pk, sid, aes);
+        let c = c.unwrap();
+        let d = derive_from_shared(Role::Daemon, &shared, &daemon_pk, &client_pk, sid, aes);
+        let d = d.unwrap();
+        assert_eq!(
+            c.send,
+            arr("7516277240182769ebc4a18ac903951d9c191d46dd2b57560343c4e449df696e")
+        );
+        assert_eq!(
+            c.recv,
+            arr("17157744dc022d66c13ba31c17844561ca216d6c071f06ed97198eb51795136d")
+        );
+        assert_eq!((d.send, d.recv, d.aead()), (c.recv, c.send, aes));
+        assert_eq!(c.rekey_after, REKEY_AFTER_AES);
+        let open = unhex("0015b85dde5b2858be73ff49fbcbd2b22e8ec5ed9fe4b4");
+        let data = unhex("001ac32e246f7f54d85ee70c20b47e339ed243754890f569b54cb979");
+        let record = |sealer: &mut RecordSealer, ty, body: &[u8]| {
+            let mut f = Vec::new();
+            put_header(&mut f, ty, 1);
+            f.extend_from_slice(body);
+            let h = sealer.seal(&mut f).unwrap();
+            [&h[..], &f].concat()
+        };
+        let (mut sealer, _) = c.split();
+        assert_eq!(record(&mut sealer, FrameType::Open, b""), open);
+        assert_eq!(record(&mut sealer, FrameType::Data, b"hello"), data);
+        let (mut sealer, _) = c.clone().with_rekey_interval(1).split();
+        record(&mut sealer, FrameType::Open, b"");
+        let rekeyed = unhex("001a9ff54d413d8d47982e64abad252806839dc0e48acd9e62041962");
+        assert_eq!(record(&mut sealer, FrameType::Data, b"hello"), rekeyed);
+        // The daemon opens both; a ChaCha20-Poly1305 opener with the same keys refuses them.
+        let (_, mut opener) = d.split();
+        let (_, mut wrong) = d.clone().with_aead(Aead::ChaCha20Poly1305).split();
+        for rec in [&open, &data] {
+            let (h, body) = rec.split_at(2);
+            let mut b = body.to_vec();
+            assert_eq!(
+                wrong.open([h[0], h[1]], &mut b.clone()),
+                Err(CryptoError::Tampered)
+            );
+            opener.open([h[0], h[1]], &mut b).unwrap();
+            assert_eq!(parse_frame(&b).unwrap().1, 1);
+        }
     }
 
     #[test]

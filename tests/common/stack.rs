@@ -252,7 +252,19 @@ impl Stack {
 
     /// `npt` from `from` to the device's `host:port`; extra args appended.
     pub fn npt(&self, from: &str, device: &str, host: &str, port: u16, extra: &[&str]) -> Proc {
-        let mut c = self.command("npt");
+        self.npt_with(self.command("npt"), from, device, host, port, extra)
+    }
+
+    /// [`Stack::npt`] with the `npt` command given (e.g. with an extra environment variable).
+    pub fn npt_with(
+        &self,
+        mut c: Command,
+        from: &str,
+        device: &str,
+        host: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Proc {
         c.args([
             "-f",
             from,
