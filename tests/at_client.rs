@@ -86,8 +86,18 @@ fn verbs_shared_keys_notify_and_monitor_over_real_tls(stack: &Stack) {
             .unwrap();
         assert!(wrapped.len() > 300);
 
-        // Notify: bob's monitor sees the decrypted value from the verified sender.
-        let mut mon = bob.monitor("test", MonitorStart::Live).await.unwrap();
+        // Notify: bob's monitor sees the decrypted value from the verified sender. The monitor
+        // verb has no answer, so a live-only monitor could be registered after the notification
+        // arrived (seen once under load); replaying from just before closes that gap.
+        let before_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+            - 1000;
+        let mut mon = bob
+            .monitor(r"ping\.test", MonitorStart::Since(before_ms))
+            .await
+            .unwrap();
         let opts = NotifyOptions {
             ttl_ms: Some(10_000),
             ttln_ms: Some(60_000),
