@@ -15,7 +15,8 @@ use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
 use super::net::TunnelStats;
 use crate::crypto::aes_ctr::CtrStream;
 
-/// Splice buffer per direction: one allocation per connection, sized for throughput.
+/// Copy buffer per direction, sized for throughput; allocated only by a direction that cannot
+/// use splice(2) (it has a keystream, or the system has no pipes to spare).
 pub const SPLICE_BUF: usize = 64 * 1024;
 
 /// Byte counters shared by concurrent connections of one tunnel.
@@ -106,7 +107,6 @@ async fn pump(
     to: &Async<TcpStream>,
     pre: &[u8],
     mut cipher: Option<CtrStream>,
-    buf: &mut [u8],
     count: &AtomicU64,
     progress: &AtomicU64,
 ) -> io::Result<()> {
@@ -125,8 +125,10 @@ async fn pump(
             Ok(r) => return r,
         }
     }
+    // Only now: a relay session that splices never touches it (128 KiB per session at scale).
+    let mut buf = vec![0u8; SPLICE_BUF];
     loop {
-        let n = (&*from).read(buf).await?;
+        let n = (&*from).read(&mut buf).await?;
         let Some(chunk) = buf.get_mut(..n).filter(|c| !c.is_empty()) else {
             let _ = to.get_ref().shutdown(Shutdown::Write);
             return Ok(());
@@ -236,7 +238,7 @@ pub struct Direction<'a> {
 /// has ended, the other may go on only while it moves data: after `linger` without progress
 /// both sockets are shut down, so "either side closes" ends the pair (noports.md §4.4) without
 /// cutting off a peer that half-closed and still receives. An error shuts both down at once.
-/// Allocates its two [`SPLICE_BUF`] buffers once.
+/// A direction that copies (instead of splicing) allocates its [`SPLICE_BUF`] buffer once.
 ///
 /// # Cancel safety
 /// Dropping the future leaves the sockets to their owners; bytes in flight are lost.
@@ -247,8 +249,6 @@ pub async fn splice(
     ba: Direction<'_>,
     linger: Duration,
 ) -> io::Result<()> {
-    let mut buf_ab = vec![0u8; SPLICE_BUF];
-    let mut buf_ba = vec![0u8; SPLICE_BUF];
     let progress = AtomicU64::new(0);
     let finished = AtomicUsize::new(0);
     let kill = || {
@@ -256,7 +256,7 @@ pub async fn splice(
         let _ = b.get_ref().shutdown(Shutdown::Both);
     };
     let fwd = async {
-        let r = pump(a, b, ab.pre, ab.cipher, &mut buf_ab, ab.count, &progress).await;
+        let r = pump(a, b, ab.pre, ab.cipher, ab.count, &progress).await;
         finished.fetch_add(1, Ordering::SeqCst);
         if r.is_err() {
             kill();
@@ -264,7 +264,7 @@ pub async fn splice(
         r
     };
     let back = async {
-        let r = pump(b, a, ba.pre, ba.cipher, &mut buf_ba, ba.count, &progress).await;
+        let r = pump(b, a, ba.pre, ba.cipher, ba.count, &progress).await;
         finished.fetch_add(1, Ordering::SeqCst);
         if r.is_err() {
             kill();
