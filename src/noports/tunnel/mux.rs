@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use async_io::Async;
-use futures_lite::io::BufReader;
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{future, AsyncWriteExt, FutureExt};
 
 use super::net::{
-    accept_local, connect_tcp, write_nonblocking, TunnelError, TunnelStats, LOCAL_CONNECT_TIMEOUT,
+    accept_local, connect_tcp, read_some, write_nonblocking, TunnelError, TunnelStats,
+    LOCAL_CONNECT_TIMEOUT,
 };
 use super::outbox::Outbox;
 use super::splice::{Counters, TrackGuard, Tracker};
@@ -252,6 +252,42 @@ struct DaemonCtx {
     single: bool,
 }
 
+/// The relay socket's read side, buffered [`IO_BUF`] at a time.
+struct RelayReader<'a> {
+    conn: &'a Async<TcpStream>,
+    buf: Vec<u8>,
+    /// `buf[start..end]` is read and not yet taken.
+    start: usize,
+    end: usize,
+}
+
+impl RelayReader<'_> {
+    /// Fills `out` completely; `UnexpectedEof` if the socket ends first.
+    async fn read_exact(&mut self, out: &mut [u8]) -> io::Result<()> {
+        let mut filled = 0;
+        while filled < out.len() {
+            if self.start == self.end {
+                let n = read_some(self.conn, &mut self.buf).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                (self.start, self.end) = (0, n);
+            }
+            let take = (self.end - self.start).min(out.len() - filled);
+            let (Some(dst), Some(src)) = (
+                out.get_mut(filled..filled + take),
+                self.buf.get(self.start..self.start + take),
+            ) else {
+                return Err(io::ErrorKind::InvalidData.into()); // unreachable: both in range
+            };
+            dst.copy_from_slice(src);
+            filled += take;
+            self.start += take;
+        }
+        Ok(())
+    }
+}
+
 /// Reads and dispatches records until CLOSE (Ok) or a failure.
 async fn reader(
     conn: &Async<TcpStream>,
@@ -259,7 +295,12 @@ async fn reader(
     shared: &Arc<Shared>,
     mut daemon: Option<DaemonCtx>,
 ) -> Result<(), TunnelError> {
-    let mut r = BufReader::with_capacity(IO_BUF, conn);
+    let mut r = RelayReader {
+        conn,
+        buf: vec![0; IO_BUF],
+        start: 0,
+        end: 0,
+    };
     let mut body = Vec::with_capacity(crate::noports::suite::MAX_RECORD);
     let mut tasks: Vec<runtime::Task<()>> = Vec::new();
     let mut last_open = 0u32;
@@ -420,7 +461,7 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
             }
             let want = usize::try_from(window).unwrap_or(MAX_DATA).min(MAX_DATA);
             let chunk = buf.get_mut(..want).unwrap_or_default();
-            match (&*local).read(chunk).await {
+            match read_some(local, chunk).await {
                 Ok(0) => {
                     let _ = shared.out.control(FrameType::Fin, id, &[]);
                     return;

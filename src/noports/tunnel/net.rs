@@ -137,6 +137,13 @@ pub async fn connect_tcp(
     Ok(sock)
 }
 
+/// One read of `sock` into `buf`, waiting for readiness only after a read found nothing.
+/// (`AsyncRead::read` also retries once on the readiness event that the successful read
+/// already consumed: one wasted `recvfrom` per message at each tunnel end.)
+pub(super) async fn read_some(sock: &Async<TcpStream>, buf: &mut [u8]) -> io::Result<usize> {
+    sock.read_with(|s| io::Read::read(&mut &*s, buf)).await
+}
+
 /// Writes as much of `data` as the non-blocking socket takes now: the bytes written, and the
 /// error that stopped it early (`None` when all went or the socket would block).
 pub(super) fn write_nonblocking(

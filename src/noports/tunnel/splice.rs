@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_io::{Async, Timer};
-use futures_lite::{future, AsyncReadExt, AsyncWriteExt, FutureExt};
+use futures_lite::{future, AsyncWriteExt, FutureExt};
 
-use super::net::TunnelStats;
+use super::net::{read_some, TunnelStats};
 use crate::crypto::aes_ctr::CtrStream;
 
 /// Copy buffer per direction, sized for throughput; allocated only by a direction that cannot
@@ -128,7 +128,7 @@ async fn pump(
     // Only now: a relay session that splices never touches it (128 KiB per session at scale).
     let mut buf = vec![0u8; SPLICE_BUF];
     loop {
-        let n = (&*from).read(&mut buf).await?;
+        let n = read_some(from, &mut buf).await?;
         let Some(chunk) = buf.get_mut(..n).filter(|c| !c.is_empty()) else {
             let _ = to.get_ref().shutdown(Shutdown::Write);
             return Ok(());
