@@ -12,21 +12,6 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_noports"))
 }
 
-/// The AEAD this machine's ends pick for nps1 when neither is told otherwise.
-fn fastest_aead_here() -> &'static str {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let flags = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags") || l.starts_with("Features"))
-        .unwrap_or_default();
-    let has = |w: &str| flags.split_whitespace().any(|f| f == w);
-    if has("aes") && (has("pclmulqdq") || has("pmull")) {
-        "aes-256-gcm"
-    } else {
-        "chacha20-poly1305"
-    }
-}
-
 /// nps1's AEAD (docs/suite-v1.md §1): AES-256-GCM only when both ends have AES instructions
 /// (and neither is told `NOPORTS_AEAD=chacha20-poly1305`), ChaCha20-Poly1305 otherwise; data
 /// moves and verifies either way.

@@ -481,10 +481,10 @@ impl Daemon {
                     .ok_or("clientSuitePK is not a 32-byte base64 key")?;
                 // AES-256-GCM when the client offers it and it is the faster AEAD here too;
                 // an offer of anything else is ignored, as an older daemon would.
-                let fastest = Aead::fastest_here();
-                let aead = if req.aead == Some(fastest.name()) {
-                    response.suite_aead = Some(fastest.name().to_string());
-                    fastest
+                let aes = Aead::Aes256Gcm;
+                let aead = if req.aead == Some(aes.name()) && Aead::fastest_here() == aes {
+                    response.suite_aead = Some(aes.name().to_string());
+                    aes
                 } else {
                     Aead::ChaCha20Poly1305
                 };
