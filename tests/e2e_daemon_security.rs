@@ -2,7 +2,9 @@
 //! the real atserver, with a fake relay that counts what the daemon opens:
 //! a valid request gets a signed answer and exactly one relay connection carrying a valid
 //! device-signed auth line; a replay, a tampered payload, garbage, and a port outside
-//! permit-open open nothing.
+//! permit-open open nothing. Then nps1's AEAD offer (docs/suite-v1.md §1 item 4): the daemon
+//! answers `"suiteAead":"aes-256-gcm"` only to that exact offer, and only where AES-256-GCM is
+//! its own faster AEAD; an unknown offer or none gets no `suiteAead` (ChaCha20-Poly1305).
 #[path = "common/stack.rs"]
 mod stack;
 
@@ -10,6 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use noports::at::{AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions, RootAddr};
+use noports::crypto::aead::EphemeralSecret;
+use noports::crypto::b64;
 use noports::crypto::rsa::RsaPrivateKey;
 use noports::noports::messages::{NptRequest, SessionResponse};
 use noports::noports::{envelope, relay_msg};
@@ -161,6 +165,37 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
             1,
             "nothing else reached the relay"
         );
+
+        // 6. nps1 requests with each AEAD offer: every answer device-signed, with our suite.
+        let aes = (fastest_aead_here() == "aes-256-gcm").then_some("aes-256-gcm");
+        for (i, offer, want) in [
+            (1, Some("rot13"), None),
+            (2, None, None),
+            (3, Some("AES-256-GCM"), None),
+            (4, Some("aes-256-gcm"), aes),
+        ] {
+            let sid = format!("{i}{i}{i}{i}{i}{i}{i}{i}-3333-4333-8444-555555555555");
+            let secret = EphemeralSecret::generate().unwrap();
+            let request = NptRequest {
+                suite: Some("nps1".into()),
+                client_suite_pk: Some(b64::encode(&secret.public_bytes())),
+                suite_aead: offer.map(Into::into),
+                ..request(&sid, service)
+            };
+            send(envelope::sign(&request.to_object(), &client.keys().encrypt_private).unwrap())
+                .await;
+            let reply = timeout(Duration::from_secs(20), replies.next())
+                .await
+                .ok()
+                .flatten()
+                .expect("a reply to each request");
+            assert_eq!(reply.key_name(), format!("{sid}.secdev.sshnp"));
+            let env = envelope::parse(reply.value.as_deref().unwrap()).unwrap();
+            env.verify(&device_key).expect("signed by the device");
+            let resp = SessionResponse::from_object(&env.payload).unwrap();
+            assert_eq!(resp.suite.as_deref(), Some("nps1"), "offer {offer:?}");
+            assert_eq!(resp.suite_aead.as_deref(), want, "offer {offer:?}");
+        }
     });
     daemon
         .wait_for("session id already used (replay)", Duration::from_secs(5))

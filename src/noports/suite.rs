@@ -448,20 +448,32 @@ mod tests {
         unhex(s).try_into().unwrap()
     }
 
+    /// The client's and the daemon's keys from the §7 inputs (RFC 7748 §6.1 key pairs).
+    fn kat_keys(aead: Aead) -> (SuiteKeys, SuiteKeys) {
+        let client_pk = arr("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        let daemon_pk = arr("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        let shared = arr("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+        let sid = "5c3e8a6d-9d3e-4f52-8a8c-111111111111";
+        let c = derive_from_shared(Role::Client, &shared, &client_pk, &daemon_pk, sid, aead);
+        let d = derive_from_shared(Role::Daemon, &shared, &daemon_pk, &client_pk, sid, aead);
+        (c.unwrap(), d.unwrap())
+    }
+
+    /// One sealed record (length header included) of a frame for stream 1.
+    fn record(sealer: &mut RecordSealer, ty: FrameType, body: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        put_header(&mut f, ty, 1);
+        f.extend_from_slice(body);
+        let h = sealer.seal(&mut f).unwrap();
+        [&h[..], &f].concat()
+    }
+
     /// docs/suite-v1.md §7: RFC 7748 §6.1 key pairs, session id, the first two records, and
     /// the same second record after a rekey (computed independently with Python
     /// `cryptography`).
     #[test]
     fn known_answer_vector() {
-        let client_pk = arr("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
-        let daemon_pk = arr("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
-        let shared = arr("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
-        let sid = "5c3e8a6d-9d3e-4f52-8a8c-111111111111";
-        let chacha = Aead::ChaCha20Poly1305;
-        let c = derive_from_shared(Role::Client, &shared, &client_pk, &daemon_pk, sid, chacha);
-        let c = c.unwrap();
-        let d = derive_from_shared(Role::Daemon, &shared, &daemon_pk, &client_pk, sid, chacha);
-        let d = d.unwrap();
+        let (c, d) = kat_keys(Aead::ChaCha20Poly1305);
         assert_eq!(
             c.send,
             arr("f372482be2ea7a869e9088cf61ff458ec14aeab587db8ef5a9449c2a58ca99c8")
@@ -471,13 +483,6 @@ mod tests {
             arr("d12638048c3cb0422f65e144b513a9a4671e43de1183a85a7f79933bd0352798")
         );
         assert_eq!((d.send, d.recv), (c.recv, c.send));
-        let record = |sealer: &mut RecordSealer, ty, body: &[u8]| {
-            let mut f = Vec::new();
-            put_header(&mut f, ty, 1);
-            f.extend_from_slice(body);
-            let h = sealer.seal(&mut f).unwrap();
-            [&h[..], &f].concat()
-        };
         let (mut sealer, _) = c.split();
         assert_eq!(
             record(&mut sealer, FrameType::Open, b""),
@@ -523,15 +528,8 @@ mod tests {
     /// `cryptography`).
     #[test]
     fn known_answer_vector_aes_256_gcm() {
-        let client_pk = arr("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
-        let daemon_pk = arr("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
-        let shared = arr("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
-        let sid = "5c3e8a6d-9d3e-4f52-8a8c-111111111111";
         let aes = Aead::Aes256Gcm;
-        let c = derive_from_shared(Role::Client, &shared, &client_pk, &daemon_pk, sid, aes);
-        let c = c.unwrap();
-        let d = derive_from_shared(Role::Daemon, &shared, &daemon_pk, &client_pk, sid, aes);
-        let d = d.unwrap();
+        let (c, d) = kat_keys(aes);
         assert_eq!(
             c.send,
             arr("7516277240182769ebc4a18ac903951d9c191d46dd2b57560343c4e449df696e")
@@ -544,13 +542,6 @@ mod tests {
         assert_eq!(c.rekey_after, REKEY_AFTER_AES);
         let open = unhex("0015b85dde5b2858be73ff49fbcbd2b22e8ec5ed9fe4b4");
         let data = unhex("001ac32e246f7f54d85ee70c20b47e339ed243754890f569b54cb979");
-        let record = |sealer: &mut RecordSealer, ty, body: &[u8]| {
-            let mut f = Vec::new();
-            put_header(&mut f, ty, 1);
-            f.extend_from_slice(body);
-            let h = sealer.seal(&mut f).unwrap();
-            [&h[..], &f].concat()
-        };
         let (mut sealer, _) = c.split();
         assert_eq!(record(&mut sealer, FrameType::Open, b""), open);
         assert_eq!(record(&mut sealer, FrameType::Data, b"hello"), data);
