@@ -41,7 +41,7 @@ fn nps1_uses_aes_256_gcm_only_when_both_ends_take_it() {
     ] {
         let port = npt_port(&npt).unwrap();
         transfer_and_verify(port, 2 * 1024 * 1024).unwrap();
-        let line = format!("uses the nps1 data plane {want}");
+        let line = format!("uses the nps1 data plane ({want})");
         npt.wait_for(&line, Duration::from_secs(5)).unwrap();
     }
 }

@@ -13,6 +13,7 @@ use super::session::{
 };
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, Monitor, MonitorStart, RootAddr};
 use crate::noports::names::validate_device_name;
+use crate::noports::suite::Aead;
 use crate::noports::tunnel;
 use crate::runtime::{self, cli, parse_duration, sleep};
 
@@ -360,11 +361,14 @@ async fn one_session(
     *local_port = port;
     progress.say(&format!("npt is listening on localhost:{port}"));
     let aead = match &est.crypto {
-        tunnel::SessionCrypto::Suite(keys) => keys.aead().name(),
+        tunnel::SessionCrypto::Suite(keys) => match keys.aead() {
+            Aead::Aes256Gcm => " (aes-256-gcm)",
+            Aead::ChaCha20Poly1305 => " (chacha20-poly1305)",
+        },
         _ => "",
     };
     log::info!(
-        "session {} uses the {} data plane {aead}",
+        "session {} uses the {} data plane{aead}",
         est.session_id,
         est.suite_name
     );

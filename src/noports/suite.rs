@@ -1,7 +1,8 @@
 //! Our negotiated data-plane suite "nps1": X25519 ephemeral agreement bound to the signed
 //! session exchange, HKDF-SHA-256 keys per direction, ChaCha20-Poly1305 (or, negotiated,
-//! AES-256-GCM) records with counter nonces and deterministic rekeying. The byte format is specified in docs/suite-v1.md; this
-//! file is the sans-IO part (key schedule, record sealing and opening, frame codec).
+//! AES-256-GCM) records with counter nonces and deterministic rekeying. The byte format is
+//! specified in docs/suite-v1.md; this file is the sans-IO part (key schedule, record sealing
+//! and opening, frame codec).
 //!
 //! Official peers never see any of this: it is only used when both signed messages carry
 //! `"suite":"nps1"` and the two public keys.
