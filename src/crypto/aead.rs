@@ -215,6 +215,11 @@ impl Sealer {
     pub fn counter(&self) -> u64 {
         self.dir.counter
     }
+
+    /// The AEAD these records use.
+    pub fn aead(&self) -> Aead {
+        self.dir.aead
+    }
 }
 
 impl Opener {
@@ -250,6 +255,11 @@ impl Opener {
     /// Number of records opened so far, i.e. the counter of the next record.
     pub fn counter(&self) -> u64 {
         self.dir.counter
+    }
+
+    /// The AEAD these records use.
+    pub fn aead(&self) -> Aead {
+        self.dir.aead
     }
 }
 

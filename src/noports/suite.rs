@@ -125,14 +125,12 @@ impl SuiteKeys {
         (
             RecordSealer {
                 sealer: Sealer::new(self.aead, self.send),
-                aead: self.aead,
                 key: self.send,
                 count: 0,
                 rekey_after: self.rekey_after,
             },
             RecordOpener {
                 opener: Opener::new(self.aead, self.recv),
-                aead: self.aead,
                 key: self.recv,
                 count: 0,
                 rekey_after: self.rekey_after,
@@ -209,7 +207,6 @@ fn next_key(key: &[u8; 32]) -> Result<[u8; 32], CryptoError> {
 /// The sending half of the record layer for one direction.
 pub(crate) struct RecordSealer {
     sealer: Sealer,
-    aead: Aead,
     key: [u8; 32],
     count: u64,
     rekey_after: u64,
@@ -221,7 +218,7 @@ impl RecordSealer {
     pub(crate) fn seal(&mut self, frame: &mut Vec<u8>) -> Result<[u8; 2], CryptoError> {
         if self.count == self.rekey_after {
             self.key = next_key(&self.key)?;
-            self.sealer = Sealer::new(self.aead, self.key);
+            self.sealer = Sealer::new(self.sealer.aead(), self.key);
             self.count = 0;
         }
         let len =
@@ -243,7 +240,6 @@ impl Drop for RecordSealer {
 /// The receiving half of the record layer for one direction.
 pub(crate) struct RecordOpener {
     opener: Opener,
-    aead: Aead,
     key: [u8; 32],
     count: u64,
     rekey_after: u64,
@@ -262,7 +258,7 @@ impl RecordOpener {
     pub(crate) fn open(&mut self, header: [u8; 2], body: &mut Vec<u8>) -> Result<(), CryptoError> {
         if self.count == self.rekey_after {
             self.key = next_key(&self.key)?;
-            self.opener = Opener::new(self.aead, self.key);
+            self.opener = Opener::new(self.opener.aead(), self.key);
             self.count = 0;
         }
         self.opener.open(&header, body)?;
