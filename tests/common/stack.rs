@@ -376,12 +376,9 @@ fn start_atserver_in(bin: &Path, dir: &Path, extra: &[&str]) -> (Proc, String, P
     (p, root, ca)
 }
 
-/// A TCP service answering every byte with the byte + 1 (mod 256), so the test can tell the
-/// two directions apart. Returns its port; runs until the process ends.
 /// The AEAD our ends pick for nps1 on this machine when nothing forces one
 /// (docs/suite-v1.md §1 item 4): AES-256-GCM where /proc/cpuinfo lists AES and carry-less
 /// multiply instructions.
-#[allow(dead_code)]
 pub fn fastest_aead_here() -> &'static str {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let flags = cpuinfo
@@ -396,6 +393,8 @@ pub fn fastest_aead_here() -> &'static str {
     }
 }
 
+/// A TCP service answering every byte with the byte + 1 (mod 256), so the test can tell the
+/// two directions apart. Returns its port; runs until the process ends.
 pub fn start_plus_one_service() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
