@@ -55,24 +55,10 @@ pub struct Daemon {
     pub(super) pending_rpcs:
         async_lock::Mutex<HashMap<i64, async_channel::Sender<(String, Object)>>>,
     pub(super) policy_cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
-    /// Session ids already served (with their wall-clock time, seconds), so a replayed
-    /// (validly signed) request opens nothing, also after a restart: kept in `seen_path`.
-    seen_sessions: std::sync::Mutex<HashMap<String, u64>>,
-    seen_path: Option<std::path::PathBuf>,
+    /// Session ids already served, so a replayed request is refused (replay.rs).
+    replay: super::replay::ReplayMemory,
     /// Last refusal log line and how many were suppressed since.
     refusal_log: std::sync::Mutex<(Option<Instant>, u64)>,
-}
-
-/// How long a served session id is remembered: well past the notification lifetime (60 s).
-const REPLAY_WINDOW: Duration = Duration::from_secs(600);
-/// Most remembered session ids (oldest dropped first): bounds memory and the file.
-const MAX_SEEN: usize = 4096;
-
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// `$HOME/.sshnp/<device>/seen_requests`, the daemon's replay memory.
@@ -81,53 +67,15 @@ fn seen_path(device: &str) -> Option<std::path::PathBuf> {
     Some(home.join(".sshnp").join(device).join("seen_requests"))
 }
 
-/// Reads `<unix seconds> <session id>` lines, keeping those inside the replay window; a
-/// malformed line is skipped with a log line.
-fn load_seen(path: &std::path::Path) -> HashMap<String, u64> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return HashMap::new(),
-        Err(e) => {
-            log::warn!("replay memory {}: {e}", path.display());
-            return HashMap::new();
-        }
-    };
-    let now = unix_secs();
-    let mut seen = HashMap::new();
-    let mut bad = 0;
-    for line in text.lines() {
-        let parsed = line
-            .split_once(' ')
-            .and_then(|(t, sid)| Some((t.parse::<u64>().ok()?, sid)))
-            .filter(|(_, sid)| valid_session_id(sid));
-        match parsed {
-            Some((t, sid)) if now.saturating_sub(t) < REPLAY_WINDOW.as_secs() => {
-                seen.insert(sid.to_string(), t);
-            }
-            Some(_) => {}
-            None => bad += 1,
-        }
-    }
-    if bad > 0 {
-        log::warn!(
-            "replay memory {}: {bad} malformed lines ignored",
-            path.display()
-        );
-    }
-    seen
-}
-
 impl Daemon {
     pub fn new(config: Config, client: AtClient) -> Daemon {
-        let seen_file = seen_path(&config.device);
-        let seen = seen_file.as_deref().map(load_seen).unwrap_or_default();
+        let replay = super::replay::ReplayMemory::open(seen_path(&config.device));
         Daemon {
             config,
             client,
             pending_rpcs: async_lock::Mutex::new(HashMap::new()),
             policy_cache: async_lock::Mutex::new(HashMap::new()),
-            seen_sessions: std::sync::Mutex::new(seen),
-            seen_path: seen_file,
+            replay,
             refusal_log: std::sync::Mutex::new((None, 0)),
         }
     }
@@ -151,34 +99,6 @@ impl Daemon {
             let me = self.clone();
             runtime::spawn(async move { me.handle(n).await }).detach();
         }
-    }
-
-    /// Record `sid` as served; true if it was served before (within the replay window). The
-    /// memory is written through to `seen_path` (atomic, 0600) before the session is served.
-    fn is_replay(&self, sid: &str) -> bool {
-        let mut seen = self.seen_sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = unix_secs();
-        seen.retain(|_, at| now.saturating_sub(*at) < REPLAY_WINDOW.as_secs());
-        if seen.contains_key(sid) {
-            return true;
-        }
-        while seen.len() >= MAX_SEEN {
-            let Some(oldest) = seen.iter().min_by_key(|(_, t)| **t).map(|(k, _)| k.clone()) else {
-                break;
-            };
-            seen.remove(&oldest);
-        }
-        seen.insert(sid.to_string(), now);
-        if let Some(path) = &self.seen_path {
-            let mut text = String::with_capacity(seen.len() * 48);
-            for (k, t) in seen.iter() {
-                text.push_str(&format!("{t} {k}\n"));
-            }
-            if let Err(e) = crate::runtime::fs::write_atomic_0600(path, text.as_bytes()) {
-                log::warn!("replay memory {}: {e}", path.display());
-            }
-        }
-        false
     }
 
     async fn authorize(&self, from: &AtSign) -> Decision {
@@ -359,7 +279,7 @@ impl Daemon {
             self.reply(from, &sid, &msg).await;
             return;
         }
-        if self.is_replay(&sid) {
+        if self.replay.is_replay(&sid).await {
             log::warn!(
                 "npt_request from {from} session {sid}: refused: session id already used (replay)"
             );
@@ -541,7 +461,7 @@ impl Daemon {
             log::warn!("ssh_request from {from} session {sid}: {msg}");
             return;
         }
-        if self.is_replay(&sid) {
+        if self.replay.is_replay(&sid).await {
             log::warn!(
                 "ssh_request from {from} session {sid}: refused: session id already used (replay)"
             );
@@ -711,29 +631,5 @@ fn log_session_end_error(what: &str, sid: &str, e: &crate::noports::tunnel::Tunn
             "{what} session {sid} ended: the client went away without closing the tunnel"
         ),
         e => log::warn!("{what} session {sid} ended with error: {e}"),
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replay_memory_file_keeps_only_recent_well_formed_ids() {
-        let dir = std::env::temp_dir().join(format!("np-seen-{}", random::uuid_v4()));
-        let path = dir.join("seen_requests");
-        let now = unix_secs();
-        let text = format!(
-            "{now} 11111111-2222-4333-8444-555555555555\n{} old-one\nnot a line\n{now} bad/id\n{now} ok_2\n",
-            now - REPLAY_WINDOW.as_secs() - 5
-        );
-        crate::runtime::fs::write_atomic_0600(&path, text.as_bytes()).unwrap();
-        let seen = load_seen(&path);
-        let mut ids: Vec<&str> = seen.keys().map(String::as_str).collect();
-        ids.sort_unstable();
-        assert_eq!(ids, ["11111111-2222-4333-8444-555555555555", "ok_2"]);
-        assert!(load_seen(&dir.join("absent")).is_empty());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@ mod authorized_keys;
 mod dispatch;
 mod doctor;
 mod policy;
+mod replay;
 mod sshd;
 mod status;
 
