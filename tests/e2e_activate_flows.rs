@@ -177,15 +177,157 @@ fn otp(stack: &Stack, manage_keys: &str) -> String {
 }
 
 fn start_enroll(stack: &Stack, otp: &str, device: &str) -> Proc {
+    start_enroll_for(stack, otp, "sshnpd", device, "sshnp:rw,sshrvd:rw")
+}
+
+/// An `enroll` that reads its passcode from a 0600 file, as at_enroll.sh runs it.
+fn start_enroll_for(stack: &Stack, otp: &str, app: &str, device: &str, ns: &str) -> Proc {
     let keys = stack.dir.join(format!("{device}.atKeys"));
+    let code = stack.dir.join(format!("{device}.passcode"));
+    std::fs::write(&code, format!("{otp}\n")).unwrap();
+    std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut c = stack.command("at_activate");
-    c.args([
-        "enroll", "-a", DEVICE, "-s", otp, "-p", "sshnpd", "-d", device,
-    ])
-    .args(["-n", "sshnp:rw,sshrvd:rw", "-r", &stack.root])
-    .arg("-k")
-    .arg(keys);
+    c.args(["enroll", "-a", DEVICE, "-p", app, "-d", device, "-n", ns])
+        .args(["-r", &stack.root])
+        .arg("--passcode-file")
+        .arg(code)
+        .arg("-k")
+        .arg(keys);
     Proc::spawn(device, c)
+}
+
+fn enrollment_id(p: &Proc) -> String {
+    let line = p
+        .wait_for("Enrollment ID: ", Duration::from_secs(30))
+        .unwrap();
+    line.trim().rsplit(' ').next().unwrap().to_string()
+}
+
+/// Issue 23 item 1: the device's request (`-d router`, sshnp and sshrvd) and a stranger's who
+/// learnt a passcode (`-d router-backup`, `__manage:rw,*:rw`) are pending together. The
+/// command that at_enroll.sh used to print, `approve --arx noports --drx router`, took both and
+/// handed the stranger the owner's rights; now it takes the whole name only, shows what it
+/// grants, and owner rights need --allow-privileged.
+#[test]
+fn approve_takes_whole_names_shows_the_grant_and_never_grants_owner_rights_unasked() {
+    let stack = Stack::start(bin(), "e2e-approve-scope", &[]);
+    let manage = stack.keys(DEVICE).to_string_lossy().into_owned();
+    let device = start_enroll_for(
+        &stack,
+        &otp(&stack, &manage),
+        "noports",
+        "router",
+        "sshnp:rw,sshrvd:rw",
+    );
+    let device_id = enrollment_id(&device);
+    let exact = format!("at_activate approve -a {DEVICE} -i {device_id}");
+    device
+        .wait_for(&exact, Duration::from_secs(5))
+        .expect("enroll prints the command for this one request");
+    let stranger = start_enroll_for(
+        &stack,
+        &otp(&stack, &manage),
+        "noports",
+        "router-backup",
+        "__manage:rw,*:rw",
+    );
+    let stranger_id = enrollment_id(&stranger);
+    let manage_args = ["-a", DEVICE, "-k", &manage, "-r", &stack.root];
+
+    let (ok, out) = run(
+        &stack,
+        &[
+            &["approve"][..],
+            &manage_args,
+            &["--arx", "noports", "--drx", "router"],
+        ]
+        .concat(),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "Approving enrollmentId {device_id} (app \"noports\", device \"router\", namespaces sshnp:rw,sshrvd:rw)"
+        )),
+        "the approval shows what it grants: {out}"
+    );
+    assert!(
+        !out.contains(&stranger_id),
+        "router-backup is not router: {out}"
+    );
+    device
+        .wait_for(
+            "[Success] Your .atKeys file saved at",
+            Duration::from_secs(40),
+        )
+        .unwrap();
+
+    // A pattern that does select the stranger's request still does not grant owner rights.
+    let (ok, out) = run(
+        &stack,
+        &[&["approve"][..], &manage_args, &["--drx", "router.*"]].concat(),
+    );
+    assert!(!ok, "refusing is a failure the caller sees: {out}");
+    assert!(
+        out.contains(&format!("not approving enrollmentId {stranger_id}"))
+            && out.contains("__manage:rw")
+            && out.contains("*:rw")
+            && out.contains("would give the new key the owner's rights")
+            && out.contains("--allow-privileged"),
+        "{out}"
+    );
+    // `auto` shares the check: it sees the request and leaves it pending.
+    let mut c = stack.command("at_activate");
+    c.arg("auto")
+        .args(manage_args)
+        .args(["--drx", "router-backup", "--approve-existing"]);
+    let auto = Proc::spawn("auto", c);
+    auto.wait_for(
+        &format!("not approving enrollmentId {stranger_id}"),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    auto.wait_for(
+        "Listening for new enrollment requests",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    drop(auto);
+    let (ok, listing) = run(
+        &stack,
+        &[
+            &["list"][..],
+            &manage_args,
+            &["--enrollmentStatus", "pending"],
+        ]
+        .concat(),
+    );
+    assert!(
+        ok && listing.contains(&stranger_id),
+        "still pending: {listing}"
+    );
+    assert!(
+        stranger.output().contains("not approved") || !stranger.output().contains("[Success]"),
+        "{}",
+        stranger.output()
+    );
+
+    // The owner who asked for it can still grant it, by id and with the flag.
+    let (ok, out) = run(
+        &stack,
+        &[
+            &["approve"][..],
+            &manage_args,
+            &["-i", &stranger_id, "--allow-privileged"],
+        ]
+        .concat(),
+    );
+    assert!(ok && out.contains("__manage:rw"), "{out}");
+    stranger
+        .wait_for(
+            "[Success] Your .atKeys file saved at",
+            Duration::from_secs(40),
+        )
+        .unwrap();
 }
 
 #[test]
@@ -202,7 +344,7 @@ fn auto_approves_matching_requests_as_they_arrive_and_only_those() {
         "--rootServer",
         &stack.root,
     ])
-    .args(["--arx", "^sshnpd$", "--drx", "^router", "-L", "1"]);
+    .args(["--arx", "sshnpd", "--drx", "router\\d+", "-L", "1"]);
     let mut auto = Proc::spawn("auto", c);
     auto.wait_for(
         "Listening for new enrollment requests",

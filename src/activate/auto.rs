@@ -39,6 +39,9 @@ pub struct AutoArgs {
     /// first approve matching requests that are already pending
     #[argh(switch)]
     approve_existing: bool,
+    /// also approve requests for __manage or a wildcard namespace (owner rights)
+    #[argh(switch)]
+    allow_privileged: bool,
     /// info logging
     #[argh(switch, short = 'v')]
     verbose: bool,
@@ -65,8 +68,9 @@ pub async fn auto(a: AutoArgs) -> Result<ExitCode, String> {
             if approved == a.limit {
                 break;
             }
-            approve(&client, &a, &r).await?;
-            approved += 1;
+            if approve(&client, &a, &r).await? {
+                approved += 1;
+            }
         }
     }
     if approved < a.limit {
@@ -91,8 +95,9 @@ pub async fn auto(a: AutoArgs) -> Result<ExitCode, String> {
         let pending = select(&client, Some("pending"), &a.arx, &a.drx).await?;
         match pending.iter().find(|r| r.id == id) {
             Some(r) => {
-                approve(&client, &a, r).await?;
-                approved += 1;
+                if approve(&client, &a, r).await? {
+                    approved += 1;
+                }
             }
             None => println!(
                 "Not approving {id}: it is not pending, or its app or device name does not match"
@@ -107,16 +112,18 @@ pub async fn auto(a: AutoArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Approves `r` unless it asks for owner rights without --allow-privileged: Ok(false) then, and
+/// the request stays pending for a person to look at.
 async fn approve(
     client: &crate::at::AtClient,
     a: &AutoArgs,
     r: &super::enroll::Record,
-) -> Result<(), String> {
-    println!(
-        "Approving enrollment request which matched the regex filters (app: \"{}\" and device: \"{}\" respectively)",
-        a.arx.as_deref().unwrap_or(""),
-        a.drx.as_deref().unwrap_or("")
-    );
+) -> Result<bool, String> {
+    if let Err(e) = r.check_grant(a.allow_privileged) {
+        eprintln!("{e}");
+        return Ok(false);
+    }
+    println!("Approving {} which matched the filters", r.describe());
     let mut req = Object::new().with("enrollmentId", r.id.as_str());
     add_approval_keys(client, r, &mut req)?;
     let answer = client
@@ -125,7 +132,7 @@ async fn approve(
         .map_err(|e| format!("approval of {} failed: {e}", r.id))?;
     log::info!("Server response: {answer}");
     println!("Approval successful.");
-    Ok(())
+    Ok(true)
 }
 
 #[derive(FromArgs)]

@@ -22,9 +22,12 @@ pub struct EnrollArgs {
     /// the atSign
     #[argh(option, short = 'a')]
     atsign: String,
-    /// OTP or semi-permanent passcode
+    /// OTP or semi-permanent passcode (visible to other users in `ps`: prefer --passcode-file)
     #[argh(option, short = 's')]
-    passcode: String,
+    passcode: Option<String>,
+    /// file whose first line is the OTP or passcode
+    #[argh(option)]
+    passcode_file: Option<String>,
     /// app name
     #[argh(option, short = 'p')]
     app: String,
@@ -186,6 +189,9 @@ struct ManageFlags {
     /// device name regex
     #[argh(option, short = 'D')]
     drx: Option<String>,
+    /// approve or restore requests for __manage or a wildcard namespace (owner rights)
+    #[argh(switch)]
+    allow_privileged: bool,
     /// info logging
     #[argh(switch, short = 'v')]
     verbose: bool,
@@ -222,6 +228,49 @@ fn parse_namespaces(text: &str) -> Result<Object, String> {
     Ok(o)
 }
 
+/// The passcode from `-s` or from the first line of `--passcode-file` (exactly one of them).
+fn passcode(
+    given: Option<&str>,
+    file: Option<&str>,
+) -> Result<crate::crypto::secret::Secret<String>, String> {
+    use crate::crypto::secret::Secret;
+    let code = match (given, file) {
+        (Some(_), Some(_)) => {
+            return Err("give the passcode with -s or --passcode-file, not both".into())
+        }
+        (None, None) => {
+            return Err("the passcode is missing: --passcode-file FILE (or -s PASSCODE)".into())
+        }
+        (Some(p), None) => {
+            eprintln!(
+                "[Warning] a passcode given with -s is visible to other users of this machine; --passcode-file keeps it out of sight"
+            );
+            Secret::new(p.trim().to_string())
+        }
+        (None, Some(f)) => {
+            let text = Secret::new(
+                std::fs::read_to_string(f)
+                    .map_err(|e| format!("reading the passcode file {f}: {e}"))?,
+            );
+            Secret::new(
+                text.expose()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string(),
+            )
+        }
+    };
+    if code.expose().is_empty() || !code.expose().chars().all(|c| c.is_ascii_graphic()) {
+        return Err(
+            "the passcode must be one word of printable characters (an OTP from `at_activate otp`)"
+                .into(),
+        );
+    }
+    Ok(code)
+}
+
 fn parse_object(text: &str, what: &str) -> Result<Object, String> {
     match json::parse(text) {
         Ok(Value::Object(o)) => Ok(o),
@@ -242,6 +291,7 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         return Err(format!("atKeys file {} already exists", path.display()));
     }
     let namespaces = parse_namespaces(&a.namespaces)?;
+    let passcode = passcode(a.passcode.as_deref(), a.passcode_file.as_deref())?;
     let root = RootAddr::parse(&a.root_server).map_err(|e| e.to_string())?;
     let mut conn = server_connection(&atsign, &root)
         .await
@@ -265,7 +315,7 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .with("appName", a.app.as_str())
         .with("deviceName", a.device.as_str())
         .with("namespaces", Value::Object(namespaces))
-        .with("otp", a.passcode.as_str())
+        .with("otp", passcode.expose().as_str())
         .with("encryptedAPKAMSymmetricKey", b64::encode(&wrapped))
         .with("apkamPublicKey", apkam_private.public_key().to_spki_b64())
         .with("apkamKeysExpiryInMillis", Value::Int(expiry_ms));
@@ -284,6 +334,11 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .ok_or("enroll answer has no enrollmentId")?
         .to_string();
     println!("Enrollment ID: {id}");
+    // The exact command for this one request: a name pattern could also approve a stranger's
+    // request that came with the same passcode.
+    println!(
+        "Approve it on a machine that holds the keys of {atsign} with: at_activate approve -a {atsign} -i {id}"
+    );
     println!(
         "Waiting for approval; will check every {} seconds",
         POLL_EVERY.as_secs()
@@ -379,8 +434,56 @@ pub(super) struct Record {
     app: String,
     device: String,
     status: String,
-    namespaces: String,
+    /// (namespace, access) in the order the request listed them.
+    namespaces: Vec<(String, String)>,
     wrapped_apkam: Option<String>,
+}
+
+impl Record {
+    /// `name:access,…` as `enroll` takes them.
+    fn namespace_list(&self) -> String {
+        let list: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|(n, a)| format!("{n}:{a}"))
+            .collect();
+        list.join(",")
+    }
+
+    /// The namespaces that would give the new key the owner's powers: `__manage` runs `otp`,
+    /// `enroll:approve` and `enroll:list`; a wildcard reaches every app's data.
+    pub(super) fn privileged_namespaces(&self) -> Vec<&str> {
+        self.namespaces
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| *n == "__manage" || n.contains('*'))
+            .collect()
+    }
+
+    /// What approving grants, shown before it is granted.
+    pub(super) fn describe(&self) -> String {
+        format!(
+            "enrollmentId {} (app \"{}\", device \"{}\", namespaces {})",
+            self.id,
+            self.app,
+            self.device,
+            self.namespace_list()
+        )
+    }
+
+    /// Refuses to approve (or restore) owner-level rights unless asked for explicitly.
+    pub(super) fn check_grant(&self, allow_privileged: bool) -> Result<(), String> {
+        let privileged = self.privileged_namespaces();
+        if privileged.is_empty() || allow_privileged {
+            return Ok(());
+        }
+        Err(format!(
+            "not approving {}: {} would give the new key the owner's rights; if you asked for this yourself, run again with --allow-privileged -i {}",
+            self.describe(),
+            privileged.join(", "),
+            self.id
+        ))
+    }
 }
 
 fn records(list: &Object) -> Vec<Record> {
@@ -388,13 +491,12 @@ fn records(list: &Object) -> Vec<Record> {
         .filter_map(|(key, v)| {
             let o = v.as_object()?;
             let id = key.split('.').next().unwrap_or(key).to_string();
-            let ns = o
+            let namespaces = o
                 .get_object("namespace")
                 .map(|n| {
                     n.iter()
-                        .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(",")
+                        .map(|(k, v)| (k.to_string(), v.as_str().unwrap_or("").to_string()))
+                        .collect()
                 })
                 .unwrap_or_default();
             Some(Record {
@@ -402,18 +504,20 @@ fn records(list: &Object) -> Vec<Record> {
                 app: o.get_str("appName").unwrap_or("").to_string(),
                 device: o.get_str("deviceName").unwrap_or("").to_string(),
                 status: o.get_str("status").unwrap_or("").to_string(),
-                namespaces: ns,
+                namespaces,
                 wrapped_apkam: o.get_str("encryptedAPKAMSymmetricKey").map(str::to_string),
             })
         })
         .collect()
 }
 
+/// Whether `re` (if given) matches the whole name: the official tools match anywhere, so
+/// `--drx router` also took `router-backup` (docs/compatibility.md).
 fn matches(re: &Option<String>, text: &str) -> Result<bool, String> {
     match re {
         None => Ok(true),
         Some(r) => super::pattern::Pattern::new(r)
-            .map(|p| p.is_match(text))
+            .map(|p| p.is_full_match(text))
             .map_err(|e| format!("bad regex {r:?}: {e}")),
     }
 }
@@ -462,7 +566,11 @@ pub async fn list(a: ListArgs) -> Result<(), String> {
     for r in recs {
         println!(
             "{:<38}{:<10}{:<20}{:<38}{}",
-            r.id, r.status, r.app, r.device, r.namespaces
+            r.id,
+            r.status,
+            r.app,
+            r.device,
+            r.namespace_list()
         );
     }
     Ok(())
@@ -548,16 +656,20 @@ async fn manage_records(
         eprintln!("No matching enrollment(s) found");
         return Ok(ExitCode::from(1));
     }
+    let grants = verb == "approve" || verb == "unrevoke";
+    let mut refused = 0;
     for r in targets {
+        if grants {
+            if let Err(e) = r.check_grant(a.allow_privileged) {
+                eprintln!("{e}");
+                refused += 1;
+                continue;
+            }
+        }
+        println!("{label} {}", r.describe());
         let mut req = Object::new().with("enrollmentId", r.id.as_str());
         if verb == "approve" {
-            println!(
-                "Approving enrollmentId {} with appName \"{}\" and deviceName \"{}\"",
-                r.id, r.app, r.device
-            );
             add_approval_keys(&client, &r, &mut req)?;
-        } else {
-            println!("{label} enrollmentId {}", r.id);
         }
         let answer = client
             .request(&format!("enroll:{verb}:{}", req.to_json()))
@@ -565,5 +677,38 @@ async fn manage_records(
             .map_err(|e| e.to_string())?;
         println!("Server response: {answer}");
     }
+    if refused > 0 {
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passcode;
+
+    #[test]
+    fn the_passcode_comes_from_one_place_and_is_one_word() {
+        let dir = std::env::temp_dir().join(format!("np-passcode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("otp");
+        std::fs::write(&file, "AB12CD\n").unwrap();
+        let f = file.to_str().unwrap();
+        assert_eq!(passcode(None, Some(f)).unwrap().expose(), "AB12CD");
+        assert_eq!(passcode(Some(" XY9 "), None).unwrap().expose(), "XY9");
+        assert!(passcode(Some("A"), Some(f))
+            .unwrap_err()
+            .contains("not both"));
+        assert!(passcode(None, None)
+            .unwrap_err()
+            .contains("--passcode-file"));
+        std::fs::write(&file, "two words\n").unwrap();
+        assert!(passcode(None, Some(f)).is_err());
+        std::fs::write(&file, "\n").unwrap();
+        assert!(passcode(None, Some(f)).is_err());
+        let missing = dir.join("missing");
+        let e = passcode(None, Some(missing.to_str().unwrap())).unwrap_err();
+        assert!(e.contains("reading the passcode file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -539,7 +539,7 @@ async fn is_activated(conn: &mut Connection, atsign: &AtSign) -> bool {
 fn already_activated(atsign: &AtSign) -> String {
     format!(
         "[Error] {atsign} is already activated. To use it here, enroll this device: \
-         at_activate enroll -a {atsign} -s <OTP> -p <app> -d <device> -n <namespaces> -k <file>, \
+         at_activate enroll -a {atsign} --passcode-file <file holding the OTP> -p <app> -d <device> -n <namespaces> -k <file>, \
          with an OTP from `at_activate otp -a {atsign}` where its keys are"
     )
 }

@@ -1,5 +1,6 @@
-//! The `--arx`/`--drx` filters: a small backtracking regular-expression matcher, unanchored like
-//! Dart's `RegExp.hasMatch`. It covers what app and device filters use — literals, `.`,
+//! The `--arx`/`--drx` filters: a small backtracking regular-expression matcher with Dart's
+//! `RegExp` syntax, matched against the whole name (the official tools match anywhere:
+//! docs/compatibility.md). It covers what app and device filters use — literals, `.`,
 //! classes (`[a-z_]`, `[^0-9]`, `\d \w \s` and their negations), anchors, groups with `|`, and
 //! the quantifiers `* + ? {m} {m,} {m,n}` (lazy with a trailing `?`) — in a few KiB, where a
 //! full regex crate costs the router build about 20 KiB. A step budget bounds hostile patterns.
@@ -34,17 +35,17 @@ impl Pattern {
         Ok(Pattern(vec![Node::Alt(alts)]))
     }
 
-    /// Whether the pattern matches anywhere in `text`.
-    pub fn is_match(&self, text: &str) -> bool {
+    /// Whether the pattern matches the whole of `text`, as if written `^(?:…)$`: what the
+    /// enrollment filters use, so `router` never selects `router-backup` (docs/compatibility.md).
+    pub fn is_full_match(&self, text: &str) -> bool {
         let text: Vec<char> = text.chars().collect();
+        let len = text.len();
         let mut steps = 0u32;
-        (0..=text.len()).any(|start| {
-            let mut m = Matcher {
-                text: &text,
-                steps: &mut steps,
-            };
-            m.seq(&self.0, start, &mut |_| true)
-        })
+        let mut m = Matcher {
+            text: &text,
+            steps: &mut steps,
+        };
+        m.seq(&self.0, 0, &mut |end| end == len)
     }
 }
 
@@ -359,8 +360,11 @@ impl Matcher<'_> {
 mod tests {
     use super::Pattern;
 
+    /// Dart's unanchored `hasMatch`, written as a whole-name match.
     fn m(p: &str, t: &str) -> bool {
-        Pattern::new(p).unwrap().is_match(t)
+        Pattern::new(&format!(".*({p}).*"))
+            .unwrap()
+            .is_full_match(t)
     }
 
     #[test]
@@ -387,6 +391,22 @@ mod tests {
         assert!(m("x{", "x{"), "a brace that is no quantifier is literal");
     }
 
+    /// The attack: `--drx router` must not also select the stranger's `router-backup`.
+    #[test]
+    fn full_match_selects_the_whole_name_only() {
+        let f = |p: &str, t: &str| Pattern::new(p).unwrap().is_full_match(t);
+        assert!(f("router", "router"));
+        assert!(!f("router", "router-backup"));
+        assert!(!f("router", "my-router"));
+        assert!(!f("noports", "noports2"));
+        assert!(
+            f("router.*", "router-backup"),
+            "a pattern can still ask for more"
+        );
+        assert!(f("^router$", "router") && f("(a|ab)", "ab") && !f("a|ab", "abc"));
+        assert!(f("", "") && !f("", "x"));
+    }
+
     #[test]
     fn malformed_and_hostile_patterns() {
         for bad in ["(", "a)", "[a", "*a", "a**", "\\", "[z-a]", "^*"] {
@@ -395,7 +415,7 @@ mod tests {
         // Catastrophic backtracking is cut off by the step budget, not run for ages.
         let p = Pattern::new("^(a*)*b$").unwrap();
         let t = std::time::Instant::now();
-        assert!(!p.is_match(&"a".repeat(40)));
+        assert!(!p.is_full_match(&"a".repeat(40)));
         assert!(t.elapsed().as_secs() < 2);
     }
 }
