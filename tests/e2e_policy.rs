@@ -420,3 +420,73 @@ fn rpc_answers_ack_then_success_once_and_nack_for_unreadable_requests() {
     .unwrap();
     assert_eq!(npp.count("result=allowed"), 1, "{}", npp.output());
 }
+
+/// Issue 23 item 4: the service remembered every request id (4096, 120 s) before it checked the
+/// sender, so 4,200 requests from an atSign the policy does not name filled the memory and every
+/// daemon's request was dropped ("too many requests in flight") for two minutes. Now the
+/// sender is checked first: the stranger is counted, not answered and not remembered, and a
+/// named daemon asking in the middle of the flood is answered promptly.
+#[test]
+fn a_strangers_flood_neither_fills_the_memory_nor_delays_a_named_daemon() {
+    let stack = Stack::start(bin(), "e2e-policy-flood", &[POLICY, "@stranger"]);
+    let file = stack.dir.join("policy.yaml");
+    std::fs::write(
+        &file,
+        policy_yaml(&[CLIENT], "dev1", &["localhost:22".into()]),
+    )
+    .unwrap();
+    let npp = start_service(&stack, "npp_file", &["--yaml", file.to_str().unwrap()]);
+    let mut stranger_mon = raw_login(&stack, "@stranger");
+    stranger_mon.send(r"monitor auth_checks\.__rpcs\.sshnp@");
+    let mut mon = raw_login(&stack, DEVICE);
+    mon.send(r"monitor auth_checks\.__rpcs\.sshnp@");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (sent, flooded) = std::sync::mpsc::channel();
+    let mut flooder = raw_login(&stack, "@stranger");
+    let flood = std::thread::spawn(move || {
+        let send = |c: &mut atserver::Client, id: i64| {
+            let reply = c.cmd(&format!(
+                "notify:update:messageType:key:ttln:30000:isEncrypted:false:{POLICY}:request.{id}.auth_checks.__rpcs.sshnp@stranger:{}",
+                request_body(id, "@stranger")
+            ));
+            assert!(reply.starts_with("data:"), "{reply}");
+        };
+        let base = 1_800_000_000_000_000;
+        for i in 0..4_200 {
+            send(&mut flooder, base + i);
+        }
+        sent.send(()).unwrap();
+        // And it goes on while the daemon asks.
+        for i in 4_200..5_200 {
+            send(&mut flooder, base + i);
+        }
+    });
+    flooded.recv_timeout(Duration::from_secs(120)).unwrap();
+
+    let mut c = raw_login(&stack, DEVICE);
+    let id = 1_700_000_000_000_042;
+    let started = std::time::Instant::now();
+    send_request(&mut c, id, &request_body(id, DEVICE));
+    mon.wait_for(
+        &format!("{DEVICE}:success.{id}.auth_checks.__rpcs.sshnp{POLICY}"),
+        Duration::from_secs(20),
+    )
+    .expect("the named daemon's request is answered during the flood");
+    let took = started.elapsed();
+    flood.join().unwrap();
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    assert!(
+        stranger_mon
+            .wait_for(".auth_checks.__rpcs.sshnp", Duration::from_secs(2))
+            .is_none(),
+        "the stranger is not answered"
+    );
+    assert_eq!(npp.count("too many requests in flight"), 0);
+    assert_eq!(npp.count("decision client="), 1, "{}", npp.output());
+    let logged = npp.count("from atSigns no group's daemonAtSigns");
+    assert!(
+        (1..=3).contains(&logged),
+        "{logged} lines for 5,200 requests"
+    );
+}

@@ -4,7 +4,7 @@
 //! replays) are answered once. Heartbeats (`<device>.devices.policy.sshnp`) extend the list of
 //! known daemons; for `npp_atserver`, self notifications on `<id>.groups.policy.sshnp` update
 //! the groups in place. Every decision is one log line.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,14 @@ const RESPONSE_TTLN_MS: u64 = 30_000;
 const LOG_TTLN_MS: u64 = 3_600_000;
 /// A request id is remembered this long, well past the request's own 30 s lifetime.
 const DEDUP_WINDOW: Duration = Duration::from_secs(120);
-/// At most this many remembered request ids (a flood cannot grow memory without bound).
-const DEDUP_MAX: usize = 4096;
+/// At most this many remembered request ids per daemon: one busy or hostile daemon forgets its
+/// own oldest ids (answering a late duplicate twice is harmless), never another daemon's.
+const DEDUP_PER_DAEMON: usize = 1024;
+/// At most this many daemons heard by heartbeat or devices remembered.
+const HEARD_MAX: usize = 4096;
+/// Requests from atSigns the policy does not name are counted, not answered, and logged at
+/// most this often.
+const IGNORED_LOG_EVERY: Duration = Duration::from_secs(60);
 /// The official AtRpc's send attempts: first try, then after 200 ms, 1 s and 5 s.
 const SEND_DELAYS_MS: [u64; 4] = [0, 200, 1000, 5000];
 
@@ -44,7 +50,16 @@ pub struct Service {
     heard: Mutex<Vec<AtSign>>,
     /// (daemon, device) pairs heard from.
     devices: Mutex<Vec<(AtSign, String)>>,
-    seen: Mutex<HashMap<(AtSign, i64), Instant>>,
+    /// Request ids answered recently, per daemon the policy names (nobody else is remembered).
+    seen: Mutex<HashMap<AtSign, VecDeque<(i64, Instant)>>>,
+    /// Requests from atSigns the policy does not name, since the last log line about them.
+    ignored: Mutex<Ignored>,
+}
+
+#[derive(Default)]
+struct Ignored {
+    count: u64,
+    logged: Option<Instant>,
 }
 
 impl Service {
@@ -58,6 +73,7 @@ impl Service {
             heard: Mutex::new(Vec::new()),
             devices: Mutex::new(Vec::new()),
             seen: Mutex::new(HashMap::new()),
+            ignored: Mutex::new(Ignored::default()),
         }
     }
 
@@ -117,8 +133,15 @@ impl Service {
                 .strip_prefix("request.")
                 .and_then(|r| r.strip_suffix(RPC_SUFFIX))
             {
-                let id = id.to_string();
-                runtime::spawn(self.clone().on_request(n, id)).detach();
+                // The sender first: a daemon the policy does not name is denied whatever it
+                // asks, so its requests cost no memory, task or answer (a stranger's flood
+                // neither fills the memory of ids nor queues notifications ahead of a daemon's).
+                if self.names(&n.from) {
+                    let id = id.to_string();
+                    runtime::spawn(self.clone().on_request(n, id)).detach();
+                } else {
+                    self.ignore(&n.from);
+                }
             } else if let Some(device) = name.strip_suffix(".devices.policy.sshnp") {
                 let device = device.to_string();
                 self.on_heartbeat(&n, &device).await;
@@ -141,14 +164,14 @@ impl Service {
             let mut heard = lock(&self.heard);
             let new_daemon = !heard.contains(&n.from)
                 && !self.configured.contains(&n.from)
-                && heard.len() < DEDUP_MAX;
+                && heard.len() < HEARD_MAX;
             if new_daemon {
                 heard.push(n.from.clone());
             }
             let mut devices = lock(&self.devices);
             let pair = (n.from.clone(), device.to_string());
             let new_device = !devices.contains(&pair);
-            if new_device && devices.len() < DEDUP_MAX {
+            if new_device && devices.len() < HEARD_MAX {
                 devices.push(pair);
             }
             (new_daemon, new_device)
@@ -208,24 +231,47 @@ impl Service {
         self.set_groups(groups);
     }
 
-    /// True the first time `(from, id)` is seen within the window.
+    /// Whether the policy names `daemon` (a group's daemonAtSigns, or `--daemon-atsigns`):
+    /// only those can be allowed anything.
+    fn names(&self, daemon: &AtSign) -> bool {
+        self.configured.contains(daemon) || rules::daemons_of(&self.groups()).contains(daemon)
+    }
+
+    fn ignore(&self, from: &AtSign) {
+        let mut ignored = lock(&self.ignored);
+        ignored.count += 1;
+        if ignored
+            .logged
+            .is_some_and(|t| t.elapsed() < IGNORED_LOG_EVERY)
+        {
+            return;
+        }
+        log::warn!(
+            "ignored {} request(s) from atSigns no group's daemonAtSigns or --daemon-atsigns names (latest from {from}); add the daemon's atSign there to serve it",
+            ignored.count
+        );
+        ignored.count = 0;
+        ignored.logged = Some(Instant::now());
+    }
+
+    /// True the first time `id` comes from `from` within the window.
     fn first_time(&self, from: &AtSign, id: i64) -> bool {
         let mut seen = lock(&self.seen);
-        if seen.len() >= DEDUP_MAX {
-            seen.retain(|_, t| t.elapsed() < DEDUP_WINDOW);
+        let ids = seen.entry(from.clone()).or_default();
+        while ids
+            .front()
+            .is_some_and(|(_, t)| t.elapsed() >= DEDUP_WINDOW)
+        {
+            ids.pop_front();
         }
-        if seen.len() >= DEDUP_MAX {
-            log::warn!("too many requests in flight; dropping one from {from}");
+        if ids.iter().any(|(i, _)| *i == id) {
             return false;
         }
-        let key = (from.clone(), id);
-        match seen.get(&key) {
-            Some(t) if t.elapsed() < DEDUP_WINDOW => false,
-            _ => {
-                seen.insert(key, Instant::now());
-                true
-            }
+        if ids.len() >= DEDUP_PER_DAEMON {
+            ids.pop_front();
         }
+        ids.push_back((id, Instant::now()));
+        true
     }
 
     async fn on_request(self: Arc<Self>, n: Notification, id_text: String) {
@@ -248,9 +294,6 @@ impl Service {
                 return;
             }
         };
-        if !self.known_daemons().contains(&from) {
-            log::warn!("handling a request from {from}, which is not a known daemon atSign");
-        }
         self.respond(&from, id, "ack", Object::new(), None).await;
         let answer = if req.daemon != from {
             // The answer goes to the sender: it may only ask about itself.
