@@ -52,8 +52,8 @@ impl Decision {
 pub struct Daemon {
     pub(super) config: Config,
     pub(super) client: AtClient,
-    pub(super) pending_rpcs:
-        async_lock::Mutex<HashMap<i64, async_channel::Sender<(String, Object)>>>,
+    /// Policy questions waiting for their answers, by request id (policy.rs).
+    pub(super) pending_rpcs: async_lock::Mutex<HashMap<i64, super::policy::PendingQuestion>>,
     pub(super) policy_cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
     /// Session ids already served, so a replayed request is refused (replay.rs).
     replay: super::replay::ReplayMemory,

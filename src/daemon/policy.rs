@@ -14,11 +14,21 @@ const CACHE_FOR: Duration = Duration::from_secs(15);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(300);
 const RPC_SUFFIX: &str = ".auth_checks.__rpcs.sshnp";
 
-fn micros_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+/// A fresh request id: 52 random bits, in the official ids' integer range (below 2^53, so any
+/// JSON reader keeps it exact). The official ids are the time in microseconds; anyone who can
+/// guess one can address an answer to it, and two daemons sharing an atSign asking in the same
+/// microsecond would take each other's answers.
+fn new_request_id() -> i64 {
+    let b: [u8; 8] = crate::crypto::random::bytes();
+    let bits = u64::from_le_bytes(b) & ((1u64 << 52) - 1);
+    (bits | (1u64 << 52)) as i64
+}
+
+/// A question waiting for its answer: what was asked, and where the answer goes.
+pub(super) struct PendingQuestion {
+    client: AtSign,
+    device: String,
+    answers: async_channel::Sender<(String, Object)>,
 }
 
 impl Daemon {
@@ -38,9 +48,14 @@ impl Daemon {
     }
 
     async fn ask_policy_uncached(&self, policy: &AtSign, client: &AtSign) -> Decision {
-        let req_id = micros_now();
+        let req_id = new_request_id();
         let (tx, rx) = async_channel::bounded::<(String, Object)>(4);
-        self.pending_rpcs.lock().await.insert(req_id, tx);
+        let question = PendingQuestion {
+            client: client.clone(),
+            device: self.config.device.clone(),
+            answers: tx,
+        };
+        self.pending_rpcs.lock().await.insert(req_id, question);
         let payload = Object::new()
             .with("daemonAtsign", self.config.atsign.as_str())
             .with("daemonDeviceName", self.config.device.as_str())
@@ -130,8 +145,45 @@ impl Daemon {
                 merged.push("message", m);
             }
         }
-        if let Some(tx) = self.pending_rpcs.lock().await.get(&req_id) {
-            let _ = tx.try_send((kind.to_string(), merged));
+        let pending = self.pending_rpcs.lock().await;
+        let Some(question) = pending.get(&req_id) else {
+            // Another daemon's (one sharing this atSign), or late: not ours to take.
+            log::debug!("policy response {req_id} answers no question of this daemon");
+            return;
+        };
+        if let Some(wrong) = self.answers_another_question(question, &merged) {
+            log::warn!(
+                "policy response {req_id} ignored: it answers for {wrong}, not the question asked (client {}, device {})",
+                question.client, question.device
+            );
+            return;
+        }
+        let _ = question.answers.try_send((kind.to_string(), merged));
+    }
+
+    /// Our policy service repeats the question in its answer (`clientAtsign`, `daemonAtsign`,
+    /// `daemonDeviceName`; official services send none of them, and official daemons ignore
+    /// them): when present they must be the question's. Returns the field that differs.
+    fn answers_another_question(&self, q: &PendingQuestion, answer: &Object) -> Option<String> {
+        let same_atsign = |field: &str, want: &AtSign| match answer.get_str(field) {
+            None => true,
+            Some(got) => AtSign::parse(got).is_ok_and(|a| &a == want),
+        };
+        if !same_atsign("clientAtsign", &q.client) {
+            return Some(format!(
+                "client {:?}",
+                answer.get_str("clientAtsign").unwrap_or("")
+            ));
+        }
+        if !same_atsign("daemonAtsign", &self.config.atsign) {
+            return Some(format!(
+                "daemon {:?}",
+                answer.get_str("daemonAtsign").unwrap_or("")
+            ));
+        }
+        match answer.get_str("daemonDeviceName") {
+            Some(d) if d != q.device => Some(format!("device {d:?}")),
+            _ => None,
         }
     }
 }
@@ -193,5 +245,25 @@ pub(super) async fn heartbeat_loop(d: Arc<Daemon>) {
             log::warn!("policy heartbeat failed: {e}");
         }
         sleep(HEARTBEAT_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_request_id;
+
+    #[test]
+    fn request_ids_are_random_positive_and_exact_in_any_json_reader() {
+        let ids: Vec<i64> = (0..1000).map(|_| new_request_id()).collect();
+        for id in &ids {
+            assert!((1i64 << 52..1i64 << 53).contains(id), "{id}");
+        }
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "an id came twice");
+        // Not a clock: successive ids are not in order (a clock's would all be).
+        let rising = ids.windows(2).filter(|w| w[1] > w[0]).count();
+        assert!((300..700).contains(&rising), "{rising} of 999 rising");
     }
 }

@@ -314,7 +314,13 @@ impl Service {
             answer.permit_open.join(","),
             answer.message
         );
-        let payload = answer.to_object();
+        // The question repeated, so a daemon can tell the answer is about what it asked
+        // (official daemons read only authorized, message and permitOpen).
+        let payload = answer
+            .to_object()
+            .with("clientAtsign", req.client.as_str())
+            .with("daemonAtsign", req.daemon.as_str())
+            .with("daemonDeviceName", req.device.as_str());
         self.respond(&from, id, "success", payload.clone(), None)
             .await;
         self.log_event(&from, id, &value, payload).await;
