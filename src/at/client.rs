@@ -725,6 +725,8 @@ impl Inner {
         }
         let operation = raw.operation.unwrap_or_else(|| "update".into());
         let mut sealed = None;
+        let encrypted =
+            raw.isEncrypted == Some(true) && operation == "update" && raw.value.is_some();
         let value = match raw.value {
             Some(v) if raw.isEncrypted == Some(true) && operation == "update" => {
                 let (iv, ske) = match raw.metadata {
@@ -755,6 +757,7 @@ impl Inner {
             operation,
             epoch_millis: raw.epochMillis.unwrap_or(0),
             sealed,
+            encrypted,
         }))
     }
 }

@@ -23,6 +23,10 @@ pub struct Notification {
     /// From a sealed monitor ([`super::AtClient::monitor_sealed`]): `value` is still the
     /// ciphertext, to be opened with [`super::AtClient::unseal`] once the sender is trusted.
     pub sealed: Option<Sealed>,
+    /// Whether the value came encrypted for us with the sender's shared key. Only such values
+    /// are the sender's word: an atServer on the way can write a clear value under any sender's
+    /// name, so a value that matters is taken only when this is true.
+    pub encrypted: bool,
 }
 
 /// What opening a sealed value needs (the notification metadata).
@@ -112,6 +116,7 @@ mod tests {
             operation: "update".into(),
             epoch_millis: 0,
             sealed: None,
+            encrypted: false,
         };
         assert_eq!(n.key_name(), "dev1.request_ports.sshrvd");
     }

@@ -168,6 +168,16 @@ fn route(
             } else {
                 continue;
             };
+            // Official daemons and relays encrypt all three; a clear value under their name
+            // can have been written by any atServer on the way (a forged feature check reply
+            // or relay answer).
+            if !n.encrypted {
+                log::warn!(
+                    "ignored a notification {} from {from} that was not encrypted: only encrypted answers are the sender's",
+                    n.key_name()
+                );
+                continue;
+            }
             if tx.send(ev).await.is_err() {
                 return;
             }
@@ -349,36 +359,21 @@ pub async fn establish(
         }
     }
 
-    let use_ours = match p.suite {
-        SuitePref::Official => false,
-        SuitePref::Ours => {
-            if !ping.supports(SUITE_NAME) {
-                return Err(SessionError::fatal(format!(
-                    "This device daemon does not support the {SUITE_NAME} data-plane suite (--suite nps1); use --suite auto or official"
-                )));
-            }
-            true
-        }
-        SuitePref::Auto => {
-            let ours = ping.supports(SUITE_NAME);
-            if !ours {
-                log::info!(
-                    "{} does not offer the {SUITE_NAME} data plane: using the official suite{}",
-                    p.device,
-                    if p.encrypt {
-                        " (AES-256-CTR)"
-                    } else {
-                        " without encryption"
-                    }
-                );
-            }
-            ours
-        }
-    };
+    // Whether the (unsigned) feature check says the daemon speaks our suite. It decides only
+    // the relay request's pairing hint and an early, clear refusal for `--suite nps1`: the
+    // offer itself always travels in the signed request, and the daemon's signed answer alone
+    // picks the suite, so an atServer that alters the ping cannot downgrade the session.
+    let ping_says_ours = ping.supports(SUITE_NAME);
+    if p.suite == SuitePref::Ours && !ping_says_ours {
+        return Err(SessionError::fatal(format!(
+            "This device daemon does not support the {SUITE_NAME} data-plane suite (--suite nps1); use --suite auto or official"
+        )));
+    }
+    let offer_ours = p.suite != SuitePref::Official;
     let relay_deadline = if early {
         started + RELAY_DEADLINE
     } else {
-        let suite = use_ours.then_some(SUITE_NAME);
+        let suite = ping_says_ours.then_some(SUITE_NAME);
         send_relay_request(client, p, &sid, &client_nonce, suite, progress).await?;
         Instant::now() + RELAY_DEADLINE
     };
@@ -404,7 +399,7 @@ pub async fn establish(
         .map_err(|e| SessionError::new(format!("invalid response from srvd {}: {e}", p.relay)))?;
     progress.say("Received host and port from srvd");
 
-    let suite_secret = use_ours
+    let suite_secret = offer_ours
         .then(EphemeralSecret::generate)
         .transpose()
         .map_err(|e| SessionError::new(format!("cannot make the session key: {e}")))?;
@@ -420,7 +415,7 @@ pub async fn establish(
     // there too, so a session never runs at the slower end's software AES.
     let offered_aead = Aead::fastest_here();
     let suite_aead =
-        (use_ours && offered_aead == Aead::Aes256Gcm).then(|| offered_aead.name().to_string());
+        (offer_ours && offered_aead == Aead::Aes256Gcm).then(|| offered_aead.name().to_string());
     let ephemeral = ephemeral.get().await?;
     let (payload, verb) = match &p.kind {
         Kind::Npt {
@@ -538,6 +533,40 @@ pub async fn establish(
             .map_err(|e| SessionError::new(format!("cannot decrypt the session key: {e}")))?;
         String::from_utf8(plain).map_err(|_| SessionError::new("session key is not text"))
     };
+    let chose_ours = resp.suite.as_deref() == Some(SUITE_NAME) && suite_secret.is_some();
+    if chose_ours && !ping_says_ours {
+        log::warn!(
+            "The feature check response from {} said it has no {SUITE_NAME} data plane, but its signed answer chose it: the response was altered on the way (by an atServer)",
+            p.device
+        );
+    }
+    if !chose_ours {
+        match p.suite {
+            SuitePref::Ours => {
+                return Err(SessionError::fatal(format!(
+                    "The device daemon {} ({}) answered without the {SUITE_NAME} data-plane suite (--suite nps1); use --suite auto or official",
+                    p.device, p.device_name
+                )))
+            }
+            SuitePref::Auto => {
+                let how = if p.encrypt {
+                    "AES-256-CTR: no integrity or forward secrecy"
+                } else {
+                    "without encryption"
+                };
+                let claimed = if ping_says_ours {
+                    format!(" although its feature check said it has {SUITE_NAME}")
+                } else {
+                    String::new()
+                };
+                log::warn!(
+                    "{} answered with the official suite ({how}){claimed}; this session has no {SUITE_NAME}. Update its sshnpd, or pass --suite official to accept it without this warning",
+                    p.device
+                );
+            }
+            SuitePref::Official => {}
+        }
+    }
     match (
         resp.suite.as_deref(),
         resp.daemon_suite_pk.as_deref(),

@@ -59,7 +59,12 @@ pub struct Daemon {
     replay: super::replay::ReplayMemory,
     /// Last refusal log line and how many were suppressed since.
     refusal_log: std::sync::Mutex<(Option<Instant>, u64)>,
+    /// Clients already told (once, at WARN) that their session runs the official suite.
+    official_warned: std::sync::Mutex<std::collections::HashSet<AtSign>>,
 }
+
+/// How many client atSigns [`Daemon::first_official`] remembers.
+const OFFICIAL_WARNED_MAX: usize = 1024;
 
 /// `$HOME/.sshnp/<device>/seen_requests`, the daemon's replay memory.
 fn seen_path(device: &str) -> Option<std::path::PathBuf> {
@@ -77,6 +82,7 @@ impl Daemon {
             policy_cache: async_lock::Mutex::new(HashMap::new()),
             replay,
             refusal_log: std::sync::Mutex::new((None, 0)),
+            official_warned: std::sync::Mutex::new(Default::default()),
         }
     }
 
@@ -131,9 +137,9 @@ impl Daemon {
         }
     }
 
-    /// Logs a refused sender at most once a second, counting the rest (a flood must not
-    /// become a log flood).
-    fn log_refusal(&self, from: &AtSign, reason: &str) {
+    /// Logs an ignored notification ("Notification ignored from X" then `why`) at most once a
+    /// second, counting the rest (a flood must not become a log flood).
+    fn log_refusal(&self, from: &AtSign, why: &str) {
         let mut last = self.refusal_log.lock().unwrap_or_else(|p| p.into_inner());
         let (at, suppressed) = &mut *last;
         if at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
@@ -142,12 +148,34 @@ impl Daemon {
             } else {
                 String::new()
             };
-            log::warn!("Notification ignored from {from} which is not authorized: {reason}{more}");
+            log::warn!("Notification ignored from {from}{why}{more}");
             *at = Some(Instant::now());
             *suppressed = 0;
         } else {
             *suppressed += 1;
         }
+    }
+
+    /// True the first time `from` gets an official-suite session (remembered for up to
+    /// [`OFFICIAL_WARNED_MAX`] clients, so the WARN stays one line per client).
+    fn first_official(&self, from: &AtSign) -> bool {
+        let mut seen = self
+            .official_warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.contains(from) || seen.len() >= OFFICIAL_WARNED_MAX {
+            return false;
+        }
+        seen.insert(from.clone())
+    }
+
+    /// Logs a clear (unencrypted) notification from `from`, through the same once-a-second
+    /// limit as refusals.
+    fn log_clear(&self, from: &AtSign, what: &str) {
+        self.log_refusal(
+            from,
+            &format!(": {what} not encrypted (only an encrypted value is the sender's; an atServer can write a clear one under any name)"),
+        );
     }
 
     async fn handle(self: Arc<Self>, mut n: Notification) {
@@ -156,6 +184,10 @@ impl Daemon {
         if self.config.policy.as_ref() == Some(&n.from)
             && key.ends_with(".auth_checks.__rpcs.sshnp")
         {
+            if !n.encrypted {
+                self.log_clear(&n.from, "policy answer");
+                return;
+            }
             if let Some(value) = self.open(&mut n, "policy answer").await {
                 self.on_policy_response(&key, &value).await;
             }
@@ -176,7 +208,17 @@ impl Daemon {
         // for senders that are neither managers nor allowed by the policy atSign.
         let decision = self.authorize(&n.from).await;
         if !decision.allowed {
-            self.log_refusal(&n.from, &decision.reason);
+            self.log_refusal(
+                &n.from,
+                &format!(" which is not authorized: {}", decision.reason),
+            );
+            return;
+        }
+        // Only an encrypted value is the sender's word: an atServer can write a clear one under
+        // any name (a forged `sshpublickey` would install its key). Every official client
+        // encrypts every notification.
+        if !n.encrypted {
+            self.log_clear(&n.from, &verb);
             return;
         }
         let Some(value) = self.open(&mut n, &verb).await else {
@@ -415,6 +457,12 @@ impl Daemon {
                     .map_err(|e| e.to_string())?;
                 return Ok(SessionCrypto::Suite(keys));
             }
+            // The client asked for our suite but gave no key: it cannot be honoured, and the
+            // session falls back to what an official client gets. Rare and worth a look.
+            log::warn!(
+                "session {}: the request offers {SUITE_NAME} without clientSuitePK; using the official suite",
+                req.session_id
+            );
         }
         if !req.encrypt {
             return Ok(SessionCrypto::Plain);
@@ -533,6 +581,11 @@ impl Daemon {
                     } else {
                         ""
                     };
+                    if suite == "official" && self.first_official(from) {
+                        log::warn!(
+                            "{what} session {sid} for {from}: its request offered no {SUITE_NAME}, so it runs the official suite (AES-256-CTR: no integrity or forward secrecy); an official client or --suite official does this (said once per client atSign)"
+                        );
+                    }
                     log::info!("{what} session {sid} for {from} to {target} via {relay}: started (suite {suite}{aead})");
                     super::status::session(from.as_str(), target, suite);
                     self.reply(from, sid, &signed).await;

@@ -367,6 +367,12 @@ impl Drop for Turn {
 async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: Notification) {
     let from = n.from.clone();
     log::info!("New session request from {from}");
+    // Official clients encrypt their requests; a clear one under a client's name can have been
+    // written by any atServer on the way, and would hold ports open for nobody.
+    if !n.encrypted {
+        log::warn!("session request from {from} ignored: it was not encrypted (only an encrypted request is the sender's)");
+        return;
+    }
     if let Err(e) = client.unseal(&mut n).await {
         log::warn!("session request from {from}: cannot decrypt: {e}");
         return;
