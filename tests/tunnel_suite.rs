@@ -2,6 +2,7 @@
 //! connections multiplexed over one relay pair, tampering and truncation detected, rekeying,
 //! flow control without head-of-line blocking.
 
+use std::io::ErrorKind::ConnectionReset;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -192,6 +193,20 @@ async fn round_trip(s: &Async<TcpStream>, data: &[u8]) -> Vec<u8> {
     futures_lite::future::zip(w, r).await.1
 }
 
+/// Reads until EOF or error: what arrived, and how it ended (`None` for a clean EOF, else the
+/// error, e.g. `ConnectionReset` for a RST).
+async fn drain_end(s: &Async<TcpStream>) -> (Vec<u8>, Option<std::io::ErrorKind>) {
+    let mut all = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match (&*s).read(&mut buf).await {
+            Ok(0) => return (all, None),
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) => return (all, Some(e.kind())),
+        }
+    }
+}
+
 /// Reads until EOF or error; returns what arrived.
 async fn drain(s: &Async<TcpStream>) -> Vec<u8> {
     let mut all = Vec::new();
@@ -259,12 +274,14 @@ fn many_connections_share_one_relay_pair() {
     .unwrap();
 }
 
-/// (client result, daemon result, bytes the app received, bytes it sent)
+/// (client result, daemon result, bytes the app received, bytes it sent, how the app's
+/// connection ended: `None` for a clean FIN)
 type MitmOutcome = (
     Result<(), TunnelError>,
     Result<(), TunnelError>,
     Vec<u8>,
     Vec<u8>,
+    Option<std::io::ErrorKind>,
 );
 
 /// Runs one stream through a MITM proxy on the client's relay connection; returns the
@@ -295,13 +312,13 @@ fn through_mitm(sid: &str, m: Mitm, keys: (SuiteKeys, SuiteKeys)) -> MitmOutcome
             let _ = (&app).write_all(&data).await;
             let _ = app.get_ref().shutdown(Shutdown::Write);
         };
-        let (_, got) = futures_lite::future::zip(writer, drain(&app)).await;
+        let (_, (got, end)) = futures_lite::future::zip(writer, drain_end(&app)).await;
         let cr = c.await.map(|_| ());
         let dr = timeout(Duration::from_secs(20), d)
             .await
             .unwrap()
             .map(|_| ());
-        (cr, dr, got, data)
+        (cr, dr, got, data, end)
     }))
     .unwrap()
 }
@@ -309,7 +326,7 @@ fn through_mitm(sid: &str, m: Mitm, keys: (SuiteKeys, SuiteKeys)) -> MitmOutcome
 #[test]
 fn tampering_towards_the_client_is_detected() {
     let keys = suite_keys("t1");
-    let (c, _, got, sent) = through_mitm(
+    let (c, _, got, sent, end) = through_mitm(
         "t1",
         Mitm {
             flip_down: Some(50_000),
@@ -322,13 +339,18 @@ fn tampering_towards_the_client_is_detected() {
         got.len() < sent.len() && sent.starts_with(&got),
         "only verified bytes reach the app"
     );
+    assert_eq!(
+        end,
+        Some(ConnectionReset),
+        "the app sees a reset, not an end"
+    );
 }
 
 #[test]
 fn tampering_towards_the_daemon_is_detected() {
     // Offset 2000 is past the ~600-byte auth line, inside the first sealed records.
     let keys = suite_keys("t2");
-    let (c, d, got, sent) = through_mitm(
+    let (c, d, got, sent, end) = through_mitm(
         "t2",
         Mitm {
             flip_up: Some(2_000),
@@ -339,12 +361,17 @@ fn tampering_towards_the_daemon_is_detected() {
     assert!(matches!(d, Err(TunnelError::Tampered)), "daemon: {d:?}");
     assert!(c.is_err(), "client must not report a clean end: {c:?}");
     assert!(got.len() < sent.len() && sent.starts_with(&got));
+    assert_eq!(
+        end,
+        Some(ConnectionReset),
+        "the app sees a reset, not an end"
+    );
 }
 
 #[test]
 fn truncation_by_the_relay_is_detected() {
     let keys = suite_keys("t3");
-    let (c, _, got, sent) = through_mitm(
+    let (c, _, got, sent, end) = through_mitm(
         "t3",
         Mitm {
             cut_down: Some(100_000),
@@ -353,14 +380,20 @@ fn truncation_by_the_relay_is_detected() {
         keys,
     );
     assert!(matches!(c, Err(TunnelError::Truncated)), "client: {c:?}");
-    assert!(sent.starts_with(&got));
+    assert!(got.len() < sent.len() && sent.starts_with(&got));
+    // A cut download must not look complete to the application.
+    assert_eq!(
+        end,
+        Some(ConnectionReset),
+        "the app sees a reset, not an end"
+    );
 }
 
 #[test]
 fn keys_bound_to_another_session_fail_at_the_first_record() {
     let (ck, _) = suite_keys("s-one");
     let (_, dk) = suite_keys("s-two");
-    let (c, d, got, _) = through_mitm("t4", Mitm::default(), (ck, dk));
+    let (c, d, got, _, _) = through_mitm("t4", Mitm::default(), (ck, dk));
     assert!(matches!(d, Err(TunnelError::Tampered)), "daemon: {d:?}");
     assert!(c.is_err());
     assert!(got.is_empty());
@@ -370,9 +403,10 @@ fn keys_bound_to_another_session_fail_at_the_first_record() {
 fn rekeying_keeps_the_stream_intact() {
     let (ck, dk) = suite_keys("rekey");
     let keys = (ck.with_rekey_interval(3), dk.with_rekey_interval(3));
-    let (c, d, got, sent) = through_mitm("rekey", Mitm::default(), keys);
+    let (c, d, got, sent, end) = through_mitm("rekey", Mitm::default(), keys);
     assert!(c.is_ok() && d.is_ok(), "{c:?} {d:?}");
     assert!(got == sent);
+    assert_eq!(end, None, "a complete stream ends with a FIN");
 }
 
 #[test]
@@ -452,6 +486,40 @@ fn a_stalled_stream_does_not_block_the_others() {
         drop(hog);
         let _ = c.await;
         let _ = d.await;
+    }))
+    .unwrap();
+}
+
+#[test]
+fn a_stream_the_daemon_resets_reaches_the_app_as_a_reset() {
+    block_on(timeout(DEADLINE, async {
+        let t = table();
+        let (client, daemon) = relay_session(&t, "reset");
+        let (ck, dk) = suite_keys("reset");
+        // A target nobody listens on: the daemon's connect fails and it sends RESET.
+        let closed = port(&loopback());
+        let _d = spawn(tunnel::daemon_multi(
+            daemon,
+            ("127.0.0.1".into(), closed),
+            SessionCrypto::Suite(dk),
+            Duration::from_secs(10),
+        ));
+        let local = loopback();
+        let lp = port(&local);
+        let _c = spawn(tunnel::client_multi(
+            client,
+            local,
+            SessionCrypto::Suite(ck),
+            Duration::from_secs(10),
+        ));
+        let app = connect(lp).await;
+        let (got, end) = drain_end(&app).await;
+        assert!(got.is_empty());
+        assert_eq!(
+            end,
+            Some(ConnectionReset),
+            "a reset stream must not look like an end"
+        );
     }))
     .unwrap();
 }

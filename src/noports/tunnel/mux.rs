@@ -20,8 +20,8 @@ use async_io::Async;
 use futures_lite::{future, AsyncWriteExt, FutureExt};
 
 use super::net::{
-    accept_local, connect_tcp, read_some, write_nonblocking, TunnelError, TunnelStats,
-    LOCAL_CONNECT_TIMEOUT,
+    accept_local, connect_tcp, read_some, reset_on_close, write_nonblocking, TunnelError,
+    TunnelStats, LOCAL_CONNECT_TIMEOUT,
 };
 use super::outbox::Outbox;
 use super::splice::{Counters, TrackGuard, Tracker};
@@ -158,6 +158,18 @@ impl Shared {
             return Err(TunnelError::Protocol("peer exceeded the stream window"));
         }
         Ok(())
+    }
+
+    /// The session failed (cut, tampered, out of protocol): every open stream's local
+    /// connection ends in a reset once its task is dropped, so no application takes a cut
+    /// download for a complete one.
+    fn reset_all(&self) {
+        let streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        for e in streams.values() {
+            if let Some(sock) = e.local.get() {
+                reset_on_close(sock.get_ref());
+            }
+        }
     }
 
     fn unregister(&self, id: u32) {
@@ -304,68 +316,77 @@ async fn reader(
     let mut body = Vec::with_capacity(crate::noports::suite::MAX_RECORD);
     let mut tasks: Vec<runtime::Task<()>> = Vec::new();
     let mut last_open = 0u32;
-    loop {
-        let mut header = [0u8; 2];
-        r.read_exact(&mut header).await.map_err(eof_is_truncation)?;
-        let len = RecordOpener::body_len(header)
-            .ok_or(TunnelError::Protocol("record length out of range"))?;
-        body.resize(len, 0);
-        r.read_exact(&mut body).await.map_err(eof_is_truncation)?;
-        opener.open(header, &mut body)?;
-        let (ty, id, payload) =
-            parse_frame(&body).map_err(|_| TunnelError::Protocol("malformed frame"))?;
-        match ty {
-            FrameType::Close => return Ok(()),
-            FrameType::Open => {
-                let Some(ctx) = daemon.as_mut() else {
-                    return Err(TunnelError::Protocol("OPEN sent to the client"));
-                };
-                if id <= last_open {
-                    return Err(TunnelError::Protocol("stream id reused"));
-                }
-                last_open = id;
-                tasks.retain(|t| !t.is_finished());
-                if tasks.len() >= MAX_STREAMS || (ctx.single && id != 1) {
-                    log::warn!("refusing stream {id}: stream limit reached");
-                    let _ = shared.out.control(FrameType::Reset, id, &[]);
-                    continue;
-                }
-                let io = shared.register(id);
-                let (shared, local, pre) = (shared.clone(), ctx.local.clone(), ctx.pre.take());
-                tasks.push(runtime::spawn(async move {
-                    let sock = match pre {
-                        Some(s) => s,
-                        None => {
-                            match connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT)
-                                .await
-                            {
-                                Ok(s) => s,
-                                Err(e) => {
-                                    log::warn!("stream {}: {e}", io.id);
-                                    let _ = shared.out.control(FrameType::Reset, io.id, &[]);
-                                    shared.unregister(io.id);
-                                    return;
+    let ended = async {
+        loop {
+            let mut header = [0u8; 2];
+            r.read_exact(&mut header).await.map_err(eof_is_truncation)?;
+            let len = RecordOpener::body_len(header)
+                .ok_or(TunnelError::Protocol("record length out of range"))?;
+            body.resize(len, 0);
+            r.read_exact(&mut body).await.map_err(eof_is_truncation)?;
+            opener.open(header, &mut body)?;
+            let (ty, id, payload) =
+                parse_frame(&body).map_err(|_| TunnelError::Protocol("malformed frame"))?;
+            match ty {
+                FrameType::Close => return Ok(()),
+                FrameType::Open => {
+                    let Some(ctx) = daemon.as_mut() else {
+                        return Err(TunnelError::Protocol("OPEN sent to the client"));
+                    };
+                    if id <= last_open {
+                        return Err(TunnelError::Protocol("stream id reused"));
+                    }
+                    last_open = id;
+                    tasks.retain(|t| !t.is_finished());
+                    if tasks.len() >= MAX_STREAMS || (ctx.single && id != 1) {
+                        log::warn!("refusing stream {id}: stream limit reached");
+                        let _ = shared.out.control(FrameType::Reset, id, &[]);
+                        continue;
+                    }
+                    let io = shared.register(id);
+                    let (shared, local, pre) = (shared.clone(), ctx.local.clone(), ctx.pre.take());
+                    tasks.push(runtime::spawn(async move {
+                        let sock = match pre {
+                            Some(s) => s,
+                            None => {
+                                match connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT)
+                                    .await
+                                {
+                                    Ok(s) => s,
+                                    Err(e) => {
+                                        log::warn!("stream {}: {e}", io.id);
+                                        let _ = shared.out.control(FrameType::Reset, io.id, &[]);
+                                        shared.unregister(io.id);
+                                        return;
+                                    }
                                 }
                             }
-                        }
-                    };
-                    stream(shared, sock, io).await;
-                }));
-            }
-            FrameType::Data => shared.deliver(id, payload)?,
-            FrameType::Fin => {
-                shared.with_entry(id, |e| e.inbound.try_send(Inbound::Fin));
-            }
-            FrameType::Reset => {
-                shared.with_entry(id, |e| e.inbound.try_send(Inbound::Reset));
-            }
-            FrameType::Window => {
-                let mut w = [0u8; 4];
-                w.copy_from_slice(payload.get(..4).unwrap_or(&[0; 4]));
-                shared.with_entry(id, |e| e.credit.try_send(u64::from(u32::from_be_bytes(w))));
+                        };
+                        stream(shared, sock, io).await;
+                    }));
+                }
+                FrameType::Data => shared.deliver(id, payload)?,
+                FrameType::Fin => {
+                    shared.with_entry(id, |e| e.inbound.try_send(Inbound::Fin));
+                }
+                FrameType::Reset => {
+                    shared.with_entry(id, |e| e.inbound.try_send(Inbound::Reset));
+                }
+                FrameType::Window => {
+                    let mut w = [0u8; 4];
+                    w.copy_from_slice(payload.get(..4).unwrap_or(&[0; 4]));
+                    shared.with_entry(id, |e| e.credit.try_send(u64::from(u32::from_be_bytes(w))));
+                }
             }
         }
     }
+    .await;
+    if ended.is_err() {
+        // Before `tasks` (the daemon's streams) and the client's stream tasks are dropped.
+        shared.reset_all();
+    }
+    drop(tasks);
+    ended
 }
 
 fn eof_is_truncation(e: io::Error) -> TunnelError {
@@ -508,7 +529,14 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
                     let _ = local.get_ref().shutdown(Shutdown::Write);
                     return;
                 }
-                Ok(Inbound::Reset) | Err(_) => {
+                Ok(Inbound::Reset) => {
+                    // The peer's end failed: the application gets a reset when the socket
+                    // closes below, not a FIN it could take for a complete reply.
+                    reset_on_close(local.get_ref());
+                    stop_tx.close();
+                    return;
+                }
+                Err(_) => {
                     let _ = local.get_ref().shutdown(Shutdown::Both);
                     stop_tx.close();
                     return;

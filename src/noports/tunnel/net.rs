@@ -163,3 +163,12 @@ pub(super) fn write_nonblocking(
     }
     (n, None)
 }
+
+/// Makes the coming close of `sock` a reset (RST) instead of an orderly end (FIN): SO_LINGER
+/// on, with no time to linger. For a stream the peer reset or a session that was cut, so the
+/// local application sees an error, never an end that looks complete.
+pub(super) fn reset_on_close(sock: &TcpStream) {
+    if let Err(e) = rustix::net::sockopt::set_socket_linger(sock, Some(Duration::ZERO)) {
+        log::debug!("cannot make the local connection end in a reset: {e}");
+    }
+}
