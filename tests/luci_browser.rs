@@ -451,8 +451,7 @@ fn luci_views_in_chromium() {
         "uci.save sshnpd.cfg01e2b4.arg=[\"--device-group my group\"] \
          sshnpd.cfg01e2b4.args=-v --permit-open localhost:22 \
          sshnpd.cfg01e2b4.atsign=@my_router sshnpd.cfg01e2b4.device=router \
-         sshnpd.cfg01e2b4.enabled=1 sshnpd.cfg01e2b4.manager=@alice,@bob \
-         sshnpd.cfg01e2b4.otp=123456",
+         sshnpd.cfg01e2b4.enabled=1 sshnpd.cfg01e2b4.manager=@alice,@bob",
         "uci.apply true",
     ];
     assert_eq!(
@@ -490,6 +489,17 @@ fn luci_views_in_chromium() {
         execs.iter().filter(|l| l.ends_with(" status")).count() >= 3,
         "enroll: the status is polled\n{}",
         execs.join("\n")
+    );
+    // The passcode (7 bytes with its newline) goes to the one writable file, mode 0600, once.
+    let writes: Vec<String> = calls
+        .iter()
+        .map(call_line)
+        .filter(|l| l.starts_with("fs.write "))
+        .collect();
+    assert_eq!(
+        writes,
+        ["fs.write /var/run/at_enroll.passcode 7 384"],
+        "enroll: the passcode hand-over"
     );
 
     // An enrollment nobody approves: stays in progress, Cancel stops it, Enroll restarts it.

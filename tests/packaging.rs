@@ -297,9 +297,11 @@ fn data_files_modes_and_owners() {
     let config = fs::read_to_string(ipk.dir.join("data/etc/config/sshnpd")).unwrap();
     assert!(config.contains("config sshnpd"));
     assert!(config.contains("option enabled '0'"));
-    for opt in ["atsign", "manager", "device", "args", "otp"] {
+    for opt in ["atsign", "manager", "device", "args"] {
         assert!(config.contains(&format!("\toption {opt} ")), "{opt}");
     }
+    // The LuCI app's ACL can read this file: no passcode is shipped or kept in it.
+    assert!(!config.contains("\toption otp "), "{config}");
 }
 
 #[test]
@@ -403,7 +405,9 @@ fn shell_scripts_parse() {
 
 /// Stand-ins for /lib/functions.sh and procd.sh: the config comes from CONFIG_* variables
 /// (the same layout functions.sh uses), and every procd call is printed one value a line.
+/// `logger` prints its arguments to stderr as one `logger: [..] [..]` line.
 const STUBS: &str = r#"
+logger() { printf 'logger:' >&2; printf ' [%s]' "$@" >&2; printf '\n' >&2; }
 config_load() { :; }
 config_get() {
 	eval "_cg=\${CONFIG_${2}_${3}-}"
@@ -469,12 +473,20 @@ CONFIG_cfg3_device='y'
         home = home.display(),
         pwned = pwned.display()
     );
+    // The init script accepts a home only where /etc/passwd (here PASSWD_FILE) puts it.
+    let passwd = work.join("passwd");
+    fs::write(
+        &passwd,
+        format!("root:x:0:0:root:{}:/bin/ash\n", home.display()),
+    )
+    .unwrap();
     let harness = work.join("harness.sh");
     fs::write(
         &harness,
         format!(
-            "{STUBS}\n{config}\n. '{}'\nstart_service; echo \"rc $?\"\nservice_triggers\n",
-            root().join("openwrt/noports/files/sshnpd.init").display()
+            "{STUBS}\n{config}\n. '{}'\nPASSWD_FILE='{}'\nstart_service; echo \"rc $?\"\nservice_triggers\n",
+            root().join("openwrt/noports/files/sshnpd.init").display(),
+            passwd.display()
         ),
     )
     .unwrap();
@@ -592,6 +604,44 @@ fn sdk_makefile_and_luci_app() {
         fs::read_to_string(luci.join("root/usr/share/rpcd/acl.d/luci-app-noports.json")).unwrap();
     assert!(!acl.contains("/bin/sh"), "no shell in the ACL");
     assert!(!acl.contains('*'), "no wildcards in the ACL");
+    // No more than the two pages need (issue 23): exactly these grants. rpcd grants UCI
+    // per config, so the passcode is kept out of UCI instead: the Enrollment tab writes it
+    // to one file the app may write and not read, the file at_enroll.sh takes it from.
+    let acl: Value = miniserde::json::from_str(&acl).unwrap();
+    let app = obj(&acl, "luci-app-noports");
+    let files = |level: &str| -> Vec<(String, Vec<String>)> {
+        match obj(obj(app, level), "file") {
+            Value::Object(o) => o.iter().map(|(k, v)| (k.clone(), strings(v))).collect(),
+            _ => panic!("{level}.file is not an object"),
+        }
+    };
+    let grant = |p: &str, perm: &str| (p.to_string(), vec![perm.to_string()]);
+    assert_eq!(
+        files("read"),
+        [grant("/usr/bin/at_enroll.sh status", "exec")]
+    );
+    let drop = "/var/run/at_enroll.passcode";
+    let mut write = files("write");
+    write.sort();
+    assert_eq!(
+        write,
+        [
+            grant("/usr/bin/at_enroll.sh start", "exec"),
+            grant("/usr/bin/at_enroll.sh stop", "exec"),
+            grant(drop, "write"),
+        ]
+    );
+    let writable: Vec<_> = write
+        .iter()
+        .filter(|(_, p)| p.contains(&"write".to_string()))
+        .collect();
+    assert_eq!(writable.len(), 1, "one writable file: {write:?}");
+    for level in ["read", "write"] {
+        assert_eq!(strings(obj(obj(app, level), "uci")), ["sshnpd"], "{level}");
+    }
+    let enroll_sh = fs::read_to_string(root().join("openwrt/noports/files/at_enroll.sh")).unwrap();
+    assert!(enroll_sh.contains(&format!("\nPASSCODE_DROP={drop}\n")));
+    assert!(!enroll_sh.contains("-s \"$otp\"") && !enroll_sh.contains("--arx"));
     let menu =
         fs::read_to_string(luci.join("root/usr/share/luci/menu.d/luci-app-noports.json")).unwrap();
     assert!(menu.contains("\"admin/network/sshnpd\""));
@@ -602,6 +652,19 @@ fn sdk_makefile_and_luci_app() {
         assert!(path.is_file(), "{js}");
         if let Ok(out) = Command::new("node").arg("--check").arg(&path).output() {
             check(out, &format!("node --check {js}"));
+        }
+    }
+    // The passcode is not a configuration field; the Enrollment tab hands it over write-only
+    // and shows the command that approves its one request.
+    let config_js = fs::read_to_string(views.join("config.js")).unwrap();
+    assert!(!config_js.contains("'otp'"), "config.js still edits otp");
+    let enroll_js = fs::read_to_string(views.join("enroll.js")).unwrap();
+    assert!(enroll_js.contains(&format!("var PASSCODE = '{drop}';")));
+    assert!(enroll_js.contains("fs.write(PASSCODE, code + '\\n', 384)"));
+    assert!(enroll_js.contains("' -i ' + st.enrollment_id"));
+    for js in [&config_js, &enroll_js] {
+        for gone in ["--arx", "--drx", "semi-permanent", "fs.read", "uci.get"] {
+            assert!(!js.contains(gone), "{gone}");
         }
     }
 }
@@ -1224,13 +1287,20 @@ CONFIG_cfg2_device='x'
 "#,
         home = home.display()
     );
+    let passwd = work.join("passwd");
+    fs::write(
+        &passwd,
+        format!("root:x:0:0:root:{}:/bin/ash", home.display()),
+    )
+    .unwrap();
     let harness = work.join("harness.sh");
     fs::write(
         &harness,
         format!(
-            "{STUBS}\n{config}\n. '{}'\nPROG='{}'\ndoctor; echo \"rc $?\"\n",
+            "{STUBS}\n{config}\n. '{}'\nPROG='{}'\nPASSWD_FILE='{}'\ndoctor; echo \"rc $?\"\n",
             root().join("openwrt/noports/files/sshnpd.init").display(),
-            prog.display()
+            prog.display(),
+            passwd.display()
         ),
     )
     .unwrap();
@@ -1268,5 +1338,998 @@ rc 3
         expected,
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The init script as a LuCI user with only this app's ACL can drive it: every UCI value is
+// theirs (issue 23 items 2 and 3). STUBS plays OpenWrt's shell functions; each test writes
+// values with newlines, quotes and paths outside the allowed places and shows the section
+// refused with one logged reason, while the good sections start exactly as before.
+// ---------------------------------------------------------------------------------------
+
+/// A shell word holding `s` literally.
+fn sq(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// One `sshnpd` section: options and `list arg` entries, as config_load would leave them.
+struct Sec {
+    name: &'static str,
+    opts: Vec<(&'static str, String)>,
+    args: Vec<String>,
+}
+
+/// A section with the options every test needs (atsign @dev, manager @mgr, device router,
+/// home), then `opts` (which override those).
+fn sec(name: &'static str, home: &Path, opts: &[(&'static str, &str)]) -> Sec {
+    let mut all: Vec<(&'static str, String)> = vec![
+        ("atsign", "@dev".into()),
+        ("manager", "@mgr".into()),
+        ("device", "router".into()),
+        ("home", home.display().to_string()),
+    ];
+    for (k, v) in opts {
+        all.retain(|(o, _)| o != k);
+        all.push((k, v.to_string()));
+    }
+    Sec {
+        name,
+        opts: all,
+        args: Vec::new(),
+    }
+}
+
+fn with_args(mut s: Sec, args: &[&str]) -> Sec {
+    s.args = args.iter().map(|a| a.to_string()).collect();
+    s
+}
+
+fn init_config(secs: &[Sec]) -> String {
+    let names: Vec<&str> = secs.iter().map(|s| s.name).collect();
+    let mut out = format!("CONFIG_SECTIONS={}\n", sq(&names.join(" ")));
+    for s in secs {
+        for (k, v) in &s.opts {
+            out += &format!("CONFIG_{}_{k}={}\n", s.name, sq(v));
+        }
+        if !s.args.is_empty() {
+            out += &format!("CONFIG_{}_arg_LENGTH={}\n", s.name, s.args.len());
+            for (i, a) in s.args.iter().enumerate() {
+                out += &format!("CONFIG_{}_arg_ITEM{}={}\n", s.name, i + 1, sq(a));
+            }
+        }
+    }
+    out
+}
+
+struct InitRun {
+    stdout: String,
+    stderr: String,
+}
+
+impl InitRun {
+    /// The `logger` lines (what reaches syslog) about section `name`.
+    fn logged(&self, name: &str) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("logger:") && l.contains(&format!("section {name}:")))
+            .collect()
+    }
+
+    /// Asserts that section `name` was refused with exactly one logged reason containing
+    /// `why`, and was not handed to procd.
+    fn refused(&self, name: &str, why: &str) {
+        let lines = self.logged(name);
+        assert_eq!(lines.len(), 1, "{name}: one logged reason: {}", self.stderr);
+        assert!(
+            lines[0].contains(why) && lines[0].contains("instance not started"),
+            "{name}: expected {why:?} in {}",
+            lines[0]
+        );
+        assert!(
+            !self.stdout.contains(&format!("open {name}\n")),
+            "{name} reached procd:\n{}",
+            self.stdout
+        );
+    }
+}
+
+/// Sources the init script under STUBS with `secs`, PASSWD_FILE set to a file holding
+/// `passwd`, `setup` (e.g. PROG=...) and then runs `tail`.
+fn init_run(work: &Path, secs: &[Sec], passwd: &str, setup: &str, tail: &str) -> InitRun {
+    let passwd_file = work.join("passwd");
+    fs::write(&passwd_file, passwd).unwrap();
+    let harness = work.join("harness.sh");
+    fs::write(
+        &harness,
+        format!(
+            "{STUBS}\n{}\n. '{}'\nPASSWD_FILE='{}'\n{setup}\n{tail}\n",
+            init_config(secs),
+            root().join("openwrt/noports/files/sshnpd.init").display(),
+            passwd_file.display()
+        ),
+    )
+    .unwrap();
+    let shell = |argv: &[&str]| {
+        let out = Command::new(argv[0])
+            .args(&argv[1..])
+            .arg(&harness)
+            .current_dir(work)
+            .env_remove("LD_PRELOAD")
+            .env_remove("HTTPS_PROXY")
+            .output()
+            .unwrap();
+        let run = InitRun {
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        };
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}\n{}",
+            run.stdout,
+            run.stderr
+        );
+        run
+    };
+    let run = shell(&["sh"]);
+    // OpenWrt's shell is busybox ash: when it is here, it must behave the same.
+    let has_ash = Command::new("busybox")
+        .args(["ash", "-c", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_ash {
+        let ash = shell(&["busybox", "ash"]);
+        assert_eq!(ash.stdout, run.stdout, "busybox ash differs from sh");
+        assert_eq!(ash.stderr, run.stderr, "busybox ash differs from sh");
+    }
+    run
+}
+
+fn start(work: &Path, secs: &[Sec], passwd: &str) -> InitRun {
+    init_run(work, secs, passwd, "", "start_service; echo \"rc $?\"")
+}
+
+/// What the procd stubs print for an instance that starts: `command` after the binary,
+/// `env` as NAME=value, and the pidfile when there is one.
+fn procd_block(name: &str, command: &[&str], env: &[&str], pidfile: Option<&str>) -> String {
+    let mut out = format!("open {name}\nset command\n  [/usr/bin/sshnpd]\n");
+    for a in command {
+        out += &format!("  [{a}]\n");
+    }
+    out += "set env\n";
+    for e in env {
+        out += &format!("  [{e}]\n");
+    }
+    if let Some(p) = pidfile {
+        out += &format!("set pidfile\n  [{p}]\n");
+    }
+    out += "set stdout\n  [1]\nset stderr\n  [1]\nset respawn\n  [3600]\n  [10]\n  [0]\n\
+            set file\n  [/etc/config/sshnpd]\nclose\n";
+    out
+}
+
+/// The command line the init script builds for a section made by `sec` (before any extra
+/// arguments), with `keyfile` as -k.
+fn base_command(name: &str, keyfile: &str) -> Vec<String> {
+    [
+        "-a",
+        "@dev",
+        "-m",
+        "@mgr",
+        "-d",
+        "router",
+        "-k",
+        keyfile,
+        "--status-file",
+        &format!("/var/run/sshnpd/{name}.status"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn root_passwd(home: &Path) -> String {
+    format!("root:x:0:0:root:{}:/bin/ash\n", home.display())
+}
+
+#[test]
+fn init_script_refuses_a_pidfile_outside_var_run_sshnpd() {
+    let work = tempdir("init-pidfile");
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let keyfile = format!("{}/.atsign/keys/@dev_key.atKeys", home.display());
+    let secs = [
+        // procd truncates the pidfile at start and deletes it at stop, as root.
+        sec("p_shadow", &home, &[("pidfile", "/etc/shadow")]),
+        sec(
+            "p_dotdot",
+            &home,
+            &[("pidfile", "/var/run/sshnpd/../../../etc/shadow.pid")],
+        ),
+        sec(
+            "p_prefix",
+            &home,
+            &[("pidfile", "/var/run/sshnpd.d/../../etc/passwd.pid")],
+        ),
+        sec("p_nopid", &home, &[("pidfile", "/var/run/sshnpd/x.status")]),
+        sec("good", &home, &[("pidfile", "/var/run/sshnpd/good.pid")]),
+        sec("good2", &home, &[("pidfile", "/var/run/sshnpd-second.pid")]),
+    ];
+    let run = start(&work, &secs, &root_passwd(&home));
+    for name in ["p_shadow", "p_dotdot", "p_prefix", "p_nopid"] {
+        run.refused(name, "option 'pidfile' must be");
+    }
+    assert!(
+        !run.stderr.contains("/etc/"),
+        "values are not logged: {}",
+        run.stderr
+    );
+    let home_env = format!("HOME={}", home.display());
+    let expected = procd_block(
+        "good",
+        &strs(&base_command("good", &keyfile)),
+        &[
+            "USER=root",
+            &home_env,
+            "SSHNPD_PIDFILE=/var/run/sshnpd/good.pid",
+        ],
+        Some("/var/run/sshnpd/good.pid"),
+    ) + &procd_block(
+        "good2",
+        &strs(&base_command("good2", &keyfile)),
+        &[
+            "USER=root",
+            &home_env,
+            "SSHNPD_PIDFILE=/var/run/sshnpd-second.pid",
+        ],
+        Some("/var/run/sshnpd-second.pid"),
+    ) + "rc 0\n";
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+}
+
+#[test]
+fn init_script_refuses_authorized_keys_outside_the_users_ssh_dir() {
+    let work = tempdir("init-authkeys");
+    let root_home = work.join("root");
+    let alice = work.join("alice");
+    fs::create_dir_all(&root_home).unwrap();
+    fs::create_dir_all(&alice).unwrap();
+    let passwd = format!(
+        "{}alice:x:1000:1000:Alice:{}:/bin/ash\n",
+        root_passwd(&root_home),
+        alice.display()
+    );
+    fn a<'a>(o: &[(&'static str, &'a str)]) -> Vec<(&'static str, &'a str)> {
+        let mut all = vec![("user", "alice")];
+        all.extend_from_slice(o);
+        all
+    }
+    let alice_ak = format!("{}/.ssh/authorized_keys", alice.display());
+    let root_ak = format!("{}/.ssh/authorized_keys", root_home.display());
+    let dotdot = format!("{}/.ssh/../../root/.ssh/authorized_keys", alice.display());
+    let secs = [
+        // -s with the attacker as manager, keys into root's dropbear file for a non-root user
+        sec(
+            "ak_dropbear",
+            &alice,
+            &a(&[
+                ("authorized_keys", "/etc/dropbear/authorized_keys"),
+                ("args", "-s"),
+            ]),
+        ),
+        sec("ak_root_home", &alice, &a(&[("authorized_keys", &root_ak)])),
+        sec("ak_dotdot", &alice, &a(&[("authorized_keys", &dotdot)])),
+        sec("ak_etc", &root_home, &[("authorized_keys", "/etc/shadow")]),
+        // the same through the free-form flags
+        sec(
+            "ak_args",
+            &alice,
+            &a(&[("args", "-s --authorized-keys /etc/dropbear/authorized_keys")]),
+        ),
+        with_args(
+            sec("ak_listarg", &alice, &a(&[])),
+            &["-s", "--authorized-keys=/etc/dropbear/authorized_keys"],
+        ),
+        with_args(
+            sec("ak_status", &root_home, &[]),
+            &["--status-file", "/etc/shadow"],
+        ),
+        sec("ak_keyflag", &root_home, &[("args", "-v -k /etc/shadow")]),
+        // allowed: the user's own file, and dropbear's for root
+        sec(
+            "alice_ok",
+            &alice,
+            &a(&[("authorized_keys", &alice_ak), ("args", "-s")]),
+        ),
+        sec(
+            "root_ok",
+            &root_home,
+            &[
+                ("authorized_keys", "/etc/dropbear/authorized_keys"),
+                ("args", "-s"),
+            ],
+        ),
+    ];
+    let run = start(&work, &secs, &passwd);
+    for name in ["ak_dropbear", "ak_root_home", "ak_dotdot", "ak_etc"] {
+        run.refused(name, "option 'authorized_keys' must be");
+    }
+    run.refused(
+        "ak_args",
+        "option 'args' sets --authorized-keys, which names a file",
+    );
+    run.refused(
+        "ak_listarg",
+        "a 'list arg' entry sets --authorized-keys, which names a file",
+    );
+    run.refused(
+        "ak_status",
+        "a 'list arg' entry sets --status-file, which names a file",
+    );
+    run.refused("ak_keyflag", "option 'args' sets -k, which names a file");
+
+    let alice_key = format!("{}/.atsign/keys/@dev_key.atKeys", alice.display());
+    let root_key = format!("{}/.atsign/keys/@dev_key.atKeys", root_home.display());
+    let mut alice_cmd = base_command("alice_ok", &alice_key);
+    alice_cmd.extend(["--authorized-keys".into(), alice_ak.clone(), "-s".into()]);
+    let mut root_cmd = base_command("root_ok", &root_key);
+    root_cmd.extend([
+        "--authorized-keys".into(),
+        "/etc/dropbear/authorized_keys".into(),
+        "-s".into(),
+    ]);
+    let expected = procd_block(
+        "alice_ok",
+        &strs(&alice_cmd),
+        &["USER=alice", &format!("HOME={}", alice.display())],
+        None,
+    ) + &procd_block(
+        "root_ok",
+        &strs(&root_cmd),
+        &["USER=root", &format!("HOME={}", root_home.display())],
+        None,
+    ) + "rc 0\n";
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+}
+
+/// Stands in for /usr/bin/sshnpd under `doctor`: prints its arguments and the variables an
+/// injected `export` line would set, then exits 0.
+fn fake_sshnpd(work: &Path) -> PathBuf {
+    let prog = work.join("sshnpd");
+    fs::write(
+        &prog,
+        "#!/bin/sh\nfor a in \"$@\"; do echo \"  [$a]\"; done\n\
+         echo \"  USER=[$USER] HOME=[$HOME] SSHNPD_PIDFILE=[${SSHNPD_PIDFILE-unset}]\"\n\
+         echo \"  PROG=[${PROG-unset}] LD_PRELOAD=[${LD_PRELOAD-unset}] HTTPS_PROXY=[${HTTPS_PROXY-unset}]\"\n",
+    )
+    .unwrap();
+    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+    prog
+}
+
+/// A program that only leaves `marker` behind: what an injected PROG= would run as root.
+fn marker_program(work: &Path) -> (PathBuf, PathBuf) {
+    let marker = work.join("marker");
+    let evil = work.join("evil.sh");
+    fs::write(
+        &evil,
+        format!("#!/bin/sh\necho ran > '{}'\n", marker.display()),
+    )
+    .unwrap();
+    fs::set_permissions(&evil, fs::Permissions::from_mode(0o755)).unwrap();
+    (evil, marker)
+}
+
+#[test]
+fn init_script_newlines_in_home_user_pidfile_are_refused_and_doctor_runs_nothing_else() {
+    let work = tempdir("init-newline");
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let (evil, marker) = marker_program(&work);
+    let prog = fake_sshnpd(&work);
+    let evil = evil.display().to_string();
+    let nl_home = format!("{}\nLD_PRELOAD={}/evil.so", home.display(), work.display());
+    let nl_user = format!("root\nPROG={evil}");
+    let nl_pid = format!("/var/run/sshnpd/x.pid\nPROG={evil}");
+    let nl_proxy = "http://proxy.lan:3128\nHTTPS_PROXY=http://evil.example:1".to_string();
+    let nl_args = format!("-v\nPROG={evil}");
+    let secs = [
+        sec("nl_home", &home, &[("home", &nl_home)]),
+        sec("nl_user", &home, &[("user", &nl_user)]),
+        sec("nl_pidfile", &home, &[("pidfile", &nl_pid)]),
+        sec("nl_proxy", &home, &[("proxy", &nl_proxy)]),
+        sec("nl_args", &home, &[("args", &nl_args)]),
+        sec("nl_cr", &home, &[("device", "router\r")]),
+        sec("good", &home, &[("pidfile", "/var/run/sshnpd/good.pid")]),
+    ];
+    let passwd = root_passwd(&home);
+    let bad = [
+        ("nl_home", "option 'home' contains a newline"),
+        ("nl_user", "option 'user' contains a newline"),
+        ("nl_pidfile", "option 'pidfile' contains a newline"),
+        ("nl_proxy", "option 'proxy' contains a newline"),
+        ("nl_args", "option 'args' contains a newline"),
+        (
+            "nl_cr",
+            "option 'device' contains a newline or another control character",
+        ),
+    ];
+
+    let run = start(&work, &secs, &passwd);
+    for (name, why) in bad {
+        run.refused(name, why);
+    }
+    assert!(run.stdout.contains("open good\n"), "{}", run.stdout);
+    assert!(!run.stdout.contains("PROG=") && !run.stdout.contains("LD_PRELOAD"));
+
+    let setup = format!("PROG='{}'", prog.display());
+    let run = init_run(&work, &secs, &passwd, &setup, "doctor; echo \"rc $?\"");
+    for (name, why) in bad {
+        run.refused(name, why);
+    }
+    assert!(!marker.exists(), "an injected PROG ran under doctor");
+    let keyfile = format!("{}/.atsign/keys/@dev_key.atKeys", home.display());
+    let mut expected: String = bad
+        .iter()
+        .map(|(name, _)| format!("== sshnpd instance {name}: refused (see the reason above)\n"))
+        .collect();
+    expected += "== sshnpd instance good\n  [doctor]\n";
+    for a in base_command("good", &keyfile) {
+        expected += &format!("  [{a}]\n");
+    }
+    expected += &format!(
+        "  USER=[root] HOME=[{}] SSHNPD_PIDFILE=[/var/run/sshnpd/good.pid]\n\
+         \x20 PROG=[unset] LD_PRELOAD=[unset] HTTPS_PROXY=[unset]\nrc 1\n",
+        home.display()
+    );
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+}
+
+#[test]
+fn init_script_list_arg_with_a_newline_is_refused_in_start_and_doctor() {
+    let work = tempdir("init-listarg");
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let prog = fake_sshnpd(&work);
+    // Under the old doctor this entry became two arguments, under procd one.
+    let secs = [
+        with_args(sec("nl_arg", &home, &[]), &["-v", "--permit-open\n*:*"]),
+        with_args(sec("good", &home, &[]), &["--device-group my group", "-v"]),
+    ];
+    let passwd = root_passwd(&home);
+    let why = "a 'list arg' entry contains a newline or another control character";
+    let run = start(&work, &secs, &passwd);
+    run.refused("nl_arg", why);
+    assert!(!run.stdout.contains("*:*"), "{}", run.stdout);
+    assert!(run.stdout.contains("  [--device-group my group]\n  [-v]\n"));
+
+    let setup = format!("PROG='{}'", prog.display());
+    let run = init_run(&work, &secs, &passwd, &setup, "doctor; echo \"rc $?\"");
+    run.refused("nl_arg", why);
+    let keyfile = format!("{}/.atsign/keys/@dev_key.atKeys", home.display());
+    let mut expected = "== sshnpd instance nl_arg: refused (see the reason above)\n\
+                        == sshnpd instance good\n  [doctor]\n"
+        .to_string();
+    for a in base_command("good", &keyfile) {
+        expected += &format!("  [{a}]\n");
+    }
+    expected += &format!(
+        "  [--device-group my group]\n  [-v]\n\
+         \x20 USER=[root] HOME=[{}] SSHNPD_PIDFILE=[unset]\n\
+         \x20 PROG=[unset] LD_PRELOAD=[unset] HTTPS_PROXY=[unset]\nrc 1\n",
+        home.display()
+    );
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+}
+
+#[test]
+fn init_script_refuses_keyfiles_outside_the_key_directory() {
+    let work = tempdir("init-keyfile");
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let keys = format!("{}/.atsign/keys", home.display());
+    let bad = [
+        ("k_dotdot", format!("{keys}/../../.ssh/id_ed25519.atKeys")),
+        ("k_etc", "/etc/shadow".to_string()),
+        ("k_root", "/root/.atsign/keys/@dev_key.atKeys".to_string()),
+        ("k_sub", format!("{keys}/sub/@dev_key.atKeys")),
+        ("k_dots", format!("{keys}/..atKeys")),
+        ("k_bare", format!("{keys}/.atKeys")),
+        ("k_ext", format!("{keys}/@dev_key.json")),
+        (
+            "k_slashes",
+            format!("{}//.atsign/keys/@dev_key.atKeys", home.display()),
+        ),
+    ];
+    let mut secs: Vec<Sec> = bad
+        .iter()
+        .map(|(n, k)| sec(n, &home, &[("keyfile", k)]))
+        .collect();
+    let other = format!("{keys}/@other_key.atKeys");
+    secs.push(sec("k_ok", &home, &[("keyfile", &other)]));
+    let run = start(&work, &secs, &root_passwd(&home));
+    for (name, _) in &bad {
+        run.refused(name, "option 'keyfile' must be a .atKeys file directly in");
+    }
+    let expected = procd_block(
+        "k_ok",
+        &strs(&base_command("k_ok", &other)),
+        &["USER=root", &format!("HOME={}", home.display())],
+        None,
+    ) + "rc 0\n";
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+}
+
+#[test]
+fn init_script_refuses_bad_atsign_and_device_grammar() {
+    let work = tempdir("init-grammar");
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let long56 = format!("@{}", "a".repeat(56));
+    let long37 = format!("r{}", "a".repeat(36));
+    let cases: Vec<(&'static str, &'static str, String)> = vec![
+        ("a_slash", "atsign", "@a/b".into()),
+        ("a_dot", "atsign", "@a.b".into()),
+        ("a_space", "atsign", "a b".into()),
+        ("a_empty", "atsign", "@".into()),
+        ("a_two", "atsign", "@x@y".into()),
+        ("a_long", "atsign", long56),
+        ("a_quote", "atsign", "@a'b".into()),
+        ("a_subst", "atsign", "@a$(id)".into()),
+        ("m_bang", "manager", "@ok,@bad!".into()),
+        ("m_none", "manager", " , ,".into()),
+        ("m_semi", "manager", "@m;reboot".into()),
+        ("m_flag", "manager", "--authorized-keys".into()),
+        ("d_upper", "device", "Router".into()),
+        ("d_digit", "device", "1router".into()),
+        ("d_long", "device", long37),
+        ("d_space", "device", "my router".into()),
+        ("d_path", "device", "r/../x".into()),
+        ("d_dash", "device", "-r".into()),
+    ];
+    let mut secs: Vec<Sec> = cases
+        .iter()
+        .map(|(n, o, v)| sec(n, &home, &[(o, v)]))
+        .collect();
+    let at55 = "a".repeat(55);
+    let dev36 = format!("r{}", "a".repeat(35));
+    secs.push(sec(
+        "ok",
+        &home,
+        &[
+            ("atsign", &at55),
+            ("manager", " @m1 , @m2,"),
+            ("device", &dev36),
+        ],
+    ));
+    let run = start(&work, &secs, &root_passwd(&home));
+    for (name, opt, _) in &cases {
+        let why = match *opt {
+            "atsign" => "option 'atsign' is not an atSign",
+            "manager" => "option 'manager' is not a comma-separated list of atSigns",
+            _ => "option 'device' must match",
+        };
+        run.refused(name, why);
+    }
+    assert!(!run.stderr.contains("reboot") && !run.stderr.contains("$(id)"));
+    let keyfile = format!("{}/.atsign/keys/@{at55}_key.atKeys", home.display());
+    let at = format!("@{at55}");
+    let expected = procd_block(
+        "ok",
+        &[
+            "-a",
+            &at,
+            "-m",
+            " @m1 , @m2,",
+            "-d",
+            &dev36,
+            "-k",
+            &keyfile,
+            "--status-file",
+            "/var/run/sshnpd/ok.status",
+        ],
+        &["USER=root", &format!("HOME={}", home.display())],
+        None,
+    ) + "rc 0\n";
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+}
+
+#[test]
+fn init_script_refuses_users_not_in_passwd() {
+    let work = tempdir("init-user");
+    let root_home = work.join("root");
+    let alice = work.join("alice");
+    fs::create_dir_all(&root_home).unwrap();
+    fs::create_dir_all(&alice).unwrap();
+    // The last line lacks its newline: still read.
+    let passwd = format!(
+        "{}alice:x:1000:1000:Alice:{}:/bin/ash",
+        root_passwd(&root_home),
+        alice.display()
+    );
+    let alice_s = alice.display().to_string();
+    let secs = [
+        sec("u_ghost", &alice, &[("user", "ghost")]),
+        sec("u_path", &alice, &[("user", "../root")]),
+        sec("u_dash", &alice, &[("user", "-root")]),
+        sec("u_space", &alice, &[("user", "alice bob")]),
+        sec(
+            "h_alice_root",
+            &alice,
+            &[("user", "alice"), ("home", "/root")],
+        ),
+        sec("h_root_etc", &root_home, &[("home", "/etc")]),
+        sec("h_other", &root_home, &[("home", &alice_s)]),
+        sec("alice_ok", &alice, &[("user", "alice")]),
+    ];
+    let run = start(&work, &secs, &passwd);
+    run.refused("u_ghost", "option 'user': no user 'ghost' in");
+    for name in ["u_path", "u_dash", "u_space"] {
+        run.refused(name, "option 'user' is not a user name");
+    }
+    for name in ["h_alice_root", "h_root_etc", "h_other"] {
+        run.refused(name, "option 'home' must be");
+    }
+    let keyfile = format!("{alice_s}/.atsign/keys/@dev_key.atKeys");
+    let expected = procd_block(
+        "alice_ok",
+        &strs(&base_command("alice_ok", &keyfile)),
+        &["USER=alice", &format!("HOME={alice_s}")],
+        None,
+    ) + "rc 0\n";
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+
+    // Without a passwd file no user exists.
+    let secs = [sec("no_passwd", &root_home, &[])];
+    let passwd_gone = init_run(
+        &work,
+        &secs,
+        "",
+        "PASSWD_FILE=/nonexistent/passwd",
+        "start_service; echo \"rc $?\"",
+    );
+    passwd_gone.refused(
+        "no_passwd",
+        "option 'user': no user 'root' in /nonexistent/passwd",
+    );
+}
+
+#[test]
+fn init_script_quotes_and_command_substitution_stay_inert() {
+    let work = tempdir("init-inert");
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let prog = fake_sshnpd(&work);
+    let pwned = work.join("pwned");
+    let p = pwned.display().to_string();
+    let args = format!("'$(touch {p})' \"`touch {p}`\" ;touch");
+    let proxy = format!("http://u:$(touch {p})@proxy.lan:3128");
+    let subst = format!("$(touch {p})");
+    let backticks = format!("`touch {p}`");
+    let home_subst = format!("{}$(touch {p})", home.display());
+    let pid_subst = format!("/var/run/sshnpd/$(touch {p}).pid");
+    let dev_quote = format!("r';touch {p};'");
+    let secs = [
+        with_args(
+            sec("inert", &home, &[("args", &args), ("proxy", &proxy)]),
+            &[&subst, "it's \"quoted\"", &backticks],
+        ),
+        sec("q_home", &home, &[("home", &home_subst)]),
+        sec("q_pid", &home, &[("pidfile", &pid_subst)]),
+        sec("q_dev", &home, &[("device", &dev_quote)]),
+    ];
+    let passwd = root_passwd(&home);
+    let keyfile = format!("{}/.atsign/keys/@dev_key.atKeys", home.display());
+    let mut command = base_command("inert", &keyfile);
+    command.extend(
+        [
+            "--proxy",
+            &proxy,
+            "'$(touch",
+            &format!("{p})'"),
+            "\"`touch",
+            &format!("{p}`\""),
+            ";touch",
+            &subst,
+            "it's \"quoted\"",
+            &backticks,
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+
+    let run = start(&work, &secs, &passwd);
+    run.refused("q_home", "option 'home' must be");
+    run.refused("q_pid", "option 'pidfile' must be");
+    run.refused("q_dev", "option 'device' must match");
+    let expected = procd_block(
+        "inert",
+        &strs(&command),
+        &["USER=root", &format!("HOME={}", home.display())],
+        None,
+    ) + "rc 1\n";
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+    assert!(!pwned.exists(), "a value was evaluated by start_service");
+
+    let setup = format!("PROG='{}'", prog.display());
+    let run = init_run(&work, &secs, &passwd, &setup, "doctor; echo \"rc $?\"");
+    let mut expected = "== sshnpd instance inert\n  [doctor]\n".to_string();
+    for a in &command {
+        expected += &format!("  [{a}]\n");
+    }
+    expected += &format!(
+        "  USER=[root] HOME=[{}] SSHNPD_PIDFILE=[unset]\n\
+         \x20 PROG=[unset] LD_PRELOAD=[unset] HTTPS_PROXY=[unset]\n",
+        home.display()
+    );
+    for name in ["q_home", "q_pid", "q_dev"] {
+        expected += &format!("== sshnpd instance {name}: refused (see the reason above)\n");
+    }
+    expected += "rc 1\n";
+    assert_eq!(run.stdout, expected, "{}", run.stderr);
+    assert!(!pwned.exists(), "a value was evaluated by doctor");
+}
+
+// ---------------------------------------------------------------------------------------
+// at_enroll.sh (issue 23 item 1): the passcode reaches `at_activate enroll` in a 0600 file,
+// never in a command line, and leaves UCI before it is used; the command printed approves
+// this one request by its id.
+// ---------------------------------------------------------------------------------------
+
+const ENROLL_ID: &str = "5f0c2d1e-7a3b-4c9d-8e1f-0a1b2c3d4e5f";
+
+/// A copy of the shipped at_enroll.sh whose fixed paths point into `work`, with a stand-in
+/// /lib/functions.sh holding section cfg1 (`config` adds CONFIG_cfg1_* lines) and a `uci`
+/// function, a stand-in at_activate and, for /etc/init.d/sshnpd, a file that sources the
+/// real init script (at_enroll.sh takes its checks from there) with PASSWD_FILE moved, and
+/// records `restart`. Every stand-in appends what it was given to `work/calls`.
+fn enroll_fixture(work: &Path, config: &str) -> PathBuf {
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let calls = work.join("calls");
+    fs::write(
+        work.join("functions.sh"),
+        format!(
+            r#"config_load() {{ :; }}
+config_foreach() {{ local fn="$1" s; shift; for s in $CONFIG_SECTIONS; do "$fn" "$s" "$@"; done; }}
+config_get() {{ local __v; eval "__v=\${{CONFIG_${{2}}_${{3}}:-}}"; [ -n "$__v" ] || __v="$4"; eval "$1=\$__v"; }}
+config_get_bool() {{ config_get "$@"; }}
+config_list_foreach() {{ :; }}
+logger() {{ :; }}
+uci() {{ {{ printf uci; printf ' %s' "$@"; echo; }} >>'{calls}'; }}
+CONFIG_SECTIONS="cfg1"
+CONFIG_cfg1_atsign='@my_router'
+CONFIG_cfg1_manager='@me'
+CONFIG_cfg1_device='router'
+CONFIG_cfg1_home='{home}'
+{config}
+"#,
+            calls = calls.display(),
+            home = home.display()
+        ),
+    )
+    .unwrap();
+    // What `at_activate enroll` prints (src/activate/enroll.rs), after recording its argv and
+    // the passcode file's mode and content; it then waits until the file is gone (or 5 s).
+    let stub = format!(
+        r#"#!/bin/sh
+log='{calls}'
+echo "at_activate $*" >>"$log"
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--passcode-file) pf="$2"; shift ;;
+	-k) kf="$2"; shift ;;
+	esac
+	shift
+done
+echo "passcode file=$pf mode=$(stat -c %a "$pf") content=$(cat "$pf")" >>"$log"
+echo "run dir mode=$(stat -c %a "${{pf%/*}}")" >>"$log"
+echo "Submitting enrollment request"
+echo "Enrollment ID: {ENROLL_ID}"
+echo "Approve it on a machine that holds the keys of @my_router with: at_activate approve -a @my_router -i {ENROLL_ID}"
+i=0
+while [ -e "$pf" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -e "$pf" ]; then echo "after the id: passcode file present" >>"$log"; else echo "after the id: passcode file gone" >>"$log"; fi
+echo "Checking ...  approved." >&2
+echo '{{}}' >"$kf"
+echo "[Success] Your .atKeys file saved at $kf"
+"#,
+        calls = calls.display()
+    );
+    for (name, text) in [
+        ("at_activate", stub),
+        (
+            "init",
+            format!(
+                "#!/bin/sh\n. '{}'\nPASSWD_FILE='{}/passwd'\n\
+                 [ \"$1\" != restart ] || echo \"init $*\" >>'{}'\n",
+                root().join("openwrt/noports/files/sshnpd.init").display(),
+                work.display(),
+                calls.display()
+            ),
+        ),
+    ] {
+        fs::write(work.join(name), text).unwrap();
+        fs::set_permissions(work.join(name), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let w = work.display();
+    let mut script = fs::read_to_string(root().join("openwrt/noports/files/at_enroll.sh")).unwrap();
+    for (from, to) in [
+        (
+            ". /lib/functions.sh\n".to_string(),
+            format!(". '{w}/functions.sh'\n"),
+        ),
+        (
+            "AT_ACTIVATE=/usr/bin/at_activate\n".into(),
+            format!("AT_ACTIVATE='{w}/at_activate'\n"),
+        ),
+        (
+            "LOG=/var/log/at_enroll.log\n".into(),
+            format!("LOG='{w}/log'\n"),
+        ),
+        (
+            "PIDFILE=/var/run/at_enroll.pid\n".into(),
+            format!("PIDFILE='{w}/pid'\n"),
+        ),
+        (
+            "CHILDFILE=/var/run/at_enroll.child\n".into(),
+            format!("CHILDFILE='{w}/child'\n"),
+        ),
+        (
+            "STATUS_DIR=/var/run/sshnpd\n".into(),
+            format!("STATUS_DIR='{w}/status'\n"),
+        ),
+        (
+            "RUN_DIR=/var/run/at_enroll\n".into(),
+            format!("RUN_DIR='{w}/run/at_enroll'\n"),
+        ),
+        (
+            "PASSCODE_DROP=/var/run/at_enroll.passcode\n".into(),
+            format!("PASSCODE_DROP='{w}/run/at_enroll.passcode'\n"),
+        ),
+        (
+            "SSHNPD_INIT=/etc/init.d/sshnpd\n".into(),
+            format!("SSHNPD_INIT='{w}/init'\n"),
+        ),
+    ] {
+        assert_eq!(script.matches(&from).count(), 1, "at_enroll.sh: {from}");
+        script = script.replace(&from, &to);
+    }
+    fs::write(work.join("passwd"), root_passwd(&home)).unwrap();
+    fs::create_dir_all(work.join("run")).unwrap();
+    let path = work.join("at_enroll.sh");
+    fs::write(&path, script).unwrap();
+    path
+}
+
+fn enroll_sh(script: &Path, args: &[&str]) -> Output {
+    Command::new("sh").arg(script).args(args).output().unwrap()
+}
+
+#[test]
+fn at_enroll_passes_the_passcode_in_a_0600_file_and_prints_the_approve_by_id_command() {
+    let work = tempdir("enroll-otp");
+    // The CLI way (csshnpd's): the passcode in UCI option otp.
+    let script = enroll_fixture(&work, "CONFIG_cfg1_otp='123456'");
+    let out = enroll_sh(&script, &["run"]);
+    let stdout = check(out, "at_enroll.sh run");
+    let calls = fs::read_to_string(work.join("calls")).unwrap();
+    let run_dir = work.join("run/at_enroll");
+    let pass = format!("{}/cfg1.passcode", run_dir.display());
+    let keyfile = format!("{}/home/.atsign/keys/@my_router_key.atKeys", work.display());
+    // otp leaves UCI (committed) before at_activate runs; the passcode is in no argv.
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [
+            "uci -q delete sshnpd.cfg1.otp",
+            "uci -q commit sshnpd",
+            &format!(
+                "at_activate enroll -a @my_router --passcode-file {pass} -p noports -k {keyfile} \
+                 -d router -n sshnp:rw,sshrvd:rw"
+            ),
+            &format!("passcode file={pass} mode=600 content=123456"),
+            "run dir mode=700",
+            "after the id: passcode file gone",
+            "init restart",
+        ],
+        "{stdout}"
+    );
+    assert!(!calls
+        .lines()
+        .filter(|l| !l.starts_with("passcode file="))
+        .any(|l| l.contains("123456")));
+    assert!(!Path::new(&pass).exists(), "passcode file left behind");
+    assert!(!stdout.contains("123456"), "{stdout}");
+    // The exact command for this request; no name pattern.
+    assert!(
+        stdout.contains(&format!(
+            "at_enroll: enrollment id {ENROLL_ID}\n\
+             at_enroll: approve it where @my_router is already activated with:\n\
+             \x20 at_activate approve -a @my_router -i {ENROLL_ID}\n"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("--arx") && !stdout.contains("--drx"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("at_enroll: otp removed from /etc/config/sshnpd"));
+    assert!(stdout.contains(&format!("at_enroll: enrolled; keys written to {keyfile}")));
+    assert_eq!(
+        fs::metadata(&keyfile).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // `status` gives LuCI the id for the same command.
+    let status = check(enroll_sh(&script, &["status"]), "at_enroll.sh status");
+    assert!(
+        status.contains(&format!("\nenrollment_id={ENROLL_ID}\n")),
+        "{status}"
+    );
+    assert!(status.contains("\nkey_present=1\n"), "{status}");
+}
+
+#[test]
+fn at_enroll_takes_the_luci_passcode_file_and_refuses_a_bad_keyfile_or_no_passcode() {
+    // The keys go only where the init script allows (its sshnpd_check): not to /etc.
+    let work = tempdir("enroll-keyfile");
+    let script = enroll_fixture(
+        &work,
+        "CONFIG_cfg1_otp='123456'\nCONFIG_cfg1_keyfile='/etc/evil.atKeys'",
+    );
+    let out = enroll_sh(&script, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("option 'keyfile' must be a .atKeys file directly in")
+            && stdout.contains("not enrolled"),
+        "{stdout}"
+    );
+    assert!(!work.join("calls").exists(), "at_activate or uci ran");
+
+    let work = tempdir("enroll-drop");
+    let script = enroll_fixture(&work, "");
+    // Nothing to enroll with: at_activate is not run.
+    let out = enroll_sh(&script, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("no passcode"), "{stdout}");
+    assert!(!work.join("calls").exists());
+
+    // What the LuCI Enrollment tab writes with fs.write (rpcd keeps the mode it was given).
+    let drop = work.join("run/at_enroll.passcode");
+    fs::write(&drop, "654321\n").unwrap();
+    fs::set_permissions(&drop, fs::Permissions::from_mode(0o644)).unwrap();
+    let stdout = check(enroll_sh(&script, &["run"]), "at_enroll.sh run");
+    let calls = fs::read_to_string(work.join("calls")).unwrap();
+    let pass = format!("{}/run/at_enroll/cfg1.passcode", work.display());
+    let lines: Vec<&str> = calls.lines().collect();
+    assert!(
+        lines[0].starts_with("at_activate enroll -a @my_router --passcode-file "),
+        "{calls}"
+    );
+    assert!(
+        !lines[0].contains("654321") && !lines[0].contains(" -s "),
+        "{calls}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("passcode file={pass} mode=600 content=654321")
+    );
+    assert_eq!(lines[2], "run dir mode=700");
+    assert_eq!(lines[3], "after the id: passcode file gone");
+    assert!(
+        !calls.contains("uci "),
+        "no otp in UCI, nothing to delete: {calls}"
+    );
+    assert!(!drop.exists() && !Path::new(&pass).exists());
+    assert!(
+        stdout.contains(&format!(
+            "  at_activate approve -a @my_router -i {ENROLL_ID}\n"
+        )),
+        "{stdout}"
     );
 }

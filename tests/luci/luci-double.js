@@ -307,6 +307,8 @@ var rpc = {
 	}
 };
 
+D.aclFile = aclFile;
+
 // rpcd file.c: exec is allowed when the executable itself is granted "exec" (then with any
 // arguments), else when "<executable> <arg> <arg>..." is.
 D.aclExecAllowed = function(command, argv) {
@@ -334,6 +336,18 @@ var fs = {
 		}
 		var data = D.backend.read ? D.backend.read(path) : null;
 		return data == null ? Promise.reject(error('NotFoundError', 'Not found')) : Promise.resolve(data);
+	},
+	// rpcd file.c write: the path must be granted "write"; the data is not recorded (it is
+	// the passcode), only its length and the mode.
+	write: function(path, data, mode) {
+		var c = D.record('fs.write', [path, String(String(data).length), String(mode)]);
+		if (!aclFile(path, 'write')) {
+			c.denied = true;
+			return Promise.reject(error('PermissionError', 'Permission denied'));
+		}
+		if (D.backend.write)
+			D.backend.write(path, String(data), mode);
+		return Promise.resolve(0);
 	},
 	stat: function(path) {
 		D.record('fs.stat', [path]);

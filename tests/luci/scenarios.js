@@ -9,6 +9,8 @@ var VIEWS = '/luci-app/htdocs/luci-static/resources/view/noports/';
 var ACL = '/luci-app/root/usr/share/rpcd/acl.d/luci-app-noports.json';
 var UCI_CONFIG = '/openwrt/noports/files/sshnpd.config';
 var SCRIPT = '/usr/bin/at_enroll.sh';
+var PASSCODE = '/var/run/at_enroll.passcode';
+var ENROLL_ID = '5f0c2d1e-7a3b-4c9d-8e1f-0a1b2c3d4e5f';
 var SID = 'cfg01e2b4';
 
 var checks = [], uncaught = [];
@@ -83,6 +85,8 @@ function statusOutput(st) {
 		'key_present=' + (st.key ? 1 : 0),
 		'running=' + (st.running ? 1 : 0)
 	];
+	if (st.id)
+		out.push('enrollment_id=' + st.id);
 	Object.keys(st.daemons || {}).forEach(function(sid) {
 		out.push('daemon.' + sid + '=' + JSON.stringify(st.daemons[sid]));
 	});
@@ -139,7 +143,8 @@ function scenarioConfig() {
 	}).then(function() {
 		var sec = sections[0], opts = Object.keys(sec).filter(function(k) { return k.charAt(0) != '.'; });
 		check('the shipped config has the documented options',
-			[ 'enabled', 'atsign', 'manager', 'device', 'args', 'otp' ].every(function(o) { return opts.indexOf(o) >= 0; }), opts.join(','));
+			[ 'enabled', 'atsign', 'manager', 'device', 'args' ].every(function(o) { return opts.indexOf(o) >= 0; }), opts.join(','));
+		check('the shipped config holds no passcode', opts.indexOf('otp') < 0, opts.join(','));
 		opts.forEach(function(o) {
 			var w = widget(o);
 			if (!check('option ' + o + ' is rendered', w, 'no #widget.cbid.sshnpd.' + SID + '.' + o))
@@ -150,7 +155,7 @@ function scenarioConfig() {
 				check('option ' + o + ' shows \'' + sec[o] + '\'', w.value === sec[o], 'value=' + w.value);
 		});
 		check('the list option arg is rendered', $('widget.cbid.sshnpd.' + SID + '.arg'), 'no arg list');
-		check('the passcode is a password field', widget('otp') && widget('otp').type == 'password', widget('otp') && widget('otp').type);
+		check('the passcode is not a configuration field', !widget('otp'), 'otp rendered');
 		check('labels name the fields', /Device atSign/.test(text('cbi-sshnpd-' + SID + '-atsign')), text('cbi-sshnpd-' + SID + '-atsign'));
 
 		check('service status from ubus service list', /cfg01e2b4: running/.test(text('noports-status')), text('noports-status'));
@@ -180,7 +185,6 @@ function scenarioConfig() {
 			type(widget('manager'), '@alice, bob');
 			type(widget('device'), 'router');
 			type(widget('args'), '-v --permit-open localhost:22');
-			type(widget('otp'), '123456');
 			type($('widget.cbid.sshnpd.' + SID + '.arg.add'), '--device-group my group');
 			click(document.querySelector('[id="widget.cbid.sshnpd.' + SID + '.arg"] .cbi-button-add'));
 			check('the corrected device name is no longer flagged', !widget('device').classList.contains('cbi-input-invalid'), widget('device').className);
@@ -197,8 +201,7 @@ function scenarioConfig() {
 				'sshnpd.' + SID + '.atsign=@my_router',
 				'sshnpd.' + SID + '.device=router',
 				'sshnpd.' + SID + '.enabled=1',
-				'sshnpd.' + SID + '.manager=@alice,@bob',
-				'sshnpd.' + SID + '.otp=123456'
+				'sshnpd.' + SID + '.manager=@alice,@bob'
 			].join(' '),
 			'uci.apply true'
 		];
@@ -224,8 +227,12 @@ function scenarioEnroll() {
 	D.pollSpeedup = 4;
 	return get(ACL).then(function(acl) {
 		D.acl = JSON.parse(acl);
-		st = { atsign: '@my_router', device: 'router', otp: '123456', key: false, running: false, log: [] };
+		st = { atsign: '@my_router', device: 'router', otp: '', key: false, running: false, log: [], dropped: null };
 		D.backend = {
+			// The passcode file the Enrollment tab writes and at_enroll.sh start takes.
+			write: function(path, data, mode) {
+				if (path == PASSCODE) st.dropped = { data: data, mode: mode, at: Date.now() };
+			},
 			// at_enroll.sh as the router runs it: start returns at once and the enrollment goes on
 			// in the background until it is approved (here: ENROLL_MS later).
 			exec: function(cmd, argv) {
@@ -239,13 +246,17 @@ function scenarioEnroll() {
 						return { code: 0, stdout: 'at_enroll: an enrollment is already running\n', stderr: '' };
 					st.running = true;
 					started = Date.now();
+					st.startedWith = st.dropped;
+					st.dropped = null;
+					st.id = ENROLL_ID;
 					st.log = [ 'at_enroll: requesting enrollment of @my_router as device \'router\'',
+						'at_enroll: enrollment id ' + ENROLL_ID,
 						'at_enroll: approve it where @my_router is already activated with:',
-						'  at_activate approve -a @my_router --arx noports --drx router' ];
+						'  at_activate approve -a @my_router -i ' + ENROLL_ID ];
 					setTimeout(function() {
-						st.running = false; st.key = true; st.otp = '';
+						st.running = false; st.key = true;
 						finished = Date.now();
-						st.log.push('at_enroll: enrolled; keys written to /root/.atsign/keys/@my_router_key.atKeys; otp removed from /etc/config/sshnpd');
+						st.log.push('at_enroll: enrolled; keys written to /root/.atsign/keys/@my_router_key.atKeys');
 						st.log.push('at_enroll: finished (exit 0)');
 					}, ENROLL_MS);
 					return { code: 0, stdout: 'at_enroll: started; log in /var/log/at_enroll.log\n', stderr: '' };
@@ -266,6 +277,8 @@ function scenarioEnroll() {
 		check('ACL: at_enroll.sh status, start and stop may run', aclExec([ 'status' ]) && aclExec([ 'start' ]) && aclExec([ 'stop' ]), '');
 		check('ACL: at_enroll.sh run, _bg and no argument may not (foreground enrollment would block the RPC)',
 			!aclExec([]) && !aclExec([ 'run' ]) && !aclExec([ '_bg' ]) && !aclExec([ 'status', 'x' ]), '');
+		check('ACL: the passcode file may be written, not read', D.aclFile(PASSCODE, 'write') && !D.aclFile(PASSCODE, 'read'), '');
+		check('ACL: no other file may be written', !D.aclFile('/etc/config/sshnpd', 'write') && !D.aclFile('/var/run/at_enroll/cfg01e2b4.passcode', 'write'), '');
 
 		return D.runView(VIEWS + 'enroll.js');
 	}).then(function(v) {
@@ -274,7 +287,11 @@ function scenarioEnroll() {
 		check('Enroll and Cancel buttons', enroll && cancel && /Enroll/.test(enroll.textContent) && /Cancel/.test(cancel.textContent),
 			Array.prototype.map.call(btns, function(b) { return b.textContent; }).join(','));
 		check('ready to enroll: Enroll enabled, Cancel disabled', !enroll.disabled && cancel.disabled, enroll.disabled + '/' + cancel.disabled);
-		check('the approve command is shown', /at_activate approve -a @my_router --arx noports --drx router/.test($('view').textContent), $('view').textContent);
+		check('before Enroll: no approve command yet, no name pattern', !/--arx|--drx|at_activate approve/.test($('view').textContent), $('view').textContent);
+		check('how to make a one-time passcode is shown', /at_activate otp -a @my_router/.test($('view').textContent), $('view').textContent);
+		var pass = document.querySelector('#view .cbi-page-actions input');
+		check('a passcode field', pass && pass.type == 'password', pass && pass.type);
+		type(pass, '123456');
 		check('no LuCI form buttons on this tab', !document.querySelector('.cbi-button-apply'), 'Save & Apply present');
 		check('the tab polls at_enroll.sh status', callsOf('poll.add').length == 1, JSON.stringify(callsOf('poll.add')));
 
@@ -292,6 +309,12 @@ function scenarioEnroll() {
 			check('start returned before the enrollment finished (detached)', start && start.done != null && finished == null,
 				JSON.stringify(start) + ' finished=' + finished);
 			check('the click returned at once', Date.now() - clickedAt < ENROLL_MS, (Date.now() - clickedAt) + ' ms');
+			check('the passcode went to the passcode file, mode 0600, before start',
+				st.startedWith && st.startedWith.data == '123456\n' && st.startedWith.mode == 384, JSON.stringify(st.startedWith));
+			check('the passcode field is cleared', pass.value === '', pass.value);
+			return waitFor(function() { return /at_activate approve -a @my_router -i 5f0c2d1e/.test($('view').textContent); }, 5000, 'the approve -i command');
+		}).then(function() {
+			check('the approve command names this request', /at_activate approve -a @my_router -i 5f0c2d1e-7a3b-4c9d-8e1f-0a1b2c3d4e5f/.test($('view').textContent), $('view').textContent);
 			return waitFor(function() { return /Enrolled: keys found/.test($('view').textContent); }, 10000, 'the enrolled note');
 		}).then(function() {
 			clearInterval(timer);
@@ -304,6 +327,7 @@ function scenarioEnroll() {
 			check('enrolled: the log shows the result', /enrolled; keys written/.test(document.querySelector('#view textarea').value), document.querySelector('#view textarea').value);
 			check('no failure notification', !callsOf('ui.addNotification').length, JSON.stringify(callsOf('ui.addNotification')));
 			check('no call was denied by the ACL', !D.calls.some(function(c) { return c.denied; }), JSON.stringify(D.calls.filter(function(c) { return c.denied; })));
+			check('the passcode is in no recorded call', !JSON.stringify(D.calls).includes('123456'), '');
 		});
 	});
 }
@@ -323,9 +347,11 @@ function scenarioEnrollWaiting() {
 					return { code: 0, stdout: statusOutput(st), stderr: '' };
 				if (cmd == SCRIPT && a == 'start') {
 					st.running = true;
+					st.id = ENROLL_ID;
 					st.log = [ 'at_enroll: requesting enrollment of @my_router as device \'router\'',
+						'at_enroll: enrollment id ' + ENROLL_ID,
 						'at_enroll: approve it where @my_router is already activated with:',
-						'  at_activate approve -a @my_router --arx noports --drx router' ];
+						'  at_activate approve -a @my_router -i ' + ENROLL_ID ];
 					return { code: 0, stdout: 'at_enroll: started; log in /var/log/at_enroll.log\n', stderr: '' };
 				}
 				if (cmd == SCRIPT && a == 'stop') {

@@ -229,19 +229,6 @@ return view.extend({
 			return true;
 		};
 
-		o = s.option(form.Value, 'otp', _('Enrollment passcode'),
-			_('One-time passcode from "at_activate otp -a &lt;device atSign&gt;" (or a semi-permanent passcode). Only used for enrollment; removed after success.'));
-		o.password = true;
-		o.optional = true;
-		o.validate = function(section_id, value) {
-			var v = String(value == null ? '' : value);
-			if (!v.length)
-				return true;
-			if (v.length < 6 || /\s/.test(v))
-				return _('At least 6 characters, no spaces');
-			return true;
-		};
-
 		o = s.option(form.Value, 'proxy', _('Proxy'),
 			_('Only for networks without direct outbound access: reach the atServer and the relay through an HTTP CONNECT or SOCKS5 proxy, e.g. http://proxy.lan:3128 or socks5h://user:pass@proxy.lan:1080.'));
 		o.optional = true;

@@ -6,8 +6,13 @@
 
 // Enrollment runs detached (at_enroll.sh start) so it survives the RPC and
 // rpcd exec timeouts; this view polls 'at_enroll.sh status' for its progress.
+//
+// The one-time passcode is typed here and written, mode 0600, to the one file the ACL lets
+// this app write (and not read); at_enroll.sh takes it from there. It never goes into UCI,
+// which the app can read.
 
 var SCRIPT = '/usr/bin/at_enroll.sh';
+var PASSCODE = '/var/run/at_enroll.passcode';
 
 function parseStatus(res) {
 	var st = { log: '' },
@@ -52,15 +57,19 @@ return view.extend({
 				notes.push(E('p', {}, [ _('Enrolled: keys found at %s.').format(st.keyfile) ]));
 			}
 			else {
-				if (st.otp_set !== '1')
+				if (st.running !== '1')
 					notes.push(E('p', {}, [
-						_('Set the enrollment passcode on the Configuration tab. Make one on a machine that holds the atSign\'s keys with:'), ' ',
+						_('Enter a one-time passcode below. Make one on a machine where the atSign is already enrolled with:'), ' ',
 						E('code', {}, [ 'at_activate otp -a ' + (st.atsign || '<device atSign>') ])
 					]));
-				if (st.atsign && st.device)
+				if (st.atsign && st.enrollment_id)
 					notes.push(E('p', {}, [
-						_('After pressing Enroll, approve the request there with:'), ' ',
-						E('code', {}, [ 'at_activate approve -a ' + st.atsign + ' --arx noports --drx ' + st.device ])
+						_('Approve this request there with:'), ' ',
+						E('code', {}, [ 'at_activate approve -a ' + st.atsign + ' -i ' + st.enrollment_id ])
+					]));
+				else if (st.atsign && st.device)
+					notes.push(E('p', {}, [
+						_('After pressing Enroll, this page shows the command that approves exactly this request.')
 					]));
 			}
 			if (st.running === '1')
@@ -71,8 +80,10 @@ return view.extend({
 			info.removeChild(info.firstChild);
 		notes.forEach(function(n) { info.appendChild(n); });
 
-		var ready = !st.error && st.atsign && st.device && st.otp_set === '1' && st.key_present !== '1';
+		this.otpSet = st.otp_set === '1';
+		var ready = !st.error && st.atsign && st.device && st.key_present !== '1';
 		this.startBtn.disabled = !(ready && st.running !== '1');
+		this.passNode.disabled = this.startBtn.disabled;
 		this.stopBtn.disabled = st.running !== '1';
 		this.logNode.value = st.log || '';
 		this.logNode.scrollTop = this.logNode.scrollHeight;
@@ -95,6 +106,31 @@ return view.extend({
 		}, this));
 	},
 
+	// Enroll: the typed passcode goes to PASSCODE (write-only for this app), then the
+	// detached enrollment starts and takes it from there.
+	enroll: function() {
+		var code = String(this.passNode.value || '').trim();
+		if (!code && !this.otpSet) {
+			ui.addNotification(null, E('p', {}, [ _('Enter the one-time passcode first.') ]), 'warning');
+			return Promise.resolve();
+		}
+		if (code && !/^[\x21-\x7e]+$/.test(code)) {
+			ui.addNotification(null, E('p', {}, [ _('The passcode is one word of printable characters.') ]), 'warning');
+			return Promise.resolve();
+		}
+		this.passNode.value = '';
+		this.startBtn.disabled = true;
+		this.stopBtn.disabled = true;
+		if (!code)
+			return this.run('start');
+		return fs.write(PASSCODE, code + '\n', 384).then(L.bind(function() {
+			return this.run('start');
+		}, this)).catch(L.bind(function(err) {
+			ui.addNotification(null, E('p', {}, [ _('Cannot hand over the passcode: %s').format(err.message || err) ]), 'danger');
+			return this.refresh();
+		}, this));
+	},
+
 	render: function(st) {
 		// Not ui.createHandlerFn: it re-enables the clicked button once the handler settles,
 		// which would undo the state run() has just shown (Enroll stays disabled while the
@@ -102,8 +138,14 @@ return view.extend({
 		this.infoNode = E('div');
 		this.startBtn = E('button', {
 			'class': 'btn cbi-button cbi-button-action',
-			'click': L.bind(function(ev) { ev.preventDefault(); return this.run('start'); }, this)
+			'click': L.bind(function(ev) { ev.preventDefault(); return this.enroll(); }, this)
 		}, [ _('Enroll') ]);
+		this.passNode = E('input', {
+			'type': 'password',
+			'class': 'cbi-input-password',
+			'autocomplete': 'off',
+			'placeholder': _('One-time passcode')
+		});
 		this.stopBtn = E('button', {
 			'class': 'btn cbi-button cbi-button-negative',
 			'click': L.bind(function(ev) { ev.preventDefault(); return this.run('stop'); }, this)
@@ -122,11 +164,11 @@ return view.extend({
 		return E('div', { 'class': 'cbi-map' }, [
 			E('h2', {}, [ _('NoPorts Enrollment') ]),
 			E('div', { 'class': 'cbi-map-descr' }, [
-				_('Requests APKAM keys for the device atSign with the passcode from the Configuration tab. The request runs in the background until it is approved; the passcode is then removed and the daemon restarted.')
+				_('Requests APKAM keys for the device atSign with a one-time passcode. The request runs in the background until it is approved, then the daemon is restarted. The passcode is not stored in the configuration.')
 			]),
 			E('div', { 'class': 'cbi-section' }, [
 				this.infoNode,
-				E('div', { 'class': 'cbi-page-actions' }, [ this.startBtn, ' ', this.stopBtn ]),
+				E('div', { 'class': 'cbi-page-actions' }, [ this.passNode, ' ', this.startBtn, ' ', this.stopBtn ]),
 				this.logNode
 			])
 		]);
