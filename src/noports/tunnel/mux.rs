@@ -39,6 +39,21 @@ const IO_BUF: usize = 64 * 1024;
 const WINDOW_BATCH: u64 = 64 * 1024;
 /// How long a graceful end waits for the CLOSE record to be written.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+/// What one queued DATA body costs beyond its buffer's capacity (the Vec, its channel slot,
+/// the allocator's rounding): queued memory is counted in allocated bytes, not body bytes, so
+/// a flood of one-byte records costs what it really takes.
+const ITEM_OVERHEAD: u64 = 64;
+/// Bodies shorter than this are queued in a buffer of their own size; longer ones in a pooled
+/// [`MAX_DATA`] buffer (at most twice their size).
+const POOL_FROM: usize = MAX_DATA / 2;
+/// Queued memory one stream may hold. A peer within its window queues at most about twice
+/// [`STREAM_WINDOW`] plus [`ITEM_OVERHEAD`] per record; more means a flood of tiny records, and
+/// the session is closed with that reason.
+pub const STREAM_QUEUE_MAX: u64 = 2 * 1024 * 1024;
+/// Queued memory all streams of a session may hold: beyond it the reader stops reading the
+/// relay socket until the local applications have taken some (flow control for the session,
+/// where the windows alone would allow [`MAX_STREAMS`] x [`STREAM_WINDOW`]).
+pub const SESSION_QUEUE_MAX: u64 = 16 * 1024 * 1024;
 
 /// What this end of the session does.
 pub(crate) enum Side {
@@ -60,10 +75,23 @@ enum Inbound {
     Reset,
 }
 
+/// WINDOW credit received for a stream and not yet used by its sending half: one number, so
+/// a flood of WINDOW frames costs no memory.
+#[derive(Default)]
+struct Credit {
+    bytes: AtomicU64,
+    arrived: event_listener::Event,
+}
+
 #[derive(Clone)]
 struct Entry {
     inbound: Sender<Inbound>,
-    credit: Sender<u64>,
+    credit: Arc<Credit>,
+    /// Allocated bytes of the bodies queued for the local socket (see [`ITEM_OVERHEAD`]).
+    queued_mem: Arc<AtomicU64>,
+    /// The peer sent FIN (no DATA may follow) / RESET (late DATA is dropped).
+    peer_fin: Arc<std::sync::atomic::AtomicBool>,
+    peer_reset: Arc<std::sync::atomic::AtomicBool>,
     /// Bytes queued for the local socket and not yet written.
     unacked: Arc<AtomicU64>,
     /// Bytes written locally and not yet credited back with WINDOW.
@@ -74,6 +102,10 @@ struct Entry {
 
 struct Shared {
     out: Arc<Outbox>,
+    /// Allocated bytes queued for local sockets over all streams ([`SESSION_QUEUE_MAX`]).
+    queued_mem: AtomicU64,
+    /// Queued memory was given back: wakes a reader waiting under [`SESSION_QUEUE_MAX`].
+    drained: event_listener::Event,
     streams: Mutex<HashMap<u32, Entry>>,
     pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     tracker: Arc<Tracker>,
@@ -94,11 +126,16 @@ impl Shared {
     }
 
     fn register(self: &Arc<Self>, id: u32) -> StreamIo {
+        // Unbounded, but bounded in effect: DATA by [`STREAM_QUEUE_MAX`], and FIN and RESET
+        // are queued at most once each.
         let (in_tx, in_rx) = async_channel::unbounded();
-        let (cr_tx, cr_rx) = async_channel::unbounded();
+        let credit = Arc::new(Credit::default());
         let entry = Entry {
             inbound: in_tx,
-            credit: cr_tx,
+            credit: credit.clone(),
+            queued_mem: Arc::new(AtomicU64::new(0)),
+            peer_fin: Default::default(),
+            peer_reset: Default::default(),
             unacked: Arc::new(AtomicU64::new(0)),
             acked: Arc::new(AtomicU64::new(0)),
             local: Arc::new(OnceLock::new()),
@@ -111,7 +148,7 @@ impl Shared {
         StreamIo {
             id,
             inbound: in_rx,
-            credit: cr_rx,
+            credit,
             entry: io_entry,
             guard: self.tracker.enter(),
         }
@@ -134,6 +171,12 @@ impl Shared {
         let Some(e) = self.with_entry(id, Entry::clone) else {
             return Ok(()); // a stream that ended: its late data is dropped
         };
+        if e.peer_fin.load(Ordering::SeqCst) {
+            return Err(TunnelError::Protocol("DATA after FIN"));
+        }
+        if e.peer_reset.load(Ordering::SeqCst) {
+            return Ok(()); // the stream is ending: late data is dropped
+        }
         let mut rest = payload;
         if e.unacked.load(Ordering::SeqCst) == 0 {
             if let Some(sock) = e.local.get() {
@@ -150,14 +193,48 @@ impl Shared {
             return Ok(());
         }
         let n = rest.len() as u64;
-        let mut buf = self.buf();
-        buf.extend_from_slice(rest);
+        let buf = if rest.len() >= POOL_FROM {
+            let mut buf = self.buf();
+            buf.extend_from_slice(rest);
+            buf
+        } else {
+            rest.to_vec()
+        };
+        let cost = queue_cost(&buf);
         let pending = e.unacked.fetch_add(n, Ordering::SeqCst) + n;
-        let _ = e.inbound.try_send(Inbound::Data(buf));
+        let stream_mem = e.queued_mem.fetch_add(cost, Ordering::SeqCst) + cost;
+        self.queued_mem.fetch_add(cost, Ordering::SeqCst);
+        if e.inbound.try_send(Inbound::Data(buf)).is_err() {
+            // The stream's task has ended and drained its queue: nothing will take this.
+            self.dequeued(&e, cost);
+        }
         if pending > STREAM_WINDOW {
             return Err(TunnelError::Protocol("peer exceeded the stream window"));
         }
+        if stream_mem > STREAM_QUEUE_MAX {
+            return Err(TunnelError::Protocol(
+                "peer queued more than 2 MiB on one stream in records too small for their cost",
+            ));
+        }
         Ok(())
+    }
+
+    /// A queued body was written locally (or dropped): its cost is given back.
+    fn dequeued(&self, e: &Entry, cost: u64) {
+        e.queued_mem.fetch_sub(cost, Ordering::SeqCst);
+        self.queued_mem.fetch_sub(cost, Ordering::SeqCst);
+        self.drained.notify(usize::MAX);
+    }
+
+    /// Waits while the session's queued memory is over [`SESSION_QUEUE_MAX`].
+    async fn room_to_queue(&self) {
+        while self.queued_mem.load(Ordering::SeqCst) > SESSION_QUEUE_MAX {
+            let listener = self.drained.listen();
+            if self.queued_mem.load(Ordering::SeqCst) <= SESSION_QUEUE_MAX {
+                break;
+            }
+            listener.await;
+        }
     }
 
     /// The session failed (cut, tampered, out of protocol): every open stream's local
@@ -188,10 +265,15 @@ impl Shared {
     }
 }
 
+/// What a queued body costs against [`STREAM_QUEUE_MAX`] and [`SESSION_QUEUE_MAX`].
+fn queue_cost(buf: &Vec<u8>) -> u64 {
+    buf.capacity() as u64 + ITEM_OVERHEAD
+}
+
 struct StreamIo {
     id: u32,
     inbound: Receiver<Inbound>,
-    credit: Receiver<u64>,
+    credit: Arc<Credit>,
     entry: Entry,
     guard: TrackGuard,
 }
@@ -211,6 +293,8 @@ pub(crate) async fn run(
     let (sealer, opener) = keys.split();
     let shared = Arc::new(Shared {
         out: Arc::new(Outbox::new(conn.clone(), sealer)),
+        queued_mem: AtomicU64::new(0),
+        drained: event_listener::Event::new(),
         streams: Mutex::new(HashMap::new()),
         pool: async_channel::bounded(128),
         tracker: Tracker::new(),
@@ -318,6 +402,8 @@ async fn reader(
     let mut last_open = 0u32;
     let ended = async {
         loop {
+            // Flow control for the whole session: the windows bound each stream, this all.
+            shared.room_to_queue().await;
             let mut header = [0u8; 2];
             r.read_exact(&mut header).await.map_err(eof_is_truncation)?;
             let len = RecordOpener::body_len(header)
@@ -340,7 +426,8 @@ async fn reader(
                     tasks.retain(|t| !t.is_finished());
                     if tasks.len() >= MAX_STREAMS || (ctx.single && id != 1) {
                         log::warn!("refusing stream {id}: stream limit reached");
-                        let _ = shared.out.control(FrameType::Reset, id, &[]);
+                        // Fails once the peer lets our RESETs pile up unread.
+                        shared.out.control(FrameType::Reset, id, &[])?;
                         continue;
                     }
                     let io = shared.register(id);
@@ -366,16 +453,35 @@ async fn reader(
                     }));
                 }
                 FrameType::Data => shared.deliver(id, payload)?,
+                // FIN and RESET are queued once each: a repeated FIN is a protocol error, a
+                // repeated RESET (both halves of a stream may fail) is ignored.
                 FrameType::Fin => {
-                    shared.with_entry(id, |e| e.inbound.try_send(Inbound::Fin));
+                    let twice = shared.with_entry(id, |e| {
+                        let twice = e.peer_fin.swap(true, Ordering::SeqCst);
+                        if !twice {
+                            let _ = e.inbound.try_send(Inbound::Fin);
+                        }
+                        twice
+                    });
+                    if twice == Some(true) {
+                        return Err(TunnelError::Protocol("FIN twice on one stream"));
+                    }
                 }
                 FrameType::Reset => {
-                    shared.with_entry(id, |e| e.inbound.try_send(Inbound::Reset));
+                    shared.with_entry(id, |e| {
+                        if !e.peer_reset.swap(true, Ordering::SeqCst) {
+                            let _ = e.inbound.try_send(Inbound::Reset);
+                        }
+                    });
                 }
                 FrameType::Window => {
                     let mut w = [0u8; 4];
                     w.copy_from_slice(payload.get(..4).unwrap_or(&[0; 4]));
-                    shared.with_entry(id, |e| e.credit.try_send(u64::from(u32::from_be_bytes(w))));
+                    shared.with_entry(id, |e| {
+                        let credit = u64::from(u32::from_be_bytes(w));
+                        e.credit.bytes.fetch_add(credit, Ordering::SeqCst);
+                        e.credit.arrived.notify(1);
+                    });
                 }
             }
         }
@@ -470,13 +576,12 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
         // cipher's time at opt-level "z".
         let mut buf = vec![0u8; MAX_DATA];
         loop {
-            while let Ok(c) = credit.try_recv() {
-                window = window.saturating_add(c);
-            }
+            window = window.saturating_add(credit.bytes.swap(0, Ordering::SeqCst));
             if window == 0 {
-                match credit.recv().await {
-                    Ok(c) => window = window.saturating_add(c),
-                    Err(_) => return,
+                let arrived = credit.arrived.listen();
+                // Rechecked after listening, so credit that came in between is not missed.
+                if credit.bytes.load(Ordering::SeqCst) == 0 {
+                    arrived.await;
                 }
                 continue;
             }
@@ -511,7 +616,9 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
             match inbound.recv().await {
                 Ok(Inbound::Data(buf)) => {
                     let n = buf.len() as u64;
+                    let cost = queue_cost(&buf);
                     let r = (&*local).write_all(&buf).await;
+                    shared.dequeued(&entry, cost);
                     shared.recycle(buf);
                     if r.is_err() {
                         let _ = shared.out.control(FrameType::Reset, id, &[]);
@@ -549,5 +656,13 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
     });
     future::zip(up, down).await;
     shared.unregister(id);
+    // What is still queued will never be written: its cost is given back (a body the reader
+    // queues after the close is given back by the reader, see `deliver`).
+    inbound.close();
+    while let Ok(item) = inbound.try_recv() {
+        if let Inbound::Data(buf) = item {
+            shared.dequeued(&entry, queue_cost(&buf));
+        }
+    }
     drop(guard);
 }

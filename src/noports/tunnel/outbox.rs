@@ -22,6 +22,10 @@ use crate::noports::suite::{put_header, FrameType, RecordSealer};
 const HIGH_WATER: usize = 256 * 1024;
 /// Written bytes are dropped from the front of `pending` once there are this many.
 const COMPACT_AFTER: usize = 1024 * 1024;
+/// Control frames never wait, so a peer that sends OPENs we refuse (each answered by RESET)
+/// and never reads its socket would grow `pending` without end: past this many unsent bytes
+/// the session fails instead.
+pub(super) const BACKLOG_MAX: usize = HIGH_WATER + 1024 * 1024;
 
 pub(super) struct Outbox {
     conn: Arc<Async<TcpStream>>,
@@ -43,6 +47,8 @@ struct State {
     failed: Option<io::ErrorKind>,
     /// CLOSE was queued: the flusher ends once everything is written.
     closing: bool,
+    /// More than [`BACKLOG_MAX`] was unsent: every later send fails.
+    overflowed: bool,
 }
 
 impl State {
@@ -51,6 +57,11 @@ impl State {
     }
 
     fn check(&self) -> Result<(), TunnelError> {
+        if self.overflowed {
+            return Err(TunnelError::Protocol(
+                "the peer does not read its relay socket (over 1.25 MiB of our records unsent)",
+            ));
+        }
         match self.failed {
             Some(kind) => Err(TunnelError::Io {
                 op: "writing relay socket",
@@ -72,6 +83,7 @@ impl Outbox {
                 frame: Vec::new(),
                 failed: None,
                 closing: false,
+                overflowed: false,
             }),
             leftover: Event::new(),
             room: Event::new(),
@@ -132,6 +144,10 @@ impl Outbox {
         st.frame = frame;
         sealed?;
         self.write_now(st);
+        if st.unsent() > BACKLOG_MAX {
+            st.overflowed = true;
+            self.room.notify(usize::MAX);
+        }
         st.check()?;
         if st.unsent() > 0 && !had_leftover {
             self.leftover.notify(1);
@@ -272,5 +288,34 @@ mod tests {
         let (data, types) = reader.join().unwrap();
         assert_eq!(data, sent);
         assert_eq!(types, vec![FrameType::Window, FrameType::Close]);
+    }
+
+    #[test]
+    fn control_frames_a_peer_never_reads_fail_the_session_past_the_backlog() {
+        let keys = SuiteKeys::from_raw([1; 32], [2; 32]);
+        let (sealer, _) = keys.split();
+        let (conn, _peer) = pair();
+        let out = Outbox::new(conn, sealer);
+        // RESETs answering refused OPENs, the peer reading none of them.
+        let mut sent = 0usize;
+        let err = loop {
+            match out.control(FrameType::Reset, 1, &[]) {
+                Ok(()) => sent += 1,
+                Err(e) => break e,
+            }
+            assert!(sent < 10_000_000, "the backlog never filled");
+        };
+        assert!(
+            matches!(err, TunnelError::Protocol(m) if m.contains("does not read")),
+            "{err}"
+        );
+        assert!(
+            out.lock().unsent() <= BACKLOG_MAX + 64,
+            "pending grew past the backlog"
+        );
+        // And it stays failed.
+        assert!(out
+            .control(FrameType::Window, 1, &1u32.to_be_bytes())
+            .is_err());
     }
 }
