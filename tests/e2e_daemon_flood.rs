@@ -75,6 +75,7 @@ fn strangers_cost_no_lookups_and_do_not_delay_a_manager() {
             suite: None,
             client_suite_pk: None,
             suite_aead: None,
+            suite_binding: None,
         };
         let signed = envelope::sign(&request.to_object(), &manager.keys().encrypt_private).unwrap();
         let ask = async {

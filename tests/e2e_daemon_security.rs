@@ -68,6 +68,7 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
             suite: None,
             client_suite_pk: None,
             suite_aead: None,
+            suite_binding: None,
         };
         let send = |value: String| {
             let client = client.clone();
@@ -180,6 +181,7 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
                 suite: Some("nps1".into()),
                 client_suite_pk: Some(b64::encode(&secret.public_bytes())),
                 suite_aead: offer.map(Into::into),
+                suite_binding: None,
                 ..request(&sid, service)
             };
             send(envelope::sign(&request.to_object(), &client.keys().encrypt_private).unwrap())

@@ -21,10 +21,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use noports::at::{AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions, RootAddr};
+use noports::crypto::aead::EphemeralSecret;
 use noports::crypto::b64;
 use noports::crypto::rsa::RsaPublicKey;
-use noports::noports::envelope;
 use noports::noports::messages::{NptRequest, SessionResponse};
+use noports::noports::{envelope, suite};
 use stack::*;
 
 fn bin() -> &'static Path {
@@ -224,15 +225,27 @@ fn a_forged_or_altered_feature_check_reply_does_not_downgrade_a_capable_pair(sta
         .wait_for("(suite nps1", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("the session was downgraded: {e}\n{}", daemon.output()));
     assert!(
+        !out.contains("without binding"),
+        "the session's keys are not bound:\n{out}"
+    );
+    assert!(
         !out.contains("official suite"),
         "the client fell back:\n{out}"
     );
 }
 
-/// A device double that answers like an official daemon without nps1: the feature check
-/// (claiming `nps1` when `claim_nps1`), then a signed official-suite answer to npt requests.
-/// It never connects to the relay; the clients' checks happen before that.
-fn start_official_double(stack: &Stack, device: &str, claim_nps1: bool) {
+/// How a device double answers npt requests.
+#[derive(Clone, Copy, PartialEq)]
+enum Double {
+    /// Like an official daemon: the official suite (the feature check claiming `nps1` or not).
+    Official { claim_nps1: bool },
+    /// nps1, with a signed binding for another target than the one requested.
+    BoundElsewhere,
+}
+
+/// A device double that answers the feature check, then npt requests with a signed answer as
+/// `mode` says. It never connects to the relay; the clients' checks happen before that.
+fn start_double(stack: &Stack, device: &str, mode: Double) {
     let client = connect(stack, DEVICE);
     let device = device.to_string();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -244,7 +257,7 @@ fn start_official_double(stack: &Stack, device: &str, claim_nps1: bool) {
                 .unwrap();
             let _ = ready_tx.send(());
             let mut features = OFFICIAL_FEATURES.to_vec();
-            if claim_nps1 {
+            if mode != (Double::Official { claim_nps1: false }) {
                 features.push("nps1");
             }
             while let Some(n) = monitor.next().await {
@@ -273,7 +286,7 @@ fn start_official_double(stack: &Stack, device: &str, claim_nps1: bool) {
                     let pk = RsaPublicKey::from_spki_b64(&req.client_ephemeral_pk).unwrap();
                     let wrap =
                         |b: &[u8]| b64::encode(&pk.encrypt(b64::encode(b).as_bytes()).unwrap());
-                    let resp = SessionResponse {
+                    let mut resp = SessionResponse {
                         session_id: req.session_id.clone(),
                         session_aes_key: Some(wrap(&[7u8; 32])),
                         session_iv: Some(wrap(&[9u8; 16])),
@@ -281,7 +294,19 @@ fn start_official_double(stack: &Stack, device: &str, claim_nps1: bool) {
                         suite: None,
                         daemon_suite_pk: None,
                         suite_aead: None,
+                        suite_binding: None,
                     };
+                    if mode == Double::BoundElsewhere {
+                        assert_eq!(req.suite_binding.as_deref(), Some("v1"));
+                        let secret = EphemeralSecret::generate().unwrap();
+                        resp.suite = Some("nps1".into());
+                        resp.daemon_suite_pk = Some(b64::encode(&secret.public_bytes()));
+                        resp.suite_binding = Some(suite::binding(
+                            n.from.as_str(),
+                            DEVICE,
+                            &format!("127.0.0.1:{}", req.requested_port + 1),
+                        ));
+                    }
                     let signed =
                         envelope::sign(&resp.to_object(), &client.keys().encrypt_private).unwrap();
                     let _ = client
@@ -300,7 +325,7 @@ fn start_official_double(stack: &Stack, device: &str, claim_nps1: bool) {
 }
 
 fn an_official_suite_answer_is_a_warning_in_auto_and_fatal_for_suite_nps1(stack: &Stack) {
-    start_official_double(stack, "odev", false);
+    start_double(stack, "odev", Double::Official { claim_nps1: false });
     let mut auto = stack.npt(CLIENT, "odev", "127.0.0.1", 1, &["-v"]);
     auto.wait_for("answered with the official suite", Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}\n{}", auto.output()));
@@ -318,7 +343,7 @@ fn an_official_suite_answer_is_a_warning_in_auto_and_fatal_for_suite_nps1(stack:
     auto.terminate();
 
     // A double whose feature check claims nps1 but whose signed answer has none.
-    start_official_double(stack, "cdev", true);
+    start_double(stack, "cdev", Double::Official { claim_nps1: true });
     let mut strict = stack.npt(CLIENT, "cdev", "127.0.0.1", 1, &["-v", "--suite", "nps1"]);
     let status = strict.wait_exit(Duration::from_secs(60));
     let out = strict.output();
@@ -328,4 +353,16 @@ fn an_official_suite_answer_is_a_warning_in_auto_and_fatal_for_suite_nps1(stack:
         "{out}"
     );
     assert!(!out.contains("npt is listening"), "{out}");
+
+    // A signed nps1 answer bound to another target (or client, or device) is refused before
+    // any key is used.
+    start_double(stack, "bdev", Double::BoundElsewhere);
+    let mut bound = stack.npt(CLIENT, "bdev", "127.0.0.1", 1, &["-v"]);
+    let status = bound.wait_exit(Duration::from_secs(60));
+    let out = bound.output();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{out}");
+    assert!(
+        out.contains("signed answer is bound to \"v1 @demo_client @demo_device 127.0.0.1:2\""),
+        "{out}"
+    );
 }

@@ -830,6 +830,7 @@ fn npt_request() -> NptRequest {
         suite: None,
         client_suite_pk: None,
         suite_aead: None,
+        suite_binding: None,
     }
 }
 
@@ -852,6 +853,7 @@ fn npt_request_exact_and_round_trip() {
         suite: Some("x25519-chacha20poly1305".into()),
         client_suite_pk: Some("cGs=".into()),
         suite_aead: None,
+        suite_binding: None,
         ..r.clone()
     };
     let text = with_suite.to_object().to_json();
@@ -865,6 +867,7 @@ fn npt_request_exact_and_round_trip() {
     // The AEAD offer comes last, and only a string is accepted.
     let with_aead = NptRequest {
         suite_aead: Some("aes-256-gcm".into()),
+        suite_binding: None,
         ..with_suite
     };
     let text = with_aead.to_object().to_json();
@@ -958,6 +961,7 @@ fn ssh_request_exact_and_parse() {
         suite: None,
         client_suite_pk: None,
         suite_aead: None,
+        suite_binding: None,
     };
     let text = r.to_object().to_json();
     assert_eq!(
@@ -999,6 +1003,7 @@ fn session_response_forms() {
         suite: None,
         daemon_suite_pk: None,
         suite_aead: None,
+        suite_binding: None,
     };
     let text = npt.to_object().to_json();
     assert_eq!(
@@ -1031,6 +1036,7 @@ fn session_response_forms() {
         suite: Some("s1".into()),
         daemon_suite_pk: Some("cGs=".into()),
         suite_aead: None,
+        suite_binding: None,
         ..npt.clone()
     };
     assert!(suite
@@ -1039,6 +1045,7 @@ fn session_response_forms() {
         .ends_with(r#""sessionIV":"aXY=","suite":"s1","daemonSuitePK":"cGs="}"#));
     let chosen = SessionResponse {
         suite_aead: Some("aes-256-gcm".into()),
+        suite_binding: None,
         ..suite
     };
     let text = chosen.to_object().to_json();

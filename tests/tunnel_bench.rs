@@ -223,8 +223,8 @@ async fn run(path: Path, relay: &mut Relay, bytes: u64) -> f64 {
                 Path::Suite(aead) => aead,
                 _ => Aead::ChaCha20Poly1305,
             };
-            let ck = suite::derive(Role::Client, ce, &dp, &sid, aead).unwrap();
-            let dk = suite::derive(Role::Daemon, de, &cp, &sid, aead).unwrap();
+            let ck = suite::derive(Role::Client, ce, &dp, &sid, None, aead).unwrap();
+            let dk = suite::derive(Role::Daemon, de, &cp, &sid, None, aead).unwrap();
             let c = spawn(tunnel::client_single(client, local, crypto(ck), idle));
             let d = spawn(tunnel::daemon_single(
                 daemon,
@@ -295,8 +295,8 @@ fn nps1_session(
     let (cp, dp) = (ce.public_bytes(), de.public_bytes());
     // The AEAD both ends would negotiate on this machine.
     let aead = Aead::fastest_here();
-    let ck = suite::derive(Role::Client, ce, &dp, &sid, aead).unwrap();
-    let dk = suite::derive(Role::Daemon, de, &cp, &sid, aead).unwrap();
+    let ck = suite::derive(Role::Client, ce, &dp, &sid, None, aead).unwrap();
+    let dk = suite::derive(Role::Daemon, de, &cp, &sid, None, aead).unwrap();
     let c = spawn(async move {
         let _ = tunnel::client_multi(client, local, SessionCrypto::Suite(ck), idle).await;
     });

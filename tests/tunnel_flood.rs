@@ -48,8 +48,8 @@ fn suite_keys(sid: &str) -> (SuiteKeys, SuiteKeys) {
     );
     let (cp, dp) = (c.public_bytes(), d.public_bytes());
     (
-        suite::derive(Role::Client, c, &dp, sid, Aead::ChaCha20Poly1305).unwrap(),
-        suite::derive(Role::Daemon, d, &cp, sid, Aead::ChaCha20Poly1305).unwrap(),
+        suite::derive(Role::Client, c, &dp, sid, None, Aead::ChaCha20Poly1305).unwrap(),
+        suite::derive(Role::Daemon, d, &cp, sid, None, Aead::ChaCha20Poly1305).unwrap(),
     )
 }
 

@@ -416,6 +416,16 @@ pub async fn establish(
     let offered_aead = Aead::fastest_here();
     let suite_aead =
         (offer_ours && offered_aead == Aead::Aes256Gcm).then(|| offered_aead.name().to_string());
+    // The binding the daemon's signed answer must name (docs/suite-v1.md §2).
+    let suite_binding = offer_ours.then(|| suite::BINDING_VERSION.to_string());
+    let target = match &p.kind {
+        Kind::Npt {
+            remote_host,
+            remote_port,
+        } => format!("{remote_host}:{remote_port}"),
+        Kind::Ssh { .. } => "sshd".to_string(),
+    };
+    let expected_binding = suite::binding(client.atsign().as_str(), p.device.as_str(), &target);
     let ephemeral = ephemeral.get().await?;
     let (payload, verb) = match &p.kind {
         Kind::Npt {
@@ -438,6 +448,7 @@ pub async fn establish(
                 suite,
                 client_suite_pk,
                 suite_aead,
+                suite_binding,
             };
             (req.to_object(), "npt_request")
         }
@@ -455,6 +466,7 @@ pub async fn establish(
                 suite,
                 client_suite_pk,
                 suite_aead,
+                suite_binding,
             };
             (req.to_object(), "ssh_request")
         }
@@ -586,7 +598,24 @@ pub async fn establish(
                     ))
                 }
             };
-            let keys = suite::derive(Role::Client, secret, &peer, &sid, aead)
+            // Keys bound to this client, device and target when the daemon says so in its
+            // signed answer; a daemon of ours from before the binding sends none.
+            let binding = match resp.suite_binding.as_deref() {
+                None => {
+                    log::info!(
+                        "{} derives {SUITE_NAME} keys without binding them to both atSigns and the target (an older sshnpd)",
+                        p.device
+                    );
+                    None
+                }
+                Some(b) if b == expected_binding => Some(b),
+                Some(b) => {
+                    return Err(SessionError::fatal(format!(
+                        "The device daemon's signed answer is bound to \"{b}\", not to this session (\"{expected_binding}\")"
+                    )))
+                }
+            };
+            let keys = suite::derive(Role::Client, secret, &peer, &sid, binding, aead)
                 .map_err(|e| SessionError::new(e.to_string()))?;
             Ok(Established {
                 session_id: sid,

@@ -169,6 +169,12 @@ impl Daemon {
         seen.insert(from.clone())
     }
 
+    /// The session's binding string (docs/suite-v1.md §2) when the client offered our version.
+    fn binding(&self, from: &AtSign, offered: Option<&str>, target: &str) -> Option<String> {
+        (offered == Some(suite::BINDING_VERSION))
+            .then(|| suite::binding(from.as_str(), self.config.atsign.as_str(), target))
+    }
+
     /// Logs a clear (unencrypted) notification from `from`, through the same once-a-second
     /// limit as refusals.
     fn log_clear(&self, from: &AtSign, what: &str) {
@@ -334,7 +340,7 @@ impl Daemon {
         {
             return;
         }
-        let started = self.start_npt(&req).await;
+        let started = self.start_npt(from, &req).await;
         let relay = format!("{}:{}", req.rvd_host, req.rvd_port);
         self.answer(
             "npt",
@@ -349,8 +355,10 @@ impl Daemon {
 
     /// Build the session's key material, connect the control socket, and return the
     /// response payload (unsigned). The tunnel runs on as its own task.
-    async fn start_npt(&self, req: &NptRequest) -> Result<Object, String> {
+    async fn start_npt(&self, from: &AtSign, req: &NptRequest) -> Result<Object, String> {
+        let target = format!("{}:{}", req.requested_host, req.requested_port);
         let offer = SuiteOffer {
+            binding: self.binding(from, req.suite_binding.as_deref(), &target),
             session_id: &req.session_id,
             suite: req.suite.as_deref(),
             client_suite_pk: req.client_suite_pk.as_deref(),
@@ -423,6 +431,7 @@ impl Daemon {
             suite: None,
             daemon_suite_pk: None,
             suite_aead: None,
+            suite_binding: None,
         };
         let crypto = self.session_crypto(offer, &mut response)?;
         Ok((auth_line, response, crypto))
@@ -453,8 +462,11 @@ impl Daemon {
                 let secret = EphemeralSecret::generate().map_err(|e| e.to_string())?;
                 response.suite = Some(SUITE_NAME.to_string());
                 response.daemon_suite_pk = Some(b64::encode(&secret.public_bytes()));
-                let keys = suite::derive(Role::Daemon, secret, &peer, req.session_id, aead)
-                    .map_err(|e| e.to_string())?;
+                let binding = req.binding.as_deref();
+                let keys =
+                    suite::derive(Role::Daemon, secret, &peer, req.session_id, binding, aead)
+                        .map_err(|e| e.to_string())?;
+                response.suite_binding = req.binding.clone();
                 return Ok(SessionCrypto::Suite(keys));
             }
             // The client asked for our suite but gave no key: it cannot be honoured, and the
@@ -522,7 +534,7 @@ impl Daemon {
         {
             return;
         }
-        let started = self.start_ssh(&req).await;
+        let started = self.start_ssh(from, &req).await;
         let relay = format!("{}:{}", req.host, req.port);
         self.answer(
             "ssh",
@@ -603,7 +615,7 @@ impl Daemon {
 
     /// Encrypted ssh sessions need no ephemeral ssh key (as the C daemon): the tunnel is
     /// bridged in single mode to the local sshd, and the user's own key logs in.
-    async fn start_ssh(&self, req: &SshRequest) -> Result<Object, String> {
+    async fn start_ssh(&self, from: &AtSign, req: &SshRequest) -> Result<Object, String> {
         if !req.encrypt_rvd_traffic {
             return Err("Encrypt rvd traffic flag is false, this feature must be enabled".into());
         }
@@ -615,6 +627,7 @@ impl Daemon {
             _ => (String::new(), String::new()),
         };
         let offer = SuiteOffer {
+            binding: self.binding(from, req.suite_binding.as_deref(), "sshd"),
             session_id: &req.session_id,
             suite: req.suite.as_deref(),
             client_suite_pk: req.client_suite_pk.as_deref(),
@@ -652,6 +665,8 @@ impl Daemon {
 
 /// What a request offers for the data plane.
 struct SuiteOffer<'a> {
+    /// The binding string, when the client offered the binding version we speak.
+    binding: Option<String>,
     session_id: &'a str,
     suite: Option<&'a str>,
     client_suite_pk: Option<&'a str>,

@@ -29,6 +29,9 @@ pub const DAEMON_SUITE_PK_MEMBER: &str = "daemonSuitePK";
 /// Member naming our suite's AEAD: in N6/N7 the client's offer, in N8 the daemon's choice;
 /// absent means ChaCha20-Poly1305 (docs/suite-v1.md §1).
 pub const SUITE_AEAD_MEMBER: &str = "suiteAead";
+/// Our suite's binding: `"v1"` in a request offers it; the daemon's signed answer carries the
+/// whole binding string (docs/suite-v1.md §2).
+pub const SUITE_BINDING_MEMBER: &str = "suiteBinding";
 
 /// The only `clientEphemeralPKType` the reference daemons accept (noports.md §3).
 pub const EPHEMERAL_PK_TYPE_RSA2048: &str = "rsa2048";
@@ -165,6 +168,8 @@ pub struct NptRequest {
     pub client_suite_pk: Option<String>,
     /// The AEAD the client offers for our suite (member `suiteAead`), appended only when `Some`.
     pub suite_aead: Option<String>,
+    /// The binding version the client offers (member `suiteBinding`), appended only when `Some`.
+    pub suite_binding: Option<String>,
 }
 
 impl NptRequest {
@@ -189,6 +194,7 @@ impl NptRequest {
         push_opt(&mut o, SUITE_MEMBER, &self.suite);
         push_opt(&mut o, CLIENT_SUITE_PK_MEMBER, &self.client_suite_pk);
         push_opt(&mut o, SUITE_AEAD_MEMBER, &self.suite_aead);
+        push_opt(&mut o, SUITE_BINDING_MEMBER, &self.suite_binding);
         o
     }
 
@@ -220,6 +226,7 @@ impl NptRequest {
             suite: opt_str(o, SUITE_MEMBER)?,
             client_suite_pk: opt_str(o, CLIENT_SUITE_PK_MEMBER)?,
             suite_aead: opt_str(o, SUITE_AEAD_MEMBER)?,
+            suite_binding: opt_str(o, SUITE_BINDING_MEMBER)?,
         })
     }
 }
@@ -251,6 +258,8 @@ pub struct SshRequest {
     pub client_suite_pk: Option<String>,
     /// The AEAD the client offers for our suite (member `suiteAead`), appended only when `Some`.
     pub suite_aead: Option<String>,
+    /// The binding version the client offers (member `suiteBinding`), appended only when `Some`.
+    pub suite_binding: Option<String>,
 }
 
 impl SshRequest {
@@ -274,6 +283,7 @@ impl SshRequest {
         push_opt(&mut o, SUITE_MEMBER, &self.suite);
         push_opt(&mut o, CLIENT_SUITE_PK_MEMBER, &self.client_suite_pk);
         push_opt(&mut o, SUITE_AEAD_MEMBER, &self.suite_aead);
+        push_opt(&mut o, SUITE_BINDING_MEMBER, &self.suite_binding);
         o
     }
 
@@ -300,6 +310,7 @@ impl SshRequest {
             suite: opt_str(o, SUITE_MEMBER)?,
             client_suite_pk: opt_str(o, CLIENT_SUITE_PK_MEMBER)?,
             suite_aead: opt_str(o, SUITE_AEAD_MEMBER)?,
+            suite_binding: opt_str(o, SUITE_BINDING_MEMBER)?,
         })
     }
 }
@@ -322,6 +333,9 @@ pub struct SessionResponse {
     pub daemon_suite_pk: Option<String>,
     /// The AEAD the daemon chose for our suite (member `suiteAead`), appended only when `Some`.
     pub suite_aead: Option<String>,
+    /// The binding string the daemon derived its keys with (member `suiteBinding`), appended
+    /// only when `Some`.
+    pub suite_binding: Option<String>,
 }
 
 impl SessionResponse {
@@ -337,6 +351,7 @@ impl SessionResponse {
         push_opt(&mut o, SUITE_MEMBER, &self.suite);
         push_opt(&mut o, DAEMON_SUITE_PK_MEMBER, &self.daemon_suite_pk);
         push_opt(&mut o, SUITE_AEAD_MEMBER, &self.suite_aead);
+        push_opt(&mut o, SUITE_BINDING_MEMBER, &self.suite_binding);
         o
     }
 
@@ -357,6 +372,7 @@ impl SessionResponse {
             suite: opt_str(o, SUITE_MEMBER)?,
             daemon_suite_pk: opt_str(o, DAEMON_SUITE_PK_MEMBER)?,
             suite_aead: opt_str(o, SUITE_AEAD_MEMBER)?,
+            suite_binding: opt_str(o, SUITE_BINDING_MEMBER)?,
         })
     }
 }

@@ -140,23 +140,37 @@ impl SuiteKeys {
 }
 
 /// Derives the session's record keys for `aead` from our ephemeral secret and the peer's
-/// public key.
+/// public key; `binding` is the session's binding string when both ends agreed on one
+/// ([`binding`], docs/suite-v1.md §2).
 ///
 /// Both public keys travel inside signed messages (`clientSuitePK` in the npt/ssh request,
 /// `daemonSuitePK` in the session response), so an active relay cannot substitute its own.
 ///
 /// # Errors
-/// `CryptoError::BadKey` if the agreement yields the all-zero secret (a low-order peer key).
+/// `CryptoError::BadKey` if the agreement yields the all-zero secret (a low-order peer key);
+/// `CryptoError::Length` for a binding string holding a NUL byte.
 pub fn derive(
     role: Role,
     my_secret: EphemeralSecret,
     peer_pub: &[u8; 32],
     session_id: &str,
+    binding: Option<&str>,
     aead: Aead,
 ) -> Result<SuiteKeys, CryptoError> {
     let my_pub = my_secret.public_bytes();
     let shared = zeroize::Zeroizing::new(my_secret.agree(peer_pub)?);
-    derive_from_shared(role, &shared, &my_pub, peer_pub, session_id, aead)
+    derive_from_shared(role, &shared, &my_pub, peer_pub, session_id, binding, aead)
+}
+
+/// The version of the binding the request offers (`"suiteBinding":"v1"`).
+pub const BINDING_VERSION: &str = "v1";
+
+/// The binding string of a session: `v1 <client atSign> <daemon atSign> <target>`, where the
+/// target is `requestedHost:requestedPort` for npt and `sshd` for sshnp. The daemon signs it
+/// in its answer and both ends put it into the key derivation, so keys made for one client,
+/// device or target never open another's records. None of the parts holds a space.
+pub fn binding(client: &str, daemon: &str, target: &str) -> String {
+    format!("{BINDING_VERSION} {client} {daemon} {target}")
 }
 
 /// The key schedule after the X25519 agreement (docs/suite-v1.md §2).
@@ -166,8 +180,12 @@ fn derive_from_shared(
     my_pub: &[u8; 32],
     peer_pub: &[u8; 32],
     session_id: &str,
+    binding: Option<&str>,
     aead: Aead,
 ) -> Result<SuiteKeys, CryptoError> {
+    if binding.is_some_and(|b| b.contains('\0')) {
+        return Err(CryptoError::Length("binding"));
+    }
     let (client_pk, daemon_pk) = match role {
         Role::Client => (my_pub, peer_pub),
         Role::Daemon => (peer_pub, my_pub),
@@ -181,8 +199,18 @@ fn derive_from_shared(
         Aead::ChaCha20Poly1305 => (INFO_C2D, INFO_D2C),
         Aead::Aes256Gcm => (INFO_AES_C2D, INFO_AES_D2C),
     };
-    hkdf_sha256(&salt, shared, &info(label_c2d, session_id), &mut c2d)?;
-    hkdf_sha256(&salt, shared, &info(label_d2c, session_id), &mut d2c)?;
+    hkdf_sha256(
+        &salt,
+        shared,
+        &info(label_c2d, session_id, binding),
+        &mut c2d,
+    )?;
+    hkdf_sha256(
+        &salt,
+        shared,
+        &info(label_d2c, session_id, binding),
+        &mut d2c,
+    )?;
     let keys = match role {
         Role::Client => SuiteKeys::from_raw(c2d, d2c),
         Role::Daemon => SuiteKeys::from_raw(d2c, c2d),
@@ -190,11 +218,17 @@ fn derive_from_shared(
     Ok(keys.with_aead(aead))
 }
 
-fn info(label: &[u8], session_id: &str) -> Vec<u8> {
-    let mut v = Vec::with_capacity(label.len() + 1 + session_id.len());
+/// `label || 0x00 || sid`, then `|| 0x00 || binding` when there is one.
+fn info(label: &[u8], session_id: &str, binding: Option<&str>) -> Vec<u8> {
+    let mut v =
+        Vec::with_capacity(label.len() + 2 + session_id.len() + binding.map_or(0, str::len));
     v.extend_from_slice(label);
     v.push(0);
     v.extend_from_slice(session_id.as_bytes());
+    if let Some(b) = binding {
+        v.push(0);
+        v.extend_from_slice(b.as_bytes());
+    }
     v
 }
 
@@ -497,8 +531,24 @@ mod tests {
         let daemon_pk = arr("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
         let shared = arr("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
         let sid = "5c3e8a6d-9d3e-4f52-8a8c-111111111111";
-        let c = derive_from_shared(Role::Client, &shared, &client_pk, &daemon_pk, sid, aead);
-        let d = derive_from_shared(Role::Daemon, &shared, &daemon_pk, &client_pk, sid, aead);
+        let c = derive_from_shared(
+            Role::Client,
+            &shared,
+            &client_pk,
+            &daemon_pk,
+            sid,
+            None,
+            aead,
+        );
+        let d = derive_from_shared(
+            Role::Daemon,
+            &shared,
+            &daemon_pk,
+            &client_pk,
+            sid,
+            None,
+            aead,
+        );
         (c.unwrap(), d.unwrap())
     }
 
@@ -564,6 +614,75 @@ mod tests {
             fresh.open([0x00, 0x15], &mut flipped),
             Err(CryptoError::Tampered)
         );
+    }
+
+    /// docs/suite-v1.md §7, with the binding `v1 @alice @bob 127.0.0.1:22` (computed with
+    /// Python `cryptography`); any other client, daemon or target gives keys that open
+    /// nothing of this session, and a binding holding a NUL byte is refused.
+    #[test]
+    fn known_answer_vector_bound_and_bindings_do_not_interoperate() {
+        let client_pk = arr("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        let daemon_pk = arr("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        let shared = arr("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+        let sid = "5c3e8a6d-9d3e-4f52-8a8c-111111111111";
+        let aead = Aead::ChaCha20Poly1305;
+        let keys = |role, b: &str| {
+            let (mine, peer) = match role {
+                Role::Client => (&client_pk, &daemon_pk),
+                Role::Daemon => (&daemon_pk, &client_pk),
+            };
+            derive_from_shared(role, &shared, mine, peer, sid, Some(b), aead).unwrap()
+        };
+        let bound = binding("@alice", "@bob", "127.0.0.1:22");
+        assert_eq!(bound, "v1 @alice @bob 127.0.0.1:22");
+        let c = keys(Role::Client, &bound);
+        assert_eq!(
+            c.send,
+            arr("3084e206d1c59d15763855e8f711ea916cf85c67fc20a69928c027331c1a3113")
+        );
+        assert_eq!(
+            c.recv,
+            arr("bd046f16dabad5f28c602b7bec1b7e3cea7c0c6a4d03df30584d15dc5fc08cef")
+        );
+        let (mut sealer, _) = c.split();
+        let open = record(&mut sealer, FrameType::Open, b"");
+        assert_eq!(
+            open,
+            unhex("00158f8c071066d6bca42183fdc90855274f0b4c4a2a6c")
+        );
+        let opens = |d: SuiteKeys| {
+            let (_, mut opener) = d.split();
+            let mut b = open[2..].to_vec();
+            opener.open([open[0], open[1]], &mut b).is_ok()
+        };
+        assert!(opens(keys(Role::Daemon, &bound)));
+        for other in [
+            binding("@mallory", "@bob", "127.0.0.1:22"),
+            binding("@alice", "@bob2", "127.0.0.1:22"),
+            binding("@alice", "@bob", "127.0.0.1:23"),
+        ] {
+            assert!(!opens(keys(Role::Daemon, &other)), "{other}");
+        }
+        let unbound = derive_from_shared(
+            Role::Daemon,
+            &shared,
+            &daemon_pk,
+            &client_pk,
+            sid,
+            None,
+            aead,
+        );
+        assert!(!opens(unbound.unwrap()), "bound and unbound keys differ");
+        let nul = derive_from_shared(
+            Role::Client,
+            &shared,
+            &client_pk,
+            &daemon_pk,
+            sid,
+            Some("v1\0x"),
+            aead,
+        );
+        assert!(nul.is_err());
     }
 
     /// docs/suite-v1.md §7, AES-256-GCM: the same inputs give other keys (their own labels),
