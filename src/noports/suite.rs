@@ -215,6 +215,9 @@ fn derive_from_shared(
         Role::Client => SuiteKeys::from_raw(c2d, d2c),
         Role::Daemon => SuiteKeys::from_raw(d2c, c2d),
     };
+    // The arrays are Copy: from_raw took copies, and these would stay on the stack.
+    zeroize::Zeroize::zeroize(&mut c2d);
+    zeroize::Zeroize::zeroize(&mut d2c);
     Ok(keys.with_aead(aead))
 }
 

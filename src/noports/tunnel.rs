@@ -188,7 +188,7 @@ pub async fn daemon_single_ready(
         SessionCrypto::Suite(keys) => {
             mux::run(
                 relay_sock,
-                &keys,
+                keys,
                 mux::Side::Daemon {
                     local,
                     pre: Some(local_sock),
@@ -237,7 +237,7 @@ pub async fn client_single(
     let relay_sock = connect_relay(&relay).await?;
     match crypto {
         SessionCrypto::Suite(keys) => {
-            mux::run(relay_sock, &keys, mux::Side::ClientSingle(local), idle).await
+            mux::run(relay_sock, keys, mux::Side::ClientSingle(local), idle).await
         }
         SessionCrypto::Plain => bridge_one(&local, &relay_sock, None).await,
         SessionCrypto::Official { key, iv } => {
@@ -297,7 +297,7 @@ impl DaemonControl {
             SessionCrypto::Suite(keys) => {
                 return mux::run(
                     sock,
-                    &keys,
+                    keys,
                     mux::Side::Daemon {
                         local,
                         pre: None,
@@ -442,7 +442,7 @@ pub async fn client_multi_ready(
     let _ = ready.try_send(());
     let (key, iv) = match crypto {
         SessionCrypto::Suite(keys) => {
-            return mux::run(control, &keys, mux::Side::Client(listener), idle).await
+            return mux::run(control, keys, mux::Side::Client(listener), idle).await
         }
         SessionCrypto::Plain => (None, None),
         SessionCrypto::Official { key, iv } => (Some(key), Some(iv)),

@@ -285,12 +285,15 @@ struct StreamIo {
 /// `Truncated` when the connection ends without CLOSE, `Io` otherwise.
 pub(crate) async fn run(
     conn: Async<TcpStream>,
-    keys: &SuiteKeys,
+    keys: SuiteKeys,
     side: Side,
     idle: Duration,
 ) -> Result<TunnelStats, TunnelError> {
     let conn = Arc::new(conn);
     let (sealer, opener) = keys.split();
+    // The first-generation keys live on only in the sealer and the opener, which replace them
+    // at each rekey; this copy is zeroized now, not at the end of the session.
+    drop(keys);
     let shared = Arc::new(Shared {
         out: Arc::new(Outbox::new(conn.clone(), sealer)),
         queued_mem: AtomicU64::new(0),
