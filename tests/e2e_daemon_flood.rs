@@ -76,6 +76,7 @@ fn strangers_cost_no_lookups_and_do_not_delay_a_manager() {
             client_suite_pk: None,
             suite_aead: None,
             suite_binding: None,
+            requested_at: None,
         };
         let signed = envelope::sign(&request.to_object(), &manager.keys().encrypt_private).unwrap();
         let ask = async {

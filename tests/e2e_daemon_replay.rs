@@ -57,6 +57,7 @@ fn replayed_request_after_a_daemon_restart_opens_nothing() {
         client_suite_pk: None,
         suite_aead: None,
         suite_binding: None,
+        requested_at: None,
     };
     let signed = envelope::sign(&request.to_object(), &client.keys().encrypt_private).unwrap();
     let device = AtSign::parse(DEVICE).unwrap();

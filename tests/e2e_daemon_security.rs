@@ -69,6 +69,7 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
             client_suite_pk: None,
             suite_aead: None,
             suite_binding: None,
+            requested_at: None,
         };
         let send = |value: String| {
             let client = client.clone();
@@ -138,6 +139,20 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
             "{:?}",
             reply.value
         );
+        // 3b. Validly signed requests dated 700 s ago and 300 s ahead (a replay the id memory
+        //     may have forgotten, a skewed clock): refused by their date, nothing opened.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        for (sid, at) in [
+            ("33333333-2222-4333-8444-555555555555", now_ms - 700_000),
+            ("44444444-2222-4333-8444-555555555555", now_ms + 300_000),
+        ] {
+            let mut dated = request(sid, service);
+            dated.requested_at = Some(at);
+            send(envelope::sign(&dated.to_object(), &client.keys().encrypt_private).unwrap()).await;
+        }
         // 4. Garbage: no reply, nothing opened.
         send("{\"payload\":".into()).await;
         send("not json at all".into()).await;
@@ -166,6 +181,16 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
             1,
             "nothing else reached the relay"
         );
+        for why in [
+            "s ago, more than the 540 s accepted",
+            "s ahead of this device's clock",
+        ] {
+            assert!(
+                daemon.output().contains(why),
+                "no refusal by date ({why}):\n{}",
+                daemon.output()
+            );
+        }
 
         // 6. nps1 requests with each AEAD offer: every answer device-signed, with our suite.
         let aes = (fastest_aead_here() == "aes-256-gcm").then_some("aes-256-gcm");
@@ -182,6 +207,7 @@ fn hostile_requests_open_nothing_and_valid_ones_are_signed() {
                 client_suite_pk: Some(b64::encode(&secret.public_bytes())),
                 suite_aead: offer.map(Into::into),
                 suite_binding: None,
+                requested_at: None,
                 ..request(&sid, service)
             };
             send(envelope::sign(&request.to_object(), &client.keys().encrypt_private).unwrap())

@@ -831,6 +831,7 @@ fn npt_request() -> NptRequest {
         client_suite_pk: None,
         suite_aead: None,
         suite_binding: None,
+        requested_at: None,
     }
 }
 
@@ -854,6 +855,7 @@ fn npt_request_exact_and_round_trip() {
         client_suite_pk: Some("cGs=".into()),
         suite_aead: None,
         suite_binding: None,
+        requested_at: None,
         ..r.clone()
     };
     let text = with_suite.to_object().to_json();
@@ -868,6 +870,7 @@ fn npt_request_exact_and_round_trip() {
     let with_aead = NptRequest {
         suite_aead: Some("aes-256-gcm".into()),
         suite_binding: None,
+        requested_at: None,
         ..with_suite
     };
     let text = with_aead.to_object().to_json();
@@ -962,6 +965,7 @@ fn ssh_request_exact_and_parse() {
         client_suite_pk: None,
         suite_aead: None,
         suite_binding: None,
+        requested_at: None,
     };
     let text = r.to_object().to_json();
     assert_eq!(

@@ -427,6 +427,10 @@ pub async fn establish(
     };
     let expected_binding = suite::binding(client.atsign().as_str(), p.device.as_str(), &target);
     let ephemeral = ephemeral.get().await?;
+    // Signed with the request: the daemon refuses it outside what its replay memory covers.
+    let requested_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let (payload, verb) = match &p.kind {
         Kind::Npt {
             remote_host,
@@ -449,6 +453,7 @@ pub async fn establish(
                 client_suite_pk,
                 suite_aead,
                 suite_binding,
+                requested_at: Some(requested_at),
             };
             (req.to_object(), "npt_request")
         }
@@ -467,6 +472,7 @@ pub async fn establish(
                 client_suite_pk,
                 suite_aead,
                 suite_binding,
+                requested_at: Some(requested_at),
             };
             (req.to_object(), "ssh_request")
         }

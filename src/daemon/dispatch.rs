@@ -327,10 +327,8 @@ impl Daemon {
             self.reply(from, &sid, &msg).await;
             return;
         }
-        if self.replay.is_replay(&sid).await {
-            log::warn!(
-                "npt_request from {from} session {sid}: refused: session id already used (replay)"
-            );
+        if let Err(why) = self.replay.admit(&sid, req.requested_at).await {
+            log::warn!("npt_request from {from} session {sid}: refused: {why}");
             return;
         }
         let (host, port) = (req.requested_host.as_str(), req.requested_port);
@@ -521,10 +519,8 @@ impl Daemon {
             log::warn!("ssh_request from {from} session {sid}: {msg}");
             return;
         }
-        if self.replay.is_replay(&sid).await {
-            log::warn!(
-                "ssh_request from {from} session {sid}: refused: session id already used (replay)"
-            );
+        if let Err(why) = self.replay.admit(&sid, req.requested_at).await {
+            log::warn!("ssh_request from {from} session {sid}: refused: {why}");
             return;
         }
         let port = self.config.local_sshd_port;

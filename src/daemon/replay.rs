@@ -7,8 +7,14 @@
 //! `$HOME` is on flash: the old design rewrote the whole file (~197 KB at 4,096 ids) with an
 //! fsync for each request, which a hostile but allowed client could use to wear it out. The
 //! appends are not fsynced: a daemon restart (procd respawn) keeps the page cache; only a
-//! power cut can lose the last lines, and a request older than the notification lifetime is
-//! refused by its timestamp anyway.
+//! power cut can lose the last lines.
+//!
+//! A request of ours carries a signed `requestedAt` (unix milliseconds): it is accepted only
+//! within [`ACCEPT_PAST`] before and [`ACCEPT_FUTURE`] after the daemon's clock, a span inside
+//! the time an id is remembered, so a request too old to be remembered is refused by its date.
+//! When the memory is full and an id still inside the window must be forgotten, requests
+//! dated before that id was seen are refused too. Official clients send no date: for them the
+//! id memory alone stands (docs/protocol-notes.md).
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,6 +27,11 @@ use crate::noports::names::valid_session_id;
 pub(super) const REPLAY_WINDOW: Duration = Duration::from_secs(600);
 /// Most remembered session ids (oldest dropped first): bounds memory and the file.
 const MAX_SEEN: usize = 4096;
+/// How old a dated request may be: the replay window less the clock difference allowed the
+/// other way, so every id a dated request could carry is still remembered.
+pub(super) const ACCEPT_PAST: Duration = Duration::from_secs(540);
+/// How far ahead of the daemon's clock a request may be dated.
+pub(super) const ACCEPT_FUTURE: Duration = Duration::from_secs(60);
 /// Appends between two rewrites of the file: it then holds at most this many lines beyond
 /// the live ones (about 1 MB), and flash sees one rewrite per this many requests.
 const COMPACT_AFTER: usize = 4 * MAX_SEEN;
@@ -41,6 +52,9 @@ pub(super) struct ReplayMemory {
 
 struct Inner {
     seen: HashMap<String, u64>,
+    /// When the newest id that was forgotten while still inside the window had been seen
+    /// (unix seconds): a dated request from before then could be its replay.
+    forgot_until: u64,
     /// `O_APPEND` handle on `path`, reopened after each rewrite.
     file: Option<std::fs::File>,
     appended: usize,
@@ -55,6 +69,7 @@ impl ReplayMemory {
         ReplayMemory {
             inner: Mutex::new(Inner {
                 seen,
+                forgot_until: 0,
                 file,
                 appended: 0,
             }),
@@ -63,8 +78,19 @@ impl ReplayMemory {
     }
 
     /// Records `sid` as served; true if it was served before (within the replay window).
-    /// The id is on its way to the file before the session is served.
-    pub(super) async fn is_replay(&self, sid: &str) -> bool {
+    #[cfg(test)]
+    async fn is_replay(&self, sid: &str) -> bool {
+        self.admit(sid, None).await.is_err()
+    }
+
+    /// Records `sid` (dated `requested_at_ms` when the request says) as served, or says why
+    /// the request is refused: its id was served before, or its date is outside what the
+    /// memory covers. The id is on its way to the file before the session is served.
+    pub(super) async fn admit(
+        &self,
+        sid: &str,
+        requested_at_ms: Option<i64>,
+    ) -> Result<(), String> {
         let compact = {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             let now = unix_secs();
@@ -73,7 +99,10 @@ impl ReplayMemory {
                 .get(sid)
                 .is_some_and(|at| now.saturating_sub(*at) < REPLAY_WINDOW.as_secs())
             {
-                return true;
+                return Err("session id already used (replay)".into());
+            }
+            if let Some(ms) = requested_at_ms {
+                date_check(ms, now, inner.forgot_until)?;
             }
             if inner.seen.len() >= MAX_SEEN {
                 inner
@@ -81,15 +110,16 @@ impl ReplayMemory {
                     .retain(|_, at| now.saturating_sub(*at) < REPLAY_WINDOW.as_secs());
             }
             while inner.seen.len() >= MAX_SEEN {
-                let Some(oldest) = inner
+                let Some((oldest, at)) = inner
                     .seen
                     .iter()
                     .min_by_key(|(_, t)| **t)
-                    .map(|(k, _)| k.clone())
+                    .map(|(k, t)| (k.clone(), *t))
                 else {
                     break;
                 };
                 inner.seen.remove(&oldest);
+                inner.forgot_until = inner.forgot_until.max(at);
             }
             inner.seen.insert(sid.to_string(), now);
             inner.appended += 1;
@@ -106,7 +136,13 @@ impl ReplayMemory {
                 None
             }
         };
-        if let (Some(seen), Some(path)) = (compact, self.path.clone()) {
+        self.compact(compact).await;
+        Ok(())
+    }
+
+    /// Rewrites the file with `seen` when a compaction is due.
+    async fn compact(&self, seen: Option<HashMap<String, u64>>) {
+        if let (Some(seen), Some(path)) = (seen, self.path.clone()) {
             // The rewrite (an fsync) runs off the executor; appends wait for the new handle
             // only in the sense that they are skipped meanwhile: the ids stay in RAM.
             let file = crate::runtime::unblock(move || rewrite(&path, &seen))
@@ -115,13 +151,38 @@ impl ReplayMemory {
             let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             inner.file = file;
         }
-        false
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
         self.inner.lock().map(|i| i.seen.len()).unwrap_or(0)
     }
+}
+
+/// Whether a request dated `ms` (unix milliseconds) may be served at `now` (unix seconds).
+fn date_check(ms: i64, now: u64, forgot_until: u64) -> Result<(), String> {
+    let at = u64::try_from(ms / 1000).unwrap_or(0);
+    if at.saturating_add(ACCEPT_PAST.as_secs()) < now {
+        return Err(format!(
+            "the request is dated {} s ago, more than the {} s accepted (a replay, or the clocks differ: check NTP on both machines)",
+            now - at,
+            ACCEPT_PAST.as_secs()
+        ));
+    }
+    if at > now.saturating_add(ACCEPT_FUTURE.as_secs()) {
+        return Err(format!(
+            "the request is dated {} s ahead of this device's clock, more than the {} s accepted (check NTP on both machines)",
+            at - now,
+            ACCEPT_FUTURE.as_secs()
+        ));
+    }
+    if forgot_until > 0 && at <= forgot_until {
+        return Err(format!(
+            "the request is dated before ids this daemon had to forget (over {MAX_SEEN} requests in {} s); send it again",
+            REPLAY_WINDOW.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 /// Writes the live ids to `path` (atomic, 0600) and opens it for appending.
@@ -255,5 +316,34 @@ mod tests {
         let lines = std::fs::read_to_string(&path).unwrap().lines().count();
         assert!(lines <= MAX_SEEN + 10, "{lines} lines after compaction");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A dated request is refused once it is too old for the memory to vouch for it, too far
+    /// ahead, or older than an id the memory had to forget; undated ones rely on ids alone.
+    #[test]
+    fn dated_requests_are_refused_outside_what_the_memory_covers() {
+        let memory = ReplayMemory::open(None);
+        let now_ms = i64::try_from(unix_secs()).unwrap() * 1000;
+        use futures_lite::future::block_on as block;
+        assert_eq!(block(memory.admit("fresh", Some(now_ms))), Ok(()));
+        let old = block(memory.admit("old", Some(now_ms - 541_000))).unwrap_err();
+        assert!(
+            old.contains("dated 541 s ago") && old.contains("NTP"),
+            "{old}"
+        );
+        assert_eq!(block(memory.admit("edge", Some(now_ms - 530_000))), Ok(()));
+        let ahead = block(memory.admit("ahead", Some(now_ms + 120_000))).unwrap_err();
+        assert!(ahead.contains("ahead"), "{ahead}");
+        let again = block(memory.admit("fresh", Some(now_ms))).unwrap_err();
+        assert!(again.contains("replay"), "{again}");
+        assert_eq!(block(memory.admit("undated", None)), Ok(()));
+        // The memory fills with live ids: the oldest is forgotten, and a request dated up to
+        // its time is refused, while a later one is served.
+        for i in 0..MAX_SEEN {
+            block(memory.admit(&format!("f{i}"), None)).unwrap();
+        }
+        let before = block(memory.admit("late-replay", Some(now_ms - 1_000))).unwrap_err();
+        assert!(before.contains("had to forget"), "{before}");
+        assert_eq!(block(memory.admit("next", Some(now_ms + 2_000))), Ok(()));
     }
 }

@@ -32,6 +32,9 @@ pub const SUITE_AEAD_MEMBER: &str = "suiteAead";
 /// Our suite's binding: `"v1"` in a request offers it; the daemon's signed answer carries the
 /// whole binding string (docs/suite-v1.md §2).
 pub const SUITE_BINDING_MEMBER: &str = "suiteBinding";
+/// When our client made a session request (unix milliseconds, signed with it): the daemon
+/// refuses a request dated outside what its replay memory covers.
+pub const REQUESTED_AT_MEMBER: &str = "requestedAt";
 
 /// The only `clientEphemeralPKType` the reference daemons accept (noports.md §3).
 pub const EPHEMERAL_PK_TYPE_RSA2048: &str = "rsa2048";
@@ -121,6 +124,15 @@ fn req_int(o: &Object, name: &'static str) -> Result<i64, MessageError> {
     }
 }
 
+/// Absent or `null` is `None`.
+fn opt_int(o: &Object, name: &'static str) -> Result<Option<i64>, MessageError> {
+    match o.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Int(i)) => Ok(Some(*i)),
+        Some(_) => Err(MessageError::WrongType(name)),
+    }
+}
+
 /// A TCP port member: an integer in 1..=65535.
 fn req_port(o: &Object, name: &'static str) -> Result<u16, MessageError> {
     match u16::try_from(req_int(o, name)?) {
@@ -170,6 +182,9 @@ pub struct NptRequest {
     pub suite_aead: Option<String>,
     /// The binding version the client offers (member `suiteBinding`), appended only when `Some`.
     pub suite_binding: Option<String>,
+    /// When the request was made, unix milliseconds (member `requestedAt`, ours), appended
+    /// only when `Some`.
+    pub requested_at: Option<i64>,
 }
 
 impl NptRequest {
@@ -195,6 +210,9 @@ impl NptRequest {
         push_opt(&mut o, CLIENT_SUITE_PK_MEMBER, &self.client_suite_pk);
         push_opt(&mut o, SUITE_AEAD_MEMBER, &self.suite_aead);
         push_opt(&mut o, SUITE_BINDING_MEMBER, &self.suite_binding);
+        if let Some(t) = self.requested_at {
+            o.push(REQUESTED_AT_MEMBER, t);
+        }
         o
     }
 
@@ -227,6 +245,7 @@ impl NptRequest {
             client_suite_pk: opt_str(o, CLIENT_SUITE_PK_MEMBER)?,
             suite_aead: opt_str(o, SUITE_AEAD_MEMBER)?,
             suite_binding: opt_str(o, SUITE_BINDING_MEMBER)?,
+            requested_at: opt_int(o, REQUESTED_AT_MEMBER)?,
         })
     }
 }
@@ -260,6 +279,9 @@ pub struct SshRequest {
     pub suite_aead: Option<String>,
     /// The binding version the client offers (member `suiteBinding`), appended only when `Some`.
     pub suite_binding: Option<String>,
+    /// When the request was made, unix milliseconds (member `requestedAt`, ours), appended
+    /// only when `Some`.
+    pub requested_at: Option<i64>,
 }
 
 impl SshRequest {
@@ -284,6 +306,9 @@ impl SshRequest {
         push_opt(&mut o, CLIENT_SUITE_PK_MEMBER, &self.client_suite_pk);
         push_opt(&mut o, SUITE_AEAD_MEMBER, &self.suite_aead);
         push_opt(&mut o, SUITE_BINDING_MEMBER, &self.suite_binding);
+        if let Some(t) = self.requested_at {
+            o.push(REQUESTED_AT_MEMBER, t);
+        }
         o
     }
 
@@ -311,6 +336,7 @@ impl SshRequest {
             client_suite_pk: opt_str(o, CLIENT_SUITE_PK_MEMBER)?,
             suite_aead: opt_str(o, SUITE_AEAD_MEMBER)?,
             suite_binding: opt_str(o, SUITE_BINDING_MEMBER)?,
+            requested_at: opt_int(o, REQUESTED_AT_MEMBER)?,
         })
     }
 }
