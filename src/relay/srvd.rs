@@ -442,7 +442,7 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: No
     {
         log::info!(
             "session {sid}: unknown suite {:?} in the request; pairing as multi",
-            req.suite()
+            req.suite().unwrap_or_default()
         );
     }
     let rvd_nonce = new_rvd_nonce();
