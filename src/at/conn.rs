@@ -3,7 +3,7 @@
 //! Certificate and host-name verification are always on. Trust anchors are the Mozilla roots
 //! (webpki-roots) plus any PEM certificates in the file named by `NOPORTS_CA_FILE`, for
 //! self-hosted atServers.
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -169,18 +169,13 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, AtError> {
 
 /// Resolve on a helper thread so a slow DNS server never stalls the executor.
 pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AtError> {
-    let (tx, rx) = async_channel::bounded(1);
-    let target = format!("{host}:{port}");
-    let t2 = target.clone();
-    std::thread::spawn(move || {
-        let r = t2.to_socket_addrs().map(|mut it| it.next());
-        let _ = tx.send_blocking(r);
-    });
-    match timeout(CONNECT_TIMEOUT, rx.recv()).await {
-        Ok(Ok(Ok(Some(addr)))) => Ok(addr),
-        Ok(Ok(Ok(None))) => Err(AtError::Invalid(format!("{target}: no address found"))),
-        Ok(Ok(Err(e))) => Err(AtError::io(format!("resolving {target}"), e)),
-        Ok(Err(_)) => Err(AtError::Closed),
+    // The runtime's resolver: capped helper threads, never one thread per lookup.
+    match timeout(CONNECT_TIMEOUT, crate::runtime::resolve(host, port)).await {
+        Ok(Ok(addr)) => Ok(addr),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(AtError::Invalid(format!("{host}:{port}: no address found")))
+        }
+        Ok(Err(e)) => Err(AtError::io(format!("resolving {host}:{port}"), e)),
         Err(_) => Err(AtError::Timeout("DNS resolution")),
     }
 }

@@ -259,15 +259,37 @@ pub enum Target<'a> {
 }
 
 /// Connects to `host:port` through `proxy` within `limit` (connect and handshake each).
+/// `host:port` resolved on the runtime's capped helper threads, within `limit`.
+async fn resolve_within(
+    host: &str,
+    port: u16,
+    limit: Duration,
+) -> io::Result<std::net::SocketAddr> {
+    match timeout(limit, crate::runtime::resolve(host, port)).await {
+        Ok(Ok(addr)) => Ok(addr),
+        Ok(Err(e)) => Err(io::Error::new(
+            e.kind(),
+            format!("resolving {host}:{port}: {e}"),
+        )),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "resolving {host}:{port}: no answer within {} s",
+                limit.as_secs()
+            ),
+        )),
+    }
+}
+
 pub async fn connect_via(
     proxy: &Proxy,
     host: &str,
     port: u16,
     limit: Duration,
 ) -> io::Result<Async<TcpStream>> {
-    let addr = super::conn::resolve(&proxy.host, proxy.port)
+    let addr = resolve_within(&proxy.host, proxy.port, limit)
         .await
-        .map_err(|e| proxy_err(io::ErrorKind::NotFound, format!("proxy {proxy}: {e}")))?;
+        .map_err(|e| proxy_err(e.kind(), format!("proxy {proxy}: {e}")))?;
     let mut tcp = timeout(limit, Async::<TcpStream>::connect(addr))
         .await
         .map_err(|_| {
@@ -282,9 +304,9 @@ pub async fn connect_via(
     let target = match (proxy.kind, host.parse::<IpAddr>()) {
         (_, Ok(a)) => Target::Ip(a),
         (Kind::Socks5, Err(_)) => {
-            ip = super::conn::resolve(host, port)
+            ip = resolve_within(host, port, limit)
                 .await
-                .map_err(|e| proxy_err(io::ErrorKind::NotFound, e.to_string()))?
+                .map_err(|e| proxy_err(e.kind(), e.to_string()))?
                 .ip();
             Target::Ip(ip)
         }

@@ -3,7 +3,7 @@
 //! check, and is only waited for when the session request is built.
 use async_lock::OnceCell;
 
-use super::session::SessionError;
+use super::error::SessionError;
 use crate::crypto::rsa::RsaPrivateKey;
 
 /// Nice +10 for the calling thread (best effort: Linux nice values are per thread).

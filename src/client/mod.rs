@@ -2,6 +2,7 @@
 //! [`session`]: feature check, relay request, signed session request, reply verification.
 mod detached;
 mod ephemeral;
+mod error;
 mod list;
 mod npt;
 mod profile;

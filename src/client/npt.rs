@@ -8,9 +8,8 @@ use argh::FromArgs;
 use async_io::Async;
 
 use super::ephemeral::EphemeralKey;
-use super::session::{
-    establish, monitor_regex, Kind, Progress, Retry, SessionError, SessionParams, SuitePref,
-};
+use super::error::{Retry, SessionError};
+use super::session::{establish, monitor_regex, Kind, Progress, SessionParams, SuitePref};
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, Monitor, MonitorStart, RootAddr};
 use crate::noports::names::validate_device_name;
 use crate::noports::suite::Aead;

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::ephemeral::EphemeralKey;
+use super::error::SessionError;
 use crate::at::{AtClient, AtError, AtSign, Monitor, MonitorStart, Notification, NotifyOptions};
 use crate::crypto::aead::EphemeralSecret;
 use crate::crypto::{b64, random};
@@ -91,46 +92,6 @@ pub struct Established {
     pub suite_name: &'static str,
     /// Base64 key and IV of the official suite, for handing to a detached `srv`.
     pub official_b64: Option<(String, String)>,
-}
-
-/// Why a session could not be set up; the text is what the user sees after `Error : `.
-#[derive(Debug)]
-pub struct SessionError(pub String, Retry);
-
-/// Whether trying the same session again (`-K`) can succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retry {
-    /// Timeouts, lost connections: the next attempt may work.
-    Maybe,
-    /// The daemon lacks a feature, or does not allow what was asked: the answer will not
-    /// change by asking again.
-    Never,
-}
-
-impl SessionError {
-    pub fn new(message: impl Into<String>) -> SessionError {
-        SessionError(message.into(), Retry::Maybe)
-    }
-
-    pub fn fatal(message: impl Into<String>) -> SessionError {
-        SessionError(message.into(), Retry::Never)
-    }
-
-    pub fn retry(&self) -> Retry {
-        self.1
-    }
-}
-
-impl From<AtError> for SessionError {
-    fn from(e: AtError) -> Self {
-        SessionError::new(e.to_string())
-    }
-}
-
-impl From<String> for SessionError {
-    fn from(e: String) -> Self {
-        SessionError::new(e)
-    }
 }
 
 enum Event {
