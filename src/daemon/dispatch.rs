@@ -88,6 +88,9 @@ impl Daemon {
 
     pub fn ping_response(&self) -> PingResponse {
         let mut features = PingResponse::standard_features(self.config.accept_public_keys);
+        // Official npt sends `heartbeat:<n>` on the control channel when this is listed; the
+        // tunnel reads and ignores it (features.dart, sshnpd_impl.dart: docs/protocol-notes.md).
+        features.push(("controlChannelHeartbeats".to_string(), true));
         // Our negotiated data-plane suite; official clients ignore unknown features.
         features.push((SUITE_NAME.to_string(), true));
         PingResponse {

@@ -49,6 +49,10 @@ pub enum ControlMsg {
     },
     /// `connect:no:encrypt`: open a plaintext data connection.
     ConnectNoEncrypt,
+    /// `heartbeat:<n>`: an official npt's keep-alive (every 5 minutes, `n` from 1), sent when
+    /// the ping reply lists `controlChannelHeartbeats`; nothing answers it
+    /// (docs/protocol-notes.md, control protocol 1.5 §2).
+    Heartbeat(u64),
 }
 
 impl fmt::Debug for ControlMsg {
@@ -57,6 +61,7 @@ impl fmt::Debug for ControlMsg {
         match self {
             ControlMsg::Connect { .. } => f.write_str("Connect { key_b64: ***, iv_b64: *** }"),
             ControlMsg::ConnectNoEncrypt => f.write_str("ConnectNoEncrypt"),
+            ControlMsg::Heartbeat(n) => write!(f, "Heartbeat({n})"),
         }
     }
 }
@@ -94,6 +99,7 @@ impl ControlMsg {
         match self {
             ControlMsg::Connect { key_b64, iv_b64 } => format!("{PREFIX}{key_b64}:{iv_b64}\n"),
             ControlMsg::ConnectNoEncrypt => format!("{PREFIX}no:encrypt\n"),
+            ControlMsg::Heartbeat(n) => format!("heartbeat:{n}\n"),
         }
     }
 }
@@ -261,6 +267,14 @@ fn decode_line(line: &[u8], ready: &mut VecDeque<Result<ControlMsg, ControlError
     if text.is_empty() {
         return;
     }
+    if let Some(n) = text.strip_prefix("heartbeat:") {
+        ready.push_back(
+            n.parse()
+                .map(ControlMsg::Heartbeat)
+                .map_err(|_| ControlError::Malformed),
+        );
+        return;
+    }
     let mut parts = text.split(PREFIX);
     if parts.next().is_some_and(|before| !before.trim().is_empty()) {
         ready.push_back(Err(ControlError::UnknownRequest));
@@ -335,6 +349,18 @@ mod tests {
         assert_eq!(d.next(), None);
         d.feed(b"rypt\n");
         assert_eq!(d.next(), Some(Ok(ControlMsg::ConnectNoEncrypt)));
+    }
+
+    /// An official npt's heartbeats are messages of their own, between and beside connects.
+    #[test]
+    fn heartbeats_are_read_and_connects_around_them_still_are() {
+        let mut d = ControlDecoder::new();
+        d.feed(b"heartbeat:1\nconnect:no:encrypt\nheartbeat:2\nheartbeat:x\n");
+        assert_eq!(d.next(), Some(Ok(ControlMsg::Heartbeat(1))));
+        assert_eq!(d.next(), Some(Ok(ControlMsg::ConnectNoEncrypt)));
+        assert_eq!(d.next(), Some(Ok(ControlMsg::Heartbeat(2))));
+        assert_eq!(d.next(), Some(Err(ControlError::Malformed)));
+        assert_eq!(d.next(), None);
     }
 
     #[test]

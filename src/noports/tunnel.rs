@@ -340,6 +340,10 @@ impl DaemonControl {
                         }
                     }
                     Ok(ControlMsg::ConnectNoEncrypt) if ctl.is_none() => None,
+                    Ok(ControlMsg::Heartbeat(n)) => {
+                        log::debug!("control socket: heartbeat {n}");
+                        continue;
+                    }
                     Ok(other) => {
                         log::warn!(
                             "control socket: {other:?} does not match the session's encryption"
