@@ -95,6 +95,42 @@ fn forged_control_messages_neither_install_keys_nor_downgrade_the_suite() {
     a_clear_sshpublickey_from_a_manager_installs_nothing(&stack);
     a_forged_or_altered_feature_check_reply_does_not_downgrade_a_capable_pair(&stack);
     an_official_suite_answer_is_a_warning_in_auto_and_fatal_for_suite_nps1(&stack);
+    a_relay_latency_request_is_answered_without_probing_the_devices_networks(&stack);
+}
+
+/// What an official 5.15 client sends when it picks the relay itself: every relay gets an
+/// answer, -1 for one on the device's loopback (not probed) and one without a port.
+fn a_relay_latency_request_is_answered_without_probing_the_devices_networks(stack: &Stack) {
+    let daemon = stack.start_daemon("ldev", CLIENT, "127.0.0.1:22");
+    let client = connect(stack, CLIENT);
+    let mut answers = noports::runtime::block_on(
+        client.monitor("relay_latency_response\\.ldev\\.sshnp", MonitorStart::Live),
+    )
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let request = format!(
+        r#"{{"@rv_local":{{"ipaddr":"127.0.0.1","port":{port}}},"@rv_noport":{{"ipaddr":"relay.example","port":null}}}}"#
+    );
+    noports::runtime::block_on(client.notify(
+        &AtSign::parse(DEVICE).unwrap(),
+        "relay_latency_request.ldev.sshnp",
+        &request,
+        opts(),
+    ))
+    .unwrap();
+    let answer = noports::runtime::block_on(noports::runtime::timeout(
+        Duration::from_secs(30),
+        answers.next(),
+    ))
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| panic!("no relay latency answer\n{}", daemon.output()));
+    assert_eq!(answer.from.to_string(), DEVICE);
+    assert_eq!(
+        answer.value.as_deref(),
+        Some(r#"{"@rv_local":-1,"@rv_noport":-1}"#)
+    );
 }
 
 fn a_clear_sshpublickey_from_a_manager_installs_nothing(stack: &Stack) {

@@ -134,7 +134,7 @@ fn route(
             // or relay answer).
             if !n.encrypted {
                 log::warn!(
-                    "ignored a notification {} from {from} that was not encrypted: only encrypted answers are the sender's",
+                    "ignored {} from {from}: not encrypted (an atServer may have written it)",
                     n.key_name()
                 );
                 continue;
@@ -515,7 +515,7 @@ pub async fn establish(
     let chose_ours = resp.suite.as_deref() == Some(SUITE_NAME) && suite_secret.is_some();
     if chose_ours && !ping_says_ours {
         log::warn!(
-            "The feature check response from {} said it has no {SUITE_NAME} data plane, but its signed answer chose it: the response was altered on the way (by an atServer)",
+            "{}'s feature check said no {SUITE_NAME}, its signed answer chose it: the check was altered on the way",
             p.device
         );
     }
@@ -534,12 +534,12 @@ pub async fn establish(
                     "without encryption"
                 };
                 let claimed = if ping_says_ours {
-                    format!(" although its feature check said it has {SUITE_NAME}")
+                    format!(" though its feature check said {SUITE_NAME}")
                 } else {
                     String::new()
                 };
                 log::warn!(
-                    "{} answered with the official suite ({how}){claimed}; this session has no {SUITE_NAME}. Update its sshnpd, or pass --suite official to accept it without this warning",
+                    "{} answered with the official suite ({how}){claimed}: update its sshnpd, or pass --suite official to accept it quietly",
                     p.device
                 );
             }

@@ -60,7 +60,9 @@ pub struct Daemon {
     /// Last refusal log line and how many were suppressed since.
     refusal_log: std::sync::Mutex<(Option<Instant>, u64)>,
     /// Clients already told (once, at WARN) that their session runs the official suite.
-    official_warned: std::sync::Mutex<std::collections::HashSet<AtSign>>,
+    official_warned: std::sync::Mutex<Vec<AtSign>>,
+    /// Held while relays are measured for a client (one measurement at a time).
+    latency_turn: async_lock::Mutex<()>,
 }
 
 /// How many client atSigns [`Daemon::first_official`] remembers.
@@ -82,7 +84,8 @@ impl Daemon {
             policy_cache: async_lock::Mutex::new(HashMap::new()),
             replay,
             refusal_log: std::sync::Mutex::new((None, 0)),
-            official_warned: std::sync::Mutex::new(Default::default()),
+            official_warned: std::sync::Mutex::new(Vec::new()),
+            latency_turn: async_lock::Mutex::new(()),
         }
     }
 
@@ -166,10 +169,12 @@ impl Daemon {
             .official_warned
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        // A list, not a set: a few hundred entries at most, and no hash table's code to carry.
         if seen.contains(from) || seen.len() >= OFFICIAL_WARNED_MAX {
             return false;
         }
-        seen.insert(from.clone())
+        seen.push(from.clone());
+        true
     }
 
     /// The session's binding string (docs/suite-v1.md §2) when the client offered our version.
@@ -183,7 +188,7 @@ impl Daemon {
     fn log_clear(&self, from: &AtSign, what: &str) {
         self.log_refusal(
             from,
-            &format!(": {what} not encrypted (only an encrypted value is the sender's; an atServer can write a clear one under any name)"),
+            &format!(": {what} not encrypted (an atServer may have written it)"),
         );
     }
 
@@ -209,7 +214,7 @@ impl Daemon {
         let verb = verb.to_lowercase();
         if !matches!(
             verb.as_str(),
-            "ping" | "npt_request" | "ssh_request" | "sshpublickey"
+            "ping" | "npt_request" | "ssh_request" | "sshpublickey" | "relay_latency_request"
         ) {
             return;
         }
@@ -239,7 +244,35 @@ impl Daemon {
             "npt_request" => self.on_npt_request(&n.from, &value, &decision).await,
             "ssh_request" => self.on_ssh_request(&n.from, &value, &decision).await,
             "sshpublickey" => self.on_public_key(&n.from, &value),
+            "relay_latency_request" => self.on_relay_latency(&n.from, &value).await,
             _ => {}
+        }
+    }
+
+    /// Measures the relays a client is choosing between and answers on
+    /// `relay_latency_response.<device>` (latency.rs). One measurement at a time: a request
+    /// that comes while one runs is dropped (the client then picks on its own figures).
+    async fn on_relay_latency(&self, from: &AtSign, value: &str) {
+        let probes = match super::latency::parse(value) {
+            Ok(p) => p,
+            Err(e) => {
+                log::warn!("relay_latency_request from {from}: {e}; not answered");
+                return;
+            }
+        };
+        let Some(_turn) = self.latency_turn.try_lock() else {
+            log::info!("relay_latency_request from {from}: busy; not answered");
+            return;
+        };
+        let answer = super::latency::measure(&probes).await;
+        let key = format!("relay_latency_response.{}.sshnp", self.config.device);
+        match self
+            .client
+            .notify(from, &key, &answer, SESSION_NOTIFY)
+            .await
+        {
+            Ok(_) => log::info!("relay_latency_request from {from}: answered"),
+            Err(e) => log::warn!("relay_latency_request from {from}: cannot reply: {e}"),
         }
     }
 
@@ -594,7 +627,7 @@ impl Daemon {
                     };
                     if suite == "official" && self.first_official(from) {
                         log::warn!(
-                            "{what} session {sid} for {from}: its request offered no {SUITE_NAME}, so it runs the official suite (AES-256-CTR: no integrity or forward secrecy); an official client or --suite official does this (said once per client atSign)"
+                            "{what} session {sid} for {from}: no {SUITE_NAME} offered (an official client, or --suite official): official suite, without integrity or forward secrecy (said once per client)"
                         );
                     }
                     log::info!("{what} session {sid} for {from} to {target} via {relay}: started (suite {suite}{aead})");

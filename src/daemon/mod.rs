@@ -3,6 +3,7 @@
 mod authorized_keys;
 mod dispatch;
 mod doctor;
+mod latency;
 mod policy;
 mod replay;
 mod sshd;

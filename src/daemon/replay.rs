@@ -164,21 +164,21 @@ fn date_check(ms: i64, now: u64, forgot_until: u64) -> Result<(), String> {
     let at = u64::try_from(ms / 1000).unwrap_or(0);
     if at.saturating_add(ACCEPT_PAST.as_secs()) < now {
         return Err(format!(
-            "the request is dated {} s ago, more than the {} s accepted (a replay, or the clocks differ: check NTP on both machines)",
+            "the request is dated {} s ago, more than the {} s accepted (a replay, or check NTP)",
             now - at,
             ACCEPT_PAST.as_secs()
         ));
     }
     if at > now.saturating_add(ACCEPT_FUTURE.as_secs()) {
         return Err(format!(
-            "the request is dated {} s ahead of this device's clock, more than the {} s accepted (check NTP on both machines)",
+            "the request is dated {} s ahead of this device's clock, more than the {} s accepted (check NTP)",
             at - now,
             ACCEPT_FUTURE.as_secs()
         ));
     }
     if forgot_until > 0 && at <= forgot_until {
         return Err(format!(
-            "the request is dated before ids this daemon had to forget (over {MAX_SEEN} requests in {} s); send it again",
+            "the request is dated before ids the full replay memory forgot ({MAX_SEEN} in {} s); send it again",
             REPLAY_WINDOW.as_secs()
         ));
     }
@@ -343,7 +343,7 @@ mod tests {
             block(memory.admit(&format!("f{i}"), None)).unwrap();
         }
         let before = block(memory.admit("late-replay", Some(now_ms - 1_000))).unwrap_err();
-        assert!(before.contains("had to forget"), "{before}");
+        assert!(before.contains("memory forgot"), "{before}");
         assert_eq!(block(memory.admit("next", Some(now_ms + 2_000))), Ok(()));
     }
 }

@@ -370,7 +370,9 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: No
     // Official clients encrypt their requests; a clear one under a client's name can have been
     // written by any atServer on the way, and would hold ports open for nobody.
     if !n.encrypted {
-        log::warn!("session request from {from} ignored: it was not encrypted (only an encrypted request is the sender's)");
+        log::warn!(
+            "session request from {from} ignored: not encrypted (an atServer may have written it)"
+        );
         return;
     }
     if let Err(e) = client.unseal(&mut n).await {
