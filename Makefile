@@ -60,7 +60,7 @@ clean:
 	$(CARGO) clean
 
 # cargo-fuzz targets (nightly): envelope, json, response_line, notification, relay_auth, atkeys,
-# atserver_verb, nps1_record.
+# atserver_verb, nps1_record, nps1_mux, policy.
 fuzz-build:
 	cd fuzz && cargo +nightly fuzz build -O -s $${FUZZ_SANITIZER:-none}
 

@@ -26,6 +26,8 @@ mod net;
 mod outbox;
 mod splice;
 
+#[doc(hidden)]
+pub use mux::fuzz_mux;
 pub(crate) use net::io_err;
 pub use net::{
     connect_tcp, TunnelError, TunnelStats, HALF_CLOSE_LINGER, LOCAL_CONNECT_TIMEOUT,

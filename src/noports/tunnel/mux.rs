@@ -28,6 +28,10 @@ use super::splice::{Counters, TrackGuard, Tracker};
 use crate::noports::suite::{parse_frame, FrameType, RecordOpener, SuiteKeys, MAX_DATA};
 use crate::runtime;
 
+mod fuzz;
+#[doc(hidden)]
+pub use fuzz::fuzz_mux;
+
 /// Bytes a sender may have in flight per stream before the receiver's WINDOW credit.
 pub const STREAM_WINDOW: u64 = 512 * 1024;
 /// Most concurrent streams a daemon accepts on one session.
@@ -54,6 +58,32 @@ pub const STREAM_QUEUE_MAX: u64 = 2 * 1024 * 1024;
 /// relay socket until the local applications have taken some (flow control for the session,
 /// where the windows alone would allow [`MAX_STREAMS`] x [`STREAM_WINDOW`]).
 pub const SESSION_QUEUE_MAX: u64 = 16 * 1024 * 1024;
+
+/// The bounds one session enforces: the constants above, in one value so the mux fuzz target
+/// (`mux/fuzz.rs`) can shrink them to where a few hundred frames reach every limit.
+#[derive(Clone, Copy)]
+struct Limits {
+    /// [`MAX_STREAMS`].
+    streams: usize,
+    /// [`STREAM_WINDOW`], both ways.
+    window: u64,
+    /// [`WINDOW_BATCH`].
+    batch: u64,
+    /// [`STREAM_QUEUE_MAX`].
+    stream_queue: u64,
+    /// [`SESSION_QUEUE_MAX`].
+    session_queue: u64,
+}
+
+impl Limits {
+    const SESSION: Limits = Limits {
+        streams: MAX_STREAMS,
+        window: STREAM_WINDOW,
+        batch: WINDOW_BATCH,
+        stream_queue: STREAM_QUEUE_MAX,
+        session_queue: SESSION_QUEUE_MAX,
+    };
+}
 
 /// What this end of the session does.
 pub(crate) enum Side {
@@ -110,9 +140,23 @@ struct Shared {
     pool: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     tracker: Arc<Tracker>,
     counters: Counters,
+    limits: Limits,
 }
 
 impl Shared {
+    fn new(out: Outbox, limits: Limits) -> Arc<Self> {
+        Arc::new(Shared {
+            out: Arc::new(out),
+            queued_mem: AtomicU64::new(0),
+            drained: event_listener::Event::new(),
+            streams: Mutex::new(HashMap::new()),
+            pool: async_channel::bounded(128),
+            tracker: Tracker::new(),
+            counters: Counters::default(),
+            limits,
+        })
+    }
+
     fn buf(&self) -> Vec<u8> {
         self.pool
             .1
@@ -150,13 +194,14 @@ impl Shared {
             inbound: in_rx,
             credit,
             entry: io_entry,
-            guard: self.tracker.enter(),
+            shared: self.clone(),
+            _guard: self.tracker.enter(),
         }
     }
 
     /// Counts `n` bytes written to stream `id`'s local socket; sends WINDOW per batch.
     fn credit(&self, id: u32, acked: &AtomicU64, n: u64) {
-        if acked.fetch_add(n, Ordering::SeqCst) + n >= WINDOW_BATCH {
+        if acked.fetch_add(n, Ordering::SeqCst) + n >= self.limits.batch {
             let credit = acked.swap(0, Ordering::SeqCst);
             let credit = u32::try_from(credit).unwrap_or(u32::MAX);
             let _ = self
@@ -208,10 +253,10 @@ impl Shared {
             // The stream's task has ended and drained its queue: nothing will take this.
             self.dequeued(&e, cost);
         }
-        if pending > STREAM_WINDOW {
+        if pending > self.limits.window {
             return Err(TunnelError::Protocol("peer exceeded the stream window"));
         }
-        if stream_mem > STREAM_QUEUE_MAX {
+        if stream_mem > self.limits.stream_queue {
             return Err(TunnelError::Protocol(
                 "peer queued more than 2 MiB on one stream in records too small for their cost",
             ));
@@ -228,9 +273,10 @@ impl Shared {
 
     /// Waits while the session's queued memory is over [`SESSION_QUEUE_MAX`].
     async fn room_to_queue(&self) {
-        while self.queued_mem.load(Ordering::SeqCst) > SESSION_QUEUE_MAX {
+        let max = self.limits.session_queue;
+        while self.queued_mem.load(Ordering::SeqCst) > max {
             let listener = self.drained.listen();
-            if self.queued_mem.load(Ordering::SeqCst) <= SESSION_QUEUE_MAX {
+            if self.queued_mem.load(Ordering::SeqCst) <= max {
                 break;
             }
             listener.await;
@@ -270,12 +316,44 @@ fn queue_cost(buf: &Vec<u8>) -> u64 {
     buf.capacity() as u64 + ITEM_OVERHEAD
 }
 
+/// One stream's end of its queue. Dropped when the stream's task ends, also when the task is
+/// cancelled (the session ended) or its local connect failed: the stream is forgotten and the
+/// cost of what is still queued is given back (a body the reader queues after that is given
+/// back by the reader, see `deliver`), so the session's account of queued memory never keeps
+/// bodies nobody will write.
 struct StreamIo {
     id: u32,
     inbound: Receiver<Inbound>,
     credit: Arc<Credit>,
     entry: Entry,
-    guard: TrackGuard,
+    shared: Arc<Shared>,
+    _guard: TrackGuard,
+}
+
+impl Drop for StreamIo {
+    fn drop(&mut self) {
+        self.shared.unregister(self.id);
+        self.inbound.close();
+        while let Ok(item) = self.inbound.try_recv() {
+            if let Inbound::Data(buf) = item {
+                self.shared.dequeued(&self.entry, queue_cost(&buf));
+            }
+        }
+    }
+}
+
+/// A body taken off a stream's queue and being written: its cost is given back when this is
+/// dropped, after the write or when the stream's task is cancelled in the middle of it.
+struct Writing<'a> {
+    shared: &'a Shared,
+    entry: &'a Entry,
+    cost: u64,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.shared.dequeued(self.entry, self.cost);
+    }
 }
 
 /// Runs one multiplexed session over `conn` until it ends.
@@ -283,26 +361,32 @@ struct StreamIo {
 /// # Errors
 /// `Tampered` when a record fails authentication, `Protocol` for framing violations,
 /// `Truncated` when the connection ends without CLOSE, `Io` otherwise.
-pub(crate) async fn run(
+///
+/// Not an `async fn` itself: the setup runs at the call, and the future is [`session`]'s alone
+/// (one state machine less: 256 bytes of the router binary).
+pub(crate) fn run(
     conn: Async<TcpStream>,
     keys: SuiteKeys,
     side: Side,
     idle: Duration,
-) -> Result<TunnelStats, TunnelError> {
+) -> impl std::future::Future<Output = Result<TunnelStats, TunnelError>> {
     let conn = Arc::new(conn);
     let (sealer, opener) = keys.split();
     // The first-generation keys live on only in the sealer and the opener, which replace them
     // at each rekey; this copy is zeroized now, not at the end of the session.
     drop(keys);
-    let shared = Arc::new(Shared {
-        out: Arc::new(Outbox::new(conn.clone(), sealer)),
-        queued_mem: AtomicU64::new(0),
-        drained: event_listener::Event::new(),
-        streams: Mutex::new(HashMap::new()),
-        pool: async_channel::bounded(128),
-        tracker: Tracker::new(),
-        counters: Counters::default(),
-    });
+    let shared = Shared::new(Outbox::new(conn.clone(), sealer), Limits::SESSION);
+    session(conn, opener, shared, side, idle)
+}
+
+/// [`run`] once the session's state exists (the fuzz target makes its own, to watch it).
+async fn session(
+    conn: Arc<Async<TcpStream>>,
+    opener: RecordOpener,
+    shared: Arc<Shared>,
+    side: Side,
+    idle: Duration,
+) -> Result<TunnelStats, TunnelError> {
     let out = shared.out.clone();
     let flusher = runtime::spawn(async move { out.flusher().await });
     let (is_client, result) = match side {
@@ -427,7 +511,7 @@ async fn reader(
                     }
                     last_open = id;
                     tasks.retain(|t| !t.is_finished());
-                    if tasks.len() >= MAX_STREAMS || (ctx.single && id != 1) {
+                    if tasks.len() >= shared.limits.streams || (ctx.single && id != 1) {
                         log::warn!("refusing stream {id}: stream limit reached");
                         // Fails once the peer lets our RESETs pile up unread.
                         shared.out.control(FrameType::Reset, id, &[])?;
@@ -445,8 +529,8 @@ async fn reader(
                                     Ok(s) => s,
                                     Err(e) => {
                                         log::warn!("stream {}: {e}", io.id);
+                                        // Dropping `io` gives back what was queued.
                                         let _ = shared.out.control(FrameType::Reset, io.id, &[]);
-                                        shared.unregister(io.id);
                                         return;
                                     }
                                 }
@@ -560,13 +644,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: Async<TcpListener>) -> Resul
 
 /// Runs both halves of one stream, then forgets it.
 async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
-    let StreamIo {
-        id,
-        inbound,
-        credit,
-        entry,
-        guard,
-    } = io;
+    let (id, inbound, credit, entry) = (io.id, &io.inbound, &*io.credit, &io.entry);
     shared.counters.conns.fetch_add(1, Ordering::Relaxed);
     let local = Arc::new(local);
     let _ = entry.local.set(local.clone());
@@ -574,7 +652,7 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
     // Closed when the peer resets the stream, so an `up` half waiting for credit wakes up.
     let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
     let up = async {
-        let mut window = STREAM_WINDOW;
+        let mut window = shared.limits.window;
         // Zeroed once: refilling a buffer for every read cost as much as a third of the
         // cipher's time at opt-level "z".
         let mut buf = vec![0u8; MAX_DATA];
@@ -619,9 +697,13 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
             match inbound.recv().await {
                 Ok(Inbound::Data(buf)) => {
                     let n = buf.len() as u64;
-                    let cost = queue_cost(&buf);
+                    let writing = Writing {
+                        shared: &shared,
+                        entry,
+                        cost: queue_cost(&buf),
+                    };
                     let r = (&*local).write_all(&buf).await;
-                    shared.dequeued(&entry, cost);
+                    drop(writing);
                     shared.recycle(buf);
                     if r.is_err() {
                         let _ = shared.out.control(FrameType::Reset, id, &[]);
@@ -658,14 +740,6 @@ async fn stream(shared: Arc<Shared>, local: Async<TcpStream>, io: StreamIo) {
         let _ = stop_rx.recv().await;
     });
     future::zip(up, down).await;
-    shared.unregister(id);
-    // What is still queued will never be written: its cost is given back (a body the reader
-    // queues after the close is given back by the reader, see `deliver`).
-    inbound.close();
-    while let Ok(item) = inbound.try_recv() {
-        if let Inbound::Data(buf) = item {
-            shared.dequeued(&entry, queue_cost(&buf));
-        }
-    }
-    drop(guard);
+    // Dropping `io` forgets the stream and gives back what is still queued.
+    drop(io);
 }
