@@ -570,7 +570,7 @@ pub async fn establish(
             let binding = match resp.suite_binding.as_deref() {
                 None => {
                     log::info!(
-                        "{} derives {SUITE_NAME} keys without binding them to both atSigns and the target (an older sshnpd)",
+                        "{}: {SUITE_NAME} keys without binding (an older sshnpd)",
                         p.device
                     );
                     None

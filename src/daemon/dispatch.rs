@@ -506,7 +506,7 @@ impl Daemon {
             // The client asked for our suite but gave no key: it cannot be honoured, and the
             // session falls back to what an official client gets. Rare and worth a look.
             log::warn!(
-                "session {}: the request offers {SUITE_NAME} without clientSuitePK; using the official suite",
+                "session {}: {SUITE_NAME} offered without clientSuitePK: official suite",
                 req.session_id
             );
         }

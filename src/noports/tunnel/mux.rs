@@ -258,7 +258,7 @@ impl Shared {
         }
         if stream_mem > self.limits.stream_queue {
             return Err(TunnelError::Protocol(
-                "peer queued more than 2 MiB on one stream in records too small for their cost",
+                "over 2 MiB queued on a stream: records too small",
             ));
         }
         Ok(())

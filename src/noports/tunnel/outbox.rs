@@ -59,7 +59,7 @@ impl State {
     fn check(&self) -> Result<(), TunnelError> {
         if self.overflowed {
             return Err(TunnelError::Protocol(
-                "the peer does not read its relay socket (over 1.25 MiB of our records unsent)",
+                "the peer does not read its relay socket",
             ));
         }
         match self.failed {
