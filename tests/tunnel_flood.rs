@@ -11,14 +11,16 @@
 //!   repeated FIN closes the session.
 //!
 //! Each flood must leave the peak RSS less than [`RSS_BOUND_KIB`] above where it started.
+#[path = "common/tunnel.rs"]
+mod common_tunnel;
+use common_tunnel::{loopback, port, suite_keys};
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use async_io::Async;
 use futures_lite::AsyncWriteExt;
-use noports::crypto::aead::EphemeralSecret;
-use noports::noports::suite::{self, Aead, FrameWriter, Role, SuiteKeys};
+use noports::noports::suite::FrameWriter;
 use noports::noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError};
 use noports::runtime::{block_on, spawn, timeout};
 
@@ -39,26 +41,6 @@ fn vm_hwm_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-fn suite_keys(sid: &str) -> (SuiteKeys, SuiteKeys) {
-    let (c, d) = (
-        EphemeralSecret::generate().unwrap(),
-        EphemeralSecret::generate().unwrap(),
-    );
-    let (cp, dp) = (c.public_bytes(), d.public_bytes());
-    (
-        suite::derive(Role::Client, c, &dp, sid, None, Aead::ChaCha20Poly1305).unwrap(),
-        suite::derive(Role::Daemon, d, &cp, sid, None, Aead::ChaCha20Poly1305).unwrap(),
-    )
-}
-
-fn loopback() -> Async<TcpListener> {
-    Async::<TcpListener>::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
-}
-
-fn port(l: &Async<TcpListener>) -> u16 {
-    l.get_ref().local_addr().unwrap().port()
 }
 
 /// A local service whose accept queue is full and never served: the daemon's connect for a

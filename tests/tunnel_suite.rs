@@ -1,9 +1,12 @@
 //! Our "nps1" suite (docs/suite-v1.md) end to end through the real relay table: many local
 //! connections multiplexed over one relay pair, tampering and truncation detected, rekeying,
 //! flow control without head-of-line blocking.
+#[path = "common/tunnel.rs"]
+mod common_tunnel;
+use common_tunnel::{loopback, port, suite_keys};
 
 use std::io::ErrorKind::ConnectionReset;
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -28,27 +31,6 @@ fn rsa() -> &'static (RsaPrivateKey, RsaPrivateKey) {
             RsaPrivateKey::generate().unwrap(),
         )
     })
-}
-
-/// Both ends' keys, derived as the client and the daemon do from the signed exchange.
-fn suite_keys(sid: &str) -> (SuiteKeys, SuiteKeys) {
-    let (c, d) = (
-        EphemeralSecret::generate().unwrap(),
-        EphemeralSecret::generate().unwrap(),
-    );
-    let (cp, dp) = (c.public_bytes(), d.public_bytes());
-    (
-        suite::derive(Role::Client, c, &dp, sid, None, Aead::ChaCha20Poly1305).unwrap(),
-        suite::derive(Role::Daemon, d, &cp, sid, None, Aead::ChaCha20Poly1305).unwrap(),
-    )
-}
-
-fn loopback() -> Async<TcpListener> {
-    Async::<TcpListener>::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).unwrap()
-}
-
-fn port(l: &Async<TcpListener>) -> u16 {
-    l.get_ref().local_addr().unwrap().port()
 }
 
 async fn connect(port: u16) -> Async<TcpStream> {
