@@ -389,9 +389,7 @@ pub async fn establish(
     let expected_binding = suite::binding(client.atsign().as_str(), p.device.as_str(), &target);
     let ephemeral = ephemeral.get().await?;
     // Signed with the request: the daemon refuses it outside what its replay memory covers.
-    let requested_at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let requested_at = runtime::unix_millis();
     let (payload, verb) = match &p.kind {
         Kind::Npt {
             remote_host,

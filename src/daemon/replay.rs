@@ -37,10 +37,7 @@ pub(super) const ACCEPT_FUTURE: Duration = Duration::from_secs(60);
 const COMPACT_AFTER: usize = 4 * MAX_SEEN;
 
 pub(super) fn unix_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    u64::try_from(crate::runtime::unix_millis() / 1000).unwrap_or(0)
 }
 
 /// The remembered ids and the file they are appended to.

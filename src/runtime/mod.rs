@@ -23,7 +23,7 @@ use async_executor::Executor;
 
 pub use async_executor::Task;
 pub use blocking::{resolve, unblock};
-pub use time::{parse_duration, sleep, timeout, utc_timestamp, Backoff, Elapsed};
+pub use time::{parse_duration, sleep, timeout, unix_millis, utc_timestamp, Backoff, Elapsed};
 
 static ONE_THREAD: AtomicBool = AtomicBool::new(false);
 

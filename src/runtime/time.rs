@@ -63,6 +63,13 @@ impl Backoff {
     }
 }
 
+/// Milliseconds since the Unix epoch (0 for a clock before it).
+pub fn unix_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Current UTC time as `YYYY-MM-DD<sep>HH:MM:SS.ffffff` (the Dart `DateTime` text forms used
 /// in progress lines, with `' '`, and in relay nonces, with `'T'`).
 pub fn utc_timestamp(sep: char) -> String {
