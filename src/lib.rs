@@ -1,7 +1,8 @@
 //! noports-rs: NoPorts (sshnpd, sshnp, npt, srvd, srv, at_activate, npp_file, npp_atserver,
 //! atserver) as one multicall binary.
 //!
-//! Layering (see docs/architecture.md): applets -> noports/ -> at/ -> crypto/, runtime/, json/.
+//! Layering (see docs/architecture.md): applets -> tunnel/ -> noports/ -> at/ -> crypto/, json/,
+//! runtime/.
 //! Applets never import each other.
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,7 @@ pub mod crypto;
 pub mod json;
 pub mod noports;
 pub mod runtime;
+pub mod tunnel;
 
 pub mod activate;
 #[cfg(feature = "atserver")]

@@ -75,7 +75,7 @@ fn broken_files_are_errors_not_panics() {
 
 /// A flat JSON object of strings (test-side helper).
 fn parse_flat(text: &str) -> std::collections::BTreeMap<String, String> {
-    let v = noports::noports::json::parse(text).unwrap();
+    let v = noports::json::parse(text).unwrap();
     let obj = v.as_object().unwrap();
     obj.iter()
         .map(|(k, v)| (k.to_string(), v.as_str().unwrap().to_string()))

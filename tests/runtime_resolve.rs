@@ -5,8 +5,9 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use noports::noports::tunnel::connect_tcp;
-use noports::runtime::{block_on, resolve, spawn, timeout, unblock};
+use noports::runtime::dial::{resolve, Route};
+use noports::runtime::{block_on, spawn, timeout, unblock};
+use noports::tunnel::connect_tcp;
 
 #[test]
 fn slow_resolution_does_not_block_other_sessions() {
@@ -33,9 +34,15 @@ fn slow_resolution_does_not_block_other_sessions() {
         noports::runtime::sleep(Duration::from_millis(100)).await;
         // Meanwhile another session resolves a name, connects and moves data at once.
         let started = Instant::now();
-        let s = connect_tcp("localhost", port, "service", Duration::from_secs(5))
-            .await
-            .expect("connect by name");
+        let s = connect_tcp(
+            "localhost",
+            port,
+            "service",
+            Route::Direct,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("connect by name");
         (&s).write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
         timeout(Duration::from_secs(2), (&s).read_exact(&mut got))

@@ -16,7 +16,7 @@ use noports::crypto::aead::EphemeralSecret;
 use noports::crypto::rsa::RsaPrivateKey;
 use noports::noports::relay_msg::auth_line;
 use noports::noports::suite::{self, Aead, Role};
-use noports::noports::tunnel::{self, RelayTarget, SessionCrypto};
+use noports::tunnel::{self, RelayTarget, SessionCrypto};
 use noports::relay::{RelayConfig, SessionSpec, SessionTable};
 use noports::runtime::{block_on, spawn, timeout};
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_io::Async;
 use futures_lite::AsyncWriteExt;
 use noports::noports::suite::FrameWriter;
-use noports::noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError};
+use noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError};
 use noports::runtime::{block_on, spawn, timeout};
 
 /// What a flood may add to the peak RSS: the session's queues may hold 2 MiB per stream

@@ -9,7 +9,7 @@ use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use noports::crypto::rsa::RsaPrivateKey;
 use noports::noports::relay_msg::auth_line;
-use noports::noports::tunnel::{self, RelayTarget, SessionCrypto};
+use noports::tunnel::{self, RelayTarget, SessionCrypto};
 use noports::relay::{RelayConfig, SessionSpec, SessionTable};
 use noports::runtime::{block_on, spawn, timeout};
 

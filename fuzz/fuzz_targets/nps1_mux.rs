@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(e) = noports::noports::tunnel::fuzz_mux(data) {
+    if let Err(e) = noports::tunnel::fuzz_mux(data) {
         panic!("multiplexer property broken: {e}");
     }
 });

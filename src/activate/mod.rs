@@ -201,7 +201,7 @@ pub fn main(argv: &[String]) -> ExitCode {
         Ok(a) => a,
         Err(code) => return code,
     };
-    if let Err(e) = crate::at::proxy::configure(shared.proxy.as_deref()) {
+    if let Err(e) = crate::runtime::dial::configure(shared.proxy.as_deref()) {
         eprintln!("Invalid argument(s): {e}");
         return ExitCode::from(1);
     }
@@ -240,7 +240,7 @@ fn take_shared_flags(argv: &mut Vec<String>) -> Result<Shared, String> {
             Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
             _ => (a.clone(), None),
         };
-        let takes_value = name == crate::at::proxy::FLAG || name == "--mca";
+        let takes_value = name == crate::runtime::dial::FLAG || name == "--mca";
         if !takes_value && name != "--debug" {
             i += 1;
             continue;

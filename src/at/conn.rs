@@ -3,7 +3,7 @@
 //! Certificate and host-name verification are always on. Trust anchors are the Mozilla roots
 //! (webpki-roots) plus any PEM certificates in the file named by `NOPORTS_CA_FILE`, for
 //! self-hosted atServers.
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::framing::{LineReader, Response};
 use super::{AtError, AtSign};
+use crate::runtime::dial::{self, DialError, Route, Stage};
 use crate::runtime::timeout;
 
 /// Environment variable naming a PEM file of extra trust anchors.
@@ -167,39 +168,22 @@ fn tls_config() -> Result<Arc<rustls::ClientConfig>, AtError> {
         .map_err(AtError::Invalid)
 }
 
-/// Resolve on a helper thread so a slow DNS server never stalls the executor.
-pub(crate) async fn resolve(host: &str, port: u16) -> Result<SocketAddr, AtError> {
-    // The runtime's resolver: capped helper threads, never one thread per lookup.
-    match timeout(CONNECT_TIMEOUT, crate::runtime::resolve(host, port)).await {
-        Ok(Ok(addr)) => Ok(addr),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(AtError::Invalid(format!("{host}:{port}: no address found")))
-        }
-        Ok(Err(e)) => Err(AtError::io(format!("resolving {host}:{port}"), e)),
-        Err(_) => Err(AtError::Timeout("DNS resolution")),
-    }
-}
-
 /// TCP (directly or through the configured proxy) + TLS with host-name verification.
 pub(super) async fn tls_connect(
     host: &str,
     port: u16,
 ) -> Result<TlsStream<Async<TcpStream>>, AtError> {
     let peer = format!("{host}:{port}");
-    let tcp = match super::proxy::for_host(host) {
-        // TLS below still verifies the server: the proxy only relays the bytes.
-        Some(proxy) => super::proxy::connect_via(proxy, host, port, CONNECT_TIMEOUT)
-            .await
-            .map_err(|e| AtError::io(format!("connecting to {peer} via {proxy}"), e))?,
-        None => {
-            let addr = resolve(host, port).await?;
-            timeout(CONNECT_TIMEOUT, Async::<TcpStream>::connect(addr))
-                .await
-                .map_err(|_| AtError::Timeout("TCP connect"))?
-                .map_err(|e| AtError::io(format!("connecting to {peer}"), e))?
-        }
-    };
-    let _ = tcp.get_ref().set_nodelay(true);
+    // TLS below still verifies the server when a proxy relays the bytes.
+    let tcp = dial::connect(host, port, Route::Outbound, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            DialError::Timeout(Stage::Resolve) => AtError::Timeout("DNS resolution"),
+            DialError::Timeout(Stage::Connect) => AtError::Timeout("TCP connect"),
+            DialError::NoAddress => AtError::Invalid(format!("{peer}: no address found")),
+            DialError::Io(e) => AtError::io(format!("connecting to {peer}"), e),
+            DialError::Proxy(p, e) => AtError::io(format!("connecting to {peer} via {p}"), e),
+        })?;
     let name = ServerName::try_from(host.to_string())
         .map_err(|_| AtError::Invalid(format!("invalid server name {host}")))?;
     let connector = TlsConnector::from(tls_config()?);

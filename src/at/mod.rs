@@ -11,7 +11,6 @@ pub mod framing;
 pub mod https;
 pub mod keys;
 pub mod notification;
-pub mod proxy;
 
 pub use atsign::AtSign;
 pub use client::{

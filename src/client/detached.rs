@@ -38,7 +38,7 @@ pub async fn spawn_srv(
     }
     // srv takes the proxy from its environment (ALL_PROXY wins over HTTPS_PROXY there too):
     // the official srv command line has no proxy flag, and ps would show credentials.
-    if let Some(url) = crate::at::proxy::configured_url() {
+    if let Some(url) = crate::runtime::dial::configured_url() {
         cmd.env("ALL_PROXY", url);
     }
     if let Some(line) = &est.relay.auth_line {

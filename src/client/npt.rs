@@ -13,7 +13,7 @@ use super::session::{establish, monitor_regex, Kind, Progress, SessionParams, Su
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, Monitor, MonitorStart, RootAddr};
 use crate::noports::names::validate_device_name;
 use crate::noports::suite::Aead;
-use crate::noports::tunnel;
+use crate::tunnel;
 use crate::runtime::{self, cli, parse_duration, sleep};
 
 const DIALECT: cli::Dialect<'static> = cli::Dialect {
@@ -184,7 +184,7 @@ impl Config {
             None => AtKeys::default_path(&from).map_err(|e| e.to_string())?,
         };
         let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
-        crate::at::proxy::configure(a.proxy.as_deref())?;
+        crate::runtime::dial::configure(a.proxy.as_deref())?;
         let _ = (
             a.encrypt_rvd_traffic,
             a.per_session_storage,

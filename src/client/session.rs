@@ -10,7 +10,7 @@ use crate::crypto::{b64, random};
 use crate::noports::messages::{Feature, NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::relay_msg::{self, RelayRequest, RelayResponse};
 use crate::noports::suite::{self, Aead, Role};
-use crate::noports::tunnel::{RelayTarget, SessionCrypto};
+use crate::tunnel::{RelayTarget, SessionCrypto};
 use crate::noports::{envelope, messages};
 use crate::runtime::{self, timeout, utc_timestamp};
 

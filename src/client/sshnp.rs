@@ -13,7 +13,7 @@ use super::profile::Profile;
 use super::session::{establish, Kind, Progress, SessionParams, SuitePref};
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::noports::names::validate_device_name;
-use crate::noports::tunnel;
+use crate::tunnel;
 use crate::runtime::{self, cli};
 
 const DIALECT: cli::Dialect<'static> = cli::Dialect {
@@ -155,7 +155,7 @@ fn mandatory<'a>(v: &'a Option<String>, msg: &str) -> Result<&'a str, String> {
 /// Our atServer connection: `-k` (or the default atKeys path), `--root-domain`, `--proxy`.
 async fn connect(a: &Args, from: &AtSign, root_domain: &str) -> Result<AtClient, String> {
     let root = RootAddr::parse(root_domain).map_err(|e| e.to_string())?;
-    crate::at::proxy::configure(a.proxy.as_deref())?;
+    crate::runtime::dial::configure(a.proxy.as_deref())?;
     let key_file = match &a.key_file {
         Some(k) => PathBuf::from(k),
         None => AtKeys::default_path(from).map_err(|e| e.to_string())?,

@@ -14,7 +14,7 @@ use crate::json::Object;
 use crate::noports::messages::{NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::names::valid_session_id;
 use crate::noports::suite::{self, Aead, Role};
-use crate::noports::tunnel::{self, RelayTarget, SessionCrypto};
+use crate::tunnel::{self, RelayTarget, SessionCrypto};
 use crate::noports::{envelope, relay_msg};
 use crate::runtime::{self, timeout};
 
@@ -725,9 +725,9 @@ pub(super) fn authorized_keys_target(
 
 /// A session's end with an error: the client going away without a goodbye (Ctrl-C, a dropped
 /// link) is routine; anything else (tampering, protocol violations) needs attention.
-fn log_session_end_error(what: &str, sid: &str, e: &crate::noports::tunnel::TunnelError) {
+fn log_session_end_error(what: &str, sid: &str, e: &crate::tunnel::TunnelError) {
     match e {
-        crate::noports::tunnel::TunnelError::Truncated => log::info!(
+        crate::tunnel::TunnelError::Truncated => log::info!(
             "{what} session {sid} ended: the client went away without closing the tunnel"
         ),
         e => log::warn!("{what} session {sid} ended with error: {e}"),

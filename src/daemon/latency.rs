@@ -11,7 +11,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::json::{self, Object, Value};
-use crate::noports::tunnel::connect_tcp;
+use crate::runtime::dial::Route;
+use crate::tunnel::connect_tcp;
 
 /// How long one relay may take (the official daemon's figure).
 const PER_RELAY: Duration = Duration::from_secs(5);
@@ -87,7 +88,7 @@ async fn measure_one(target: &Option<(String, u16)>) -> i64 {
         return -1;
     }
     let started = Instant::now();
-    match connect_tcp(host, *port, "relay", PER_RELAY).await {
+    match connect_tcp(host, *port, "relay", Route::Direct, PER_RELAY).await {
         Ok(s) if s.get_ref().peer_addr().is_ok_and(|a| public(a.ip())) => {
             i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX)
         }

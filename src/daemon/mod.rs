@@ -177,7 +177,7 @@ impl Config {
             (None, None) => PermitOpen::parse("localhost:22,localhost:3389")?,
         };
         let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
-        crate::at::proxy::configure(a.proxy.as_deref())?;
+        crate::runtime::dial::configure(a.proxy.as_deref())?;
         let _ = (a.un_hide, a.storage_path);
         Ok(Config {
             atsign,

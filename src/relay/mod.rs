@@ -5,7 +5,7 @@
 //!   (accept loops, auth lines, per-source limits), `pairing` (one session: queues, pairing,
 //!   splicing, expiry, report) and `nonce`.
 //! - `srvd`: the applet: atProtocol glue (monitor `request_ports`, fetch keys, reply N4).
-//! - `srv`: the applet shell around `noports::tunnel` (RV_* environment, readiness line,
+//! - `srv`: the applet shell around `tunnel` (RV_* environment, readiness line,
 //!   exit 200).
 //!
 //! Run: `srvd -a @relay -i relay.example.net [--port-range 40000-40999 | --port-range 443-443]

@@ -13,7 +13,7 @@ use futures_lite::FutureExt;
 
 use super::accept::{accept_loop, Claim, Gate, Ready, Route, Side};
 use super::session::{EndReason, Inner, SessionPorts, SessionReport, SessionSpec};
-use crate::noports::tunnel::{splice, Direction};
+use crate::tunnel::{splice, Direction};
 use crate::runtime::{self, atomic::AtomicU64};
 
 enum Wake {

@@ -1,4 +1,4 @@
-//! The `srv` applet: the parent-facing contract of noports.md §5.6 around `noports::tunnel`.
+//! The `srv` applet: the parent-facing contract of noports.md §5.6 around `tunnel`.
 //!
 //! `srv -h <relayHost> -p <relayPort> --local-port <port> --local-host <host> --timeout <s>
 //!  [--multi] [--bind-local-port] [--rv-auth] [--rv-e2ee]`, with `RV_AUTH`, `RV_AES`, `RV_IV`
@@ -16,7 +16,7 @@ use argh::FromArgs;
 use async_io::Async;
 use futures_lite::FutureExt;
 
-use crate::noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError, TunnelStats};
+use crate::tunnel::{self, RelayTarget, SessionCrypto, TunnelError, TunnelStats};
 use crate::runtime;
 
 /// Exit status of an srv that failed after argument parsing (§5.6).
@@ -97,7 +97,7 @@ fn config(a: Args) -> Result<Result<Config, String>, String> {
         SessionCrypto::Plain
     };
     // Proxy from the environment only (ALL_PROXY, HTTPS_PROXY, NO_PROXY): set by npt/sshnp -x.
-    if let Err(e) = crate::at::proxy::configure(None) {
+    if let Err(e) = crate::runtime::dial::configure(None) {
         return Ok(Err(e));
     }
     Ok(Ok(Config {

@@ -144,7 +144,7 @@ impl Config {
             .transpose()
             .map_err(|e| e.to_string())?;
         let root = RootAddr::parse(&a.root_domain).map_err(|e| e.to_string())?;
-        crate::at::proxy::configure(a.proxy.as_deref())?;
+        crate::runtime::dial::configure(a.proxy.as_deref())?;
         let bind: IpAddr = a
             .bind
             .parse()

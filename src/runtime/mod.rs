@@ -10,6 +10,7 @@
 pub mod atomic;
 mod blocking;
 pub mod cli;
+pub mod dial;
 pub mod fs;
 pub mod mem;
 pub mod time;
@@ -22,7 +23,7 @@ use std::sync::OnceLock;
 use async_executor::Executor;
 
 pub use async_executor::Task;
-pub use blocking::{resolve, unblock};
+pub use blocking::unblock;
 pub use time::{parse_duration, sleep, timeout, unix_millis, utc_timestamp, Backoff, Elapsed};
 
 static ONE_THREAD: AtomicBool = AtomicBool::new(false);

@@ -265,7 +265,7 @@ async fn resolve_within(
     port: u16,
     limit: Duration,
 ) -> io::Result<std::net::SocketAddr> {
-    match timeout(limit, crate::runtime::resolve(host, port)).await {
+    match timeout(limit, crate::runtime::dial::resolve(host, port)).await {
         Ok(Ok(addr)) => Ok(addr),
         Ok(Err(e)) => Err(io::Error::new(
             e.kind(),
@@ -442,22 +442,35 @@ fn socks_reply_text(code: u8) -> &'static str {
     }
 }
 
+/// An I/O error during SOCKS5 step `what`, with the proxy named.
+fn socks_eof(proxy: &Proxy, what: &str, e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        proxy_err(
+            e.kind(),
+            format!("proxy {proxy} closed the connection during the SOCKS5 {what}"),
+        )
+    } else {
+        proxy_err(e.kind(), format!("proxy {proxy}: SOCKS5 {what}: {e}"))
+    }
+}
+
 async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut S,
     proxy: &Proxy,
     target: Target<'_>,
     port: u16,
 ) -> io::Result<()> {
-    let eof = |what: &str, e: io::Error| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            proxy_err(
-                e.kind(),
-                format!("proxy {proxy} closed the connection during the SOCKS5 {what}"),
-            )
-        } else {
-            proxy_err(e.kind(), format!("proxy {proxy}: SOCKS5 {what}: {e}"))
-        }
-    };
+    socks5_authenticate(s, proxy).await?;
+    s.write_all(&socks5_connect_request(target, port)).await?;
+    s.flush().await?;
+    socks5_read_reply(s, proxy, target, port).await
+}
+
+/// The greeting and, when the proxy asks for it, user name and password (RFC 1929).
+async fn socks5_authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    proxy: &Proxy,
+) -> io::Result<()> {
     let greeting: &[u8] = if proxy.auth.is_some() {
         &[5, 2, 0x00, 0x02]
     } else {
@@ -468,7 +481,7 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
     let mut choice = [0u8; 2];
     s.read_exact(&mut choice)
         .await
-        .map_err(|e| eof("greeting", e))?;
+        .map_err(|e| socks_eof(proxy, "greeting", e))?;
     if choice[0] != 5 {
         return Err(proxy_err(
             io::ErrorKind::InvalidData,
@@ -479,7 +492,7 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
         ));
     }
     match (choice[1], &proxy.auth) {
-        (0x00, _) => {}
+        (0x00, _) => Ok(()),
         (0x02, Some((u, p))) => {
             let mut msg = Vec::with_capacity(3 + u.len() + p.len());
             msg.push(1);
@@ -492,7 +505,7 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
             let mut status = [0u8; 2];
             s.read_exact(&mut status)
                 .await
-                .map_err(|e| eof("authentication", e))?;
+                .map_err(|e| socks_eof(proxy, "authentication", e))?;
             if status[1] != 0 {
                 return Err(proxy_err(
                     io::ErrorKind::PermissionDenied,
@@ -502,6 +515,7 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
                     ),
                 ));
             }
+            Ok(())
         }
         (0xff, _) => {
             let hint = if proxy.auth.is_none() {
@@ -509,20 +523,20 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 ""
             };
-            return Err(proxy_err(
+            Err(proxy_err(
                 io::ErrorKind::PermissionDenied,
                 format!("proxy {proxy} accepts none of our authentication methods{hint}"),
-            ));
-        }
-        (m, _) => {
-            return Err(proxy_err(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "proxy {proxy} chose authentication method {m:#04x}, which we did not offer"
-                ),
             ))
         }
+        (m, _) => Err(proxy_err(
+            io::ErrorKind::InvalidData,
+            format!("proxy {proxy} chose authentication method {m:#04x}, which we did not offer"),
+        )),
     }
+}
+
+/// CONNECT to `target:port`.
+fn socks5_connect_request(target: Target<'_>, port: u16) -> Vec<u8> {
     let mut req = vec![5, 1, 0];
     match target {
         Target::Ip(IpAddr::V4(a)) => {
@@ -540,12 +554,19 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     req.extend_from_slice(&port.to_be_bytes());
-    s.write_all(&req).await?;
-    s.flush().await?;
+    req
+}
+
+/// The reply to CONNECT: success, or the proxy's refusal in words.
+async fn socks5_read_reply<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut S,
+    proxy: &Proxy,
+    target: Target<'_>,
+    port: u16,
+) -> io::Result<()> {
+    let eof = |e| socks_eof(proxy, "connect reply", e);
     let mut head = [0u8; 4];
-    s.read_exact(&mut head)
-        .await
-        .map_err(|e| eof("connect reply", e))?;
+    s.read_exact(&mut head).await.map_err(eof)?;
     let [ver, rep, _, atyp] = head;
     if ver != 5 {
         return Err(proxy_err(
@@ -572,9 +593,7 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
         4 => 16,
         3 => {
             let mut l = [0u8; 1];
-            s.read_exact(&mut l)
-                .await
-                .map_err(|e| eof("connect reply", e))?;
+            s.read_exact(&mut l).await.map_err(eof)?;
             usize::from(l[0])
         }
         other => {
@@ -587,7 +606,7 @@ async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
     let mut rest = [0u8; 257];
     s.read_exact(rest.get_mut(..len + 2).unwrap_or(&mut []))
         .await
-        .map_err(|e| eof("connect reply", e))?;
+        .map_err(eof)?;
     Ok(())
 }
 

@@ -36,11 +36,12 @@ pub use net::{
 pub use splice::{splice, Direction, SPLICE_BUF};
 use splice::{Counters, Tracker};
 
-use super::control::{ControlDecoder, ControlMsg};
-use super::suite::SuiteKeys;
 use crate::crypto::aes_ctr::CtrStream;
 use crate::crypto::{b64, random, CryptoError};
+use crate::noports::control::{ControlDecoder, ControlMsg};
+use crate::noports::suite::SuiteKeys;
 use crate::runtime;
+use crate::runtime::dial::Route;
 
 /// The key material of one session's data plane.
 pub enum SessionCrypto {
@@ -111,18 +112,14 @@ impl fmt::Debug for RelayTarget {
 /// # Errors
 /// As [`connect_tcp`], or `Io` if the auth line cannot be written.
 pub async fn connect_relay(relay: &RelayTarget) -> Result<Async<TcpStream>, TunnelError> {
-    let sock = match crate::at::proxy::for_host(&relay.host) {
-        Some(proxy) => {
-            crate::at::proxy::connect_via(proxy, &relay.host, relay.port, RELAY_CONNECT_TIMEOUT)
-                .await
-                .map_err(|source| TunnelError::Connect {
-                    what: "relay",
-                    addr: format!("{}:{} via {proxy}", relay.host, relay.port),
-                    source,
-                })?
-        }
-        None => connect_tcp(&relay.host, relay.port, "relay", RELAY_CONNECT_TIMEOUT).await?,
-    };
+    let sock = connect_tcp(
+        &relay.host,
+        relay.port,
+        "relay",
+        Route::Outbound,
+        RELAY_CONNECT_TIMEOUT,
+    )
+    .await?;
     if let Some(line) = &relay.auth_line {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.trim_end_matches('\n').as_bytes());
@@ -183,7 +180,14 @@ pub async fn daemon_single_ready(
     idle: Duration,
     ready: async_channel::Sender<()>,
 ) -> Result<TunnelStats, TunnelError> {
-    let local_sock = connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT).await?;
+    let local_sock = connect_tcp(
+        &local.0,
+        local.1,
+        "local",
+        Route::Direct,
+        LOCAL_CONNECT_TIMEOUT,
+    )
+    .await?;
     let relay_sock = connect_relay(&relay).await?;
     let _ = ready.try_send(());
     match crypto {
@@ -393,7 +397,14 @@ async fn daemon_data_conn(
     // On a failed local connect the relay data socket (already open) is closed here, so the
     // relay pairs it with the client's waiting socket and the client's user sees a close
     // instead of a hang.
-    let local_sock = connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT).await?;
+    let local_sock = connect_tcp(
+        &local.0,
+        local.1,
+        "local",
+        Route::Direct,
+        LOCAL_CONNECT_TIMEOUT,
+    )
+    .await?;
     bridge(
         &local_sock,
         &relay_sock,
@@ -471,7 +482,17 @@ pub async fn client_multi_ready(
             let relay = relay.clone();
             let counters = counters.clone();
             let data =
-                match connect_tcp(&relay.host, relay.port, "relay", RELAY_CONNECT_TIMEOUT).await {
+                // Each data socket leaves the way its control socket did (through the proxy
+                // when one is configured).
+                match connect_tcp(
+                    &relay.host,
+                    relay.port,
+                    "relay",
+                    Route::Outbound,
+                    RELAY_CONNECT_TIMEOUT,
+                )
+                .await
+                {
                     Ok(d) => d,
                     Err(e) => {
                         log::warn!("{e}");

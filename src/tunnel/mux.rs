@@ -27,6 +27,7 @@ use super::outbox::Outbox;
 use super::splice::{Counters, TrackGuard, Tracker};
 use crate::noports::suite::{parse_frame, FrameType, RecordOpener, SuiteKeys, MAX_DATA};
 use crate::runtime;
+use crate::runtime::dial::Route;
 
 mod fuzz;
 #[doc(hidden)]
@@ -523,8 +524,14 @@ async fn reader(
                         let sock = match pre {
                             Some(s) => s,
                             None => {
-                                match connect_tcp(&local.0, local.1, "local", LOCAL_CONNECT_TIMEOUT)
-                                    .await
+                                match connect_tcp(
+                                    &local.0,
+                                    local.1,
+                                    "local",
+                                    Route::Direct,
+                                    LOCAL_CONNECT_TIMEOUT,
+                                )
+                                .await
                                 {
                                     Ok(s) => s,
                                     Err(e) => {

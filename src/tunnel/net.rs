@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_io::Async;
 
 use crate::crypto::CryptoError;
-use crate::runtime;
+use crate::runtime::dial::{self, DialError, Route};
 
 /// Connect timeout for relay sockets: 10 s, as the official client's control socket (§5.1).
 pub const RELAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,7 +107,7 @@ pub(crate) async fn accept_local(
     Ok((local, peer))
 }
 
-/// Connects to `host:port` (first resolved address, §5.1) within `limit`.
+/// Connects to `host:port` (first resolved address, §5.1) by `route` within `limit`.
 ///
 /// # Errors
 /// `Connect` (including resolution failures) or `Timeout`.
@@ -115,26 +115,26 @@ pub async fn connect_tcp(
     host: &str,
     port: u16,
     what: &'static str,
+    route: Route,
     limit: Duration,
 ) -> Result<Async<TcpStream>, TunnelError> {
-    let addr_text = format!("{host}:{port}");
-    let fail = |source| TunnelError::Connect {
-        what,
-        addr: addr_text.clone(),
-        source,
-    };
-    // Names resolve on a helper thread: a slow resolver must not stall the executor (and so
-    // every other session).
-    let connect = async {
-        let addr = runtime::resolve(host, port).await?;
-        Async::<TcpStream>::connect(addr).await
-    };
-    let sock = runtime::timeout(limit, connect)
+    // Names resolve on the runtime's helper threads: a slow resolver must not stall the
+    // executor (and so every other session).
+    dial::connect(host, port, route, limit)
         .await
-        .map_err(|_| TunnelError::Timeout(what))?
-        .map_err(fail)?;
-    let _ = sock.get_ref().set_nodelay(true);
-    Ok(sock)
+        .map_err(|e| match e {
+            DialError::Timeout(_) => TunnelError::Timeout(what),
+            DialError::Proxy(p, source) => TunnelError::Connect {
+                what,
+                addr: format!("{host}:{port} via {p}"),
+                source,
+            },
+            e => TunnelError::Connect {
+                what,
+                addr: format!("{host}:{port}"),
+                source: e.into_io(),
+            },
+        })
 }
 
 /// One read of `sock` into `buf`, waiting for readiness only after a read found nothing.
