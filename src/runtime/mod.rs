@@ -13,6 +13,7 @@ pub mod cli;
 pub mod dial;
 pub mod fs;
 pub mod mem;
+mod tasks;
 pub mod time;
 mod when_woken;
 
@@ -24,6 +25,7 @@ use async_executor::Executor;
 
 pub use async_executor::Task;
 pub use blocking::unblock;
+pub use tasks::TaskSet;
 pub use time::{parse_duration, sleep, timeout, unix_millis, utc_timestamp, Backoff, Elapsed};
 
 static ONE_THREAD: AtomicBool = AtomicBool::new(false);
@@ -56,8 +58,8 @@ fn executor() -> &'static Executor<'static> {
     })
 }
 
-/// Spawn a task on the global executor. Dropping the returned [`Task`] cancels it; call
-/// `.detach()` to let it run on its own.
+/// Spawn a task on the global executor. Dropping the returned [`Task`] cancels it; keep it, or
+/// give it to the [`TaskSet`] of the thing that owns the work.
 pub fn spawn<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Task<T> {
     executor().spawn(fut)
 }
