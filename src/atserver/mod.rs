@@ -416,19 +416,20 @@ async fn accept_loop(
     hub: Arc<Hub>,
     target: Option<Arc<AtServer>>,
 ) {
+    // The listener owns its connections: they end when it does (at shutdown).
+    let conns = crate::runtime::TaskSet::new();
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 log::debug!("connection from {peer}");
                 let (acceptor, hub, target) = (acceptor.clone(), hub.clone(), target.clone());
-                crate::runtime::spawn(async move {
+                conns.spawn(async move {
                     handle_conn(tcp, peer.ip(), acceptor, hub, target.clone()).await;
                     if let Some(server) = target {
                         server.forget_closed();
                     }
                     crate::runtime::mem::release_soon();
-                })
-                .detach();
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

@@ -113,6 +113,8 @@ struct Commit {
     synced: u64,
     dirty: Vec<Arc<File>>,
     syncing: bool,
+    /// The fsync round's task: the store owns it (a round is never cut short).
+    syncer: Option<crate::runtime::Task<()>>,
     failed: Option<String>,
     /// fsync rounds run (the tests count them).
     rounds: u64,
@@ -159,7 +161,8 @@ pub(crate) async fn durable() -> io::Result<()> {
             let listener = group().synced.listen();
             if !c.syncing {
                 c.syncing = true;
-                crate::runtime::spawn(sync()).detach();
+                // Replaces the previous round's task, which has finished.
+                c.syncer = Some(crate::runtime::spawn(sync()));
             }
             listener
         };

@@ -5,12 +5,12 @@
 //! groups back by itself. The library forbids `unsafe`, so the binary registers the C
 //! library's call with [`set_release`] (glibc builds only) and servers call [`release_soon`]
 //! when a connection or session ends.
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 static RELEASE: OnceLock<fn()> = OnceLock::new();
-static PENDING: AtomicBool = AtomicBool::new(false);
+/// The scheduled release: one at a time, owned here.
+static PENDING: Mutex<Option<super::Task<()>>> = Mutex::new(None);
 
 /// How long after the first ending connection the release runs: a burst ending together
 /// costs one release, not one per connection.
@@ -27,13 +27,12 @@ pub fn release_soon() {
     let Some(&release) = RELEASE.get() else {
         return;
     };
-    if PENDING.swap(true, Ordering::AcqRel) {
+    let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    if pending.as_ref().is_some_and(|t| !t.is_finished()) {
         return;
     }
-    super::spawn(async move {
+    *pending = Some(super::spawn(async move {
         super::sleep(SETTLE).await;
-        PENDING.store(false, Ordering::Release);
         release();
-    })
-    .detach();
+    }));
 }
