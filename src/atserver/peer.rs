@@ -21,6 +21,7 @@ use crate::at::conn::{lookup_server, RootAddr};
 use crate::at::framing::{LineReader, Response};
 use crate::at::AtSign;
 use crate::crypto::{b64, rsa::HashAlgo, rsa::RsaPrivateKey};
+use crate::runtime::dial::{self, Route};
 
 /// Deadline of one remote operation (directory + connect + handshake + request), §2.6.
 pub(crate) const REMOTE_DEADLINE: Duration = Duration::from_secs(10);
@@ -33,6 +34,8 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 const POOL_MAX: usize = 4;
 /// Directory answers are reused this long.
 const ADDR_TTL: Duration = Duration::from_secs(300);
+/// Resolving and connecting to another atServer, together.
+const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 /// Proofs we sign for our own `pol` are kept this long (§4.4: 60 s).
 pub(crate) const PROOF_TTL_MS: i64 = 60_000;
 
@@ -141,32 +144,16 @@ impl OutConn {
         port: u16,
     ) -> Result<OutConn, PeerError> {
         let peer = format!("{host}:{port}");
-        let addr = {
-            let target = peer.clone();
-            // Name resolution blocks: do it off the executor.
-            let (tx, rx) = async_channel::bounded(1);
-            std::thread::spawn(move || {
-                let r = std::net::ToSocketAddrs::to_socket_addrs(&target)
-                    .map(|mut it| it.next())
-                    .ok()
-                    .flatten();
-                let _ = tx.send_blocking(r);
-            });
-            rx.recv()
-                .await
-                .ok()
-                .flatten()
-                .ok_or_else(|| PeerError::Connect(format!("{peer}: no address")))?
-        };
-        let tcp = Async::<TcpStream>::connect(addr)
+        // The runtime's dialer: capped resolver threads and a deadline on both stages.
+        let tcp = dial::connect(host, port, Route::Direct, CONNECT_LIMIT)
             .await
             .map_err(|e| PeerError::Connect(format!("{peer}: {e}")))?;
-        let _ = tcp.get_ref().set_nodelay(true);
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| PeerError::Connect(format!("{host}: invalid server name")))?;
-        let stream = TlsConnector::from(tls.clone())
-            .connect(name, tcp)
+        let handshake = TlsConnector::from(tls.clone()).connect(name, tcp);
+        let stream = crate::runtime::timeout(CONNECT_LIMIT, handshake)
             .await
+            .map_err(|_| PeerError::Connect(format!("TLS with {peer}: timed out")))?
             .map_err(|e| PeerError::Connect(format!("TLS with {peer}: {e}")))?;
         Ok(OutConn {
             stream,
