@@ -1,8 +1,6 @@
 # noports-rs: build, test, demo, static build and packaging.
 CARGO ?= cargo
 MUSL_TARGET := x86_64-unknown-linux-musl
-# ring compiles C: point cc-rs at musl-gcc (Debian: apt-get install musl-tools) unless set.
-export CC_x86_64_unknown_linux_musl ?= musl-gcc
 
 comma := ,
 
@@ -30,6 +28,9 @@ packages:
 	./scripts/packages.sh
 
 # Static x86_64 build with the atserver applet included (stable toolchain, musl-gcc).
+# ring compiles C: cc-rs is pointed at musl-gcc (Debian: apt-get install musl-tools) here only;
+# exported for every target it would override the zig compiler router-build.sh sets up.
+static-full: export CC_x86_64_unknown_linux_musl ?= musl-gcc
 static-full:
 	$(CARGO) build --release --target $(MUSL_TARGET)
 	@ls -l target/$(MUSL_TARGET)/release/noports
