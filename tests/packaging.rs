@@ -524,7 +524,8 @@ set command
   [{pwned})]
   [\"a]
   [b\"]
-  [--device-group my group]
+  [--device-group]
+  [my group]
 set env
   [USER=root]
   [HOME={home}]
@@ -1805,7 +1806,9 @@ fn init_script_list_arg_with_a_newline_is_refused_in_start_and_doctor() {
     let run = start(&work, &secs, &passwd);
     run.refused("nl_arg", why);
     assert!(!run.stdout.contains("*:*"), "{}", run.stdout);
-    assert!(run.stdout.contains("  [--device-group my group]\n  [-v]\n"));
+    assert!(run
+        .stdout
+        .contains("  [--device-group]\n  [my group]\n  [-v]\n"));
 
     let setup = format!("PROG='{}'", prog.display());
     let run = init_run(&work, &secs, &passwd, &setup, "doctor; echo \"rc $?\"");
@@ -1818,12 +1821,47 @@ fn init_script_list_arg_with_a_newline_is_refused_in_start_and_doctor() {
         expected += &format!("  [{a}]\n");
     }
     expected += &format!(
-        "  [--device-group my group]\n  [-v]\n\
+        "  [--device-group]\n  [my group]\n  [-v]\n\
          \x20 USER=[root] HOME=[{}] SSHNPD_PIDFILE=[unset]\n\
          \x20 PROG=[unset] LD_PRELOAD=[unset] HTTPS_PROXY=[unset]\nrc 1\n",
         home.display()
     );
     assert_eq!(run.stdout, expected, "{}", run.stderr);
+}
+
+#[test]
+fn init_script_splits_a_list_arg_flag_from_its_value_and_still_refuses_file_flags() {
+    let work = tempdir("init-listarg-split");
+    let home = work.join("home");
+    fs::create_dir_all(&home).unwrap();
+    let secs = [
+        with_args(
+            sec("split", &home, &[]),
+            &["--permit-open localhost:22", "--dg=a b"],
+        ),
+        with_args(sec("keyflag", &home, &[]), &["--key-file /etc/shadow"]),
+        with_args(
+            sec("keyeq", &home, &[]),
+            &["-v", "--authorized-keys=/etc/shadow x"],
+        ),
+    ];
+    let passwd = root_passwd(&home);
+    let run = start(&work, &secs, &passwd);
+    // A flag and its value are two arguments; --flag=value (spaces and all) stays one.
+    assert!(
+        run.stdout
+            .contains("  [--permit-open]\n  [localhost:22]\n  [--dg=a b]\n"),
+        "{}",
+        run.stdout
+    );
+    // The value after a space no longer hides a file-naming flag from the check.
+    let why = "a 'list arg' entry sets --key-file, which names a file";
+    run.refused("keyflag", why);
+    run.refused(
+        "keyeq",
+        "a 'list arg' entry sets --authorized-keys, which names a file",
+    );
+    assert!(!run.stdout.contains("/etc/shadow"), "{}", run.stdout);
 }
 
 #[test]
