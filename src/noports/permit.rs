@@ -30,6 +30,16 @@ pub struct PermitOpen(Vec<PermitEntry>);
 impl PermitOpen {
     /// Comma-separated `host:port` entries; entries are trimmed; `[v6]:port` is accepted.
     pub fn parse(text: &str) -> Result<PermitOpen, String> {
+        Self::parse_with(text, false)
+    }
+
+    /// A list as a daemon's ping reply advertises it: as [`parse`](Self::parse), and port 0
+    /// is any port (csshnpd lists `--permit-open 127.0.0.1:*` as `127.0.0.1:0`).
+    pub fn parse_advertised(text: &str) -> Result<PermitOpen, String> {
+        Self::parse_with(text, true)
+    }
+
+    fn parse_with(text: &str, zero_is_any: bool) -> Result<PermitOpen, String> {
         let mut out = Vec::new();
         for raw in text.split(',') {
             let entry = raw.trim();
@@ -49,10 +59,11 @@ impl PermitOpen {
                     let n: u16 = p.parse().map_err(|_| {
                         format!("permit-open entry \"{entry}\" has an invalid port")
                     })?;
-                    if n == 0 {
-                        return Err(format!("permit-open entry \"{entry}\" has port 0"));
+                    match n {
+                        0 if zero_is_any => Part::Any,
+                        0 => return Err(format!("permit-open entry \"{entry}\" has port 0")),
+                        n => Part::Exact(n.to_string()),
                     }
-                    Part::Exact(n.to_string())
                 }
             };
             let host = if host == "*" {
@@ -140,6 +151,16 @@ mod tests {
             PermitOpen::parse("[::1]:22").unwrap().entries(),
             vec!["[::1]:22"]
         );
+    }
+
+    #[test]
+    fn an_advertised_port_0_is_any_port_and_a_configured_one_is_refused() {
+        let c = PermitOpen::parse_advertised("127.0.0.1:0, localhost:22").unwrap();
+        assert!(c.allows("127.0.0.1", 5432));
+        assert!(c.allows("localhost", 22));
+        assert!(!c.allows("localhost", 80));
+        assert!(!c.allows("10.0.0.1", 5432));
+        assert!(PermitOpen::parse("127.0.0.1:0").is_err());
     }
 
     #[test]
