@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what the end-to-end tests use besides Rust: OpenSSH (a real sshd and ssh for the sshnp
 # tests), dropbear (OpenWrt's sshd, tests/e2e_dropbear.rs), qemu-user-static (the router
-# builds run under it, tests/qemu_router.rs) and Debian's chromium (the LuCI views run in it
-# headless, tests/luci_browser.rs).
+# builds run under it, tests/qemu_router.rs), Debian's chromium (the LuCI views run in it
+# headless, tests/luci_browser.rs) and systemd's systemd-analyze (tests/install.rs verifies the
+# units with it).
 # Debian/Ubuntu; as root, or through sudo when available. Does nothing if present.
 # The cross toolchain for the router builds is scripts/router-build.sh's business.
 set -euo pipefail
@@ -19,6 +20,7 @@ command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v qemu-mipsel-static >/dev/null 2>&1 || need+=(qemu-user-static)
 [ -x /usr/sbin/dropbear ] || need+=(dropbear-bin)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=
 if [ "$(id -u)" != 0 ]; then
