@@ -270,7 +270,7 @@ fn arm_cortex_a7_neon_vfpv4() {
 }
 
 #[test]
-#[ignore = "needs target/router/x86_64-unknown-linux-musl (make static or make packages): make test-router-all builds and runs it"]
+#[ignore = "needs target/router/x86_64-unknown-linux-musl (make static): make test builds and runs it"]
 fn x86_64() {
     router_arch("x86_64");
 }
