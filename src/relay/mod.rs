@@ -1,9 +1,11 @@
 //! The relay `srvd` and the data-plane bridge `srv` (noports.md §4, §5.6, §9.5, §9.6).
 //!
-//! - [`session`]: the session table: ports (two per session, or one shared port), limits;
-//!   library-level, so tests drive it with real sockets and no atServer. Behind it `accept`
-//!   (accept loops, auth lines, per-source limits), `pairing` (one session: queues, pairing,
-//!   splicing, expiry, report) and `nonce`.
+//! - [`session`]: the public face, [`SessionTable`]: ports (two per session, or one shared
+//!   port), limits, the session tasks it owns; library-level, so tests drive it with real
+//!   sockets and no atServer. Behind it, each file importing only those after it:
+//!   `pairing` (one session: queues, pairing, splicing, expiry, report), `accept` (accept
+//!   loops, auth lines, per-source limits), `table` (live sessions and routes, one lock never
+//!   held across an await), `types` (what they share) and `nonce`.
 //! - `srvd`: the applet: atProtocol glue (monitor `request_ports`, fetch keys, reply N4).
 //! - `srv`: the applet shell around `tunnel` (RV_* environment, readiness line,
 //!   exit 200).
@@ -18,6 +20,8 @@ mod pairing;
 pub mod session;
 mod srv;
 mod srvd;
+mod table;
+mod types;
 
 pub use session::{
     EndReason, RelayConfig, RelayError, SessionPorts, SessionReport, SessionSpec, SessionTable,
