@@ -308,7 +308,7 @@ struct Gatekeeper {
 
 /// A socket's place in its source's order (shared port): the earlier socket to wait for, and
 /// the signal to drop once settled.
-type Turn = (
+type Place = (
     Option<async_channel::Receiver<()>>,
     Option<async_channel::Sender<()>>,
 );
@@ -366,7 +366,7 @@ impl Gatekeeper {
         }
         let checked = self.look_early(&sock).await;
         let source = source_of(peer.ip());
-        let (after, done) = self.turn(source);
+        let (after, done) = self.place(source);
         let early = match checked {
             Early::Done(outcome) => {
                 match after.filter(|rx| !rx.is_closed()) {
@@ -432,7 +432,7 @@ impl Gatekeeper {
     }
 
     /// The socket's place after the latest unsettled one from `source` (shared port only).
-    fn turn(&mut self, source: IpAddr) -> Turn {
+    fn place(&mut self, source: IpAddr) -> Place {
         match &self.gate {
             Gate::Shared(_) => {
                 self.order.retain(|_, rx| !rx.is_closed());
