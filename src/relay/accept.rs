@@ -19,13 +19,13 @@ use std::time::{Duration, Instant};
 use async_io::{Async, Timer};
 use futures_lite::AsyncReadExt;
 
-use super::pairing::Event;
-use super::session::{ConnSlot, Inner, SessionSpec};
+use super::table::Table;
+use super::types::{Claim, ConnSlot, Event, Ready, Route, Side};
 use crate::crypto::rsa::RsaPublicKey;
 use crate::noports::relay_msg::{
     auth_line_rvd_nonce, take_auth_line, verify_auth_line, AuthLineError,
 };
-use crate::runtime;
+use crate::runtime::{self, TaskSet};
 
 /// How the accept loop waits for the first bytes of a silent new socket.
 const EARLY_WAIT: Duration = Duration::from_millis(10);
@@ -35,52 +35,6 @@ const EARLY_WAIT: Duration = Duration::from_millis(10);
 const EARLY_BUDGET: Duration = Duration::from_millis(100);
 /// Back-off after a failed `accept` (e.g. EMFILE), so a full fd table does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Side A (client, portA) or B (device, portB).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Side {
-    A,
-    B,
-}
-
-impl fmt::Display for Side {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if *self == Side::A { "A" } else { "B" })
-    }
-}
-
-/// The side a verified socket belongs to. `Either` on the shared port when both sides are
-/// the same atSign (one key verifies both): the session assigns it in arrival order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Claim {
-    Side(Side),
-    Either,
-}
-
-impl fmt::Display for Claim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Claim::Side(s) => s.fmt(f),
-            Claim::Either => f.write_str("A or B"),
-        }
-    }
-}
-
-/// A socket that passed authentication (or needed none), with the bytes after its auth line.
-pub(super) struct Ready {
-    pub(super) sock: Arc<Async<TcpStream>>,
-    pub(super) leftover: Vec<u8>,
-    pub(super) peer: SocketAddr,
-    pub(super) _slot: ConnSlot,
-}
-
-/// A live session as the accept loops see it: whom to check a line against, where to send
-/// the verified socket.
-#[derive(Clone)]
-pub(super) struct Route {
-    pub(super) spec: Arc<SessionSpec>,
-    pub(super) events: async_channel::Sender<Event>,
-}
 
 /// What a listener serves.
 pub(super) enum Gate {
@@ -112,7 +66,7 @@ impl Gate {
     }
 
     /// Checks a complete auth line: where it leads and as which side.
-    fn judge(&self, inner: &Inner, line: &str) -> Result<(Route, Claim), Refusal> {
+    fn judge(&self, table: &Table, line: &str) -> Result<(Route, Claim), Refusal> {
         let verify = |route: &Route, key: &RsaPublicKey| {
             let s = &route.spec;
             verify_auth_line(line, &s.session_id, &s.client_nonce, &s.rvd_nonce, key)
@@ -129,7 +83,7 @@ impl Gate {
             }
             Gate::Shared(_) => {
                 let nonce = auth_line_rvd_nonce(line).map_err(|e| Refusal(None, e.into()))?;
-                let route = inner
+                let route = table
                     .route(&nonce)
                     .ok_or(Refusal(None, AuthFail::NoSession))?;
                 let (Some(ka), Some(kb)) = (&route.spec.key_a, &route.spec.key_b) else {
@@ -253,7 +207,7 @@ type Outcome = Result<(Route, Claim, Vec<u8>), Refusal>;
 /// Reads the auth line and checks it (noports.md §4.3); returns the bytes after the `\n`.
 async fn authenticate(
     sock: &Async<TcpStream>,
-    inner: &Inner,
+    table: &Table,
     gate: &Gate,
     early: Vec<u8>,
 ) -> Outcome {
@@ -271,12 +225,12 @@ async fn authenticate(
                 .ok_or(Refusal(None, AuthFail::Closed))?;
             buf.extend_from_slice(got);
             if let Some((line, rest)) = take_auth_line(&buf).map_err(|e| Refusal(None, e.into()))? {
-                let (route, claim) = gate.judge(inner, line)?;
+                let (route, claim) = gate.judge(table, line)?;
                 return Ok((route, claim, rest.to_vec()));
             }
         }
     };
-    runtime::timeout(inner.cfg.auth_timeout, read)
+    runtime::timeout(table.cfg.auth_timeout, read)
         .await
         .unwrap_or(Err(Refusal(None, AuthFail::Timeout)))
 }
@@ -292,7 +246,7 @@ enum Early {
 /// Reads what the peer already sent (never waits) and checks a complete auth line at once.
 /// A legitimate side writes its line right after connecting, so it is usually verified here,
 /// before any later socket is accepted and before strangers could evict it.
-fn check_early(sock: &Async<TcpStream>, inner: &Inner, gate: &Gate) -> Early {
+fn check_early(sock: &Async<TcpStream>, table: &Table, gate: &Gate) -> Early {
     use std::io::Read;
     let mut buf = vec![0u8; 4096];
     let n = match sock.get_ref().read(&mut buf) {
@@ -303,7 +257,7 @@ fn check_early(sock: &Async<TcpStream>, inner: &Inner, gate: &Gate) -> Early {
     buf.truncate(n);
     match take_auth_line(&buf) {
         Ok(Some((line, rest))) => Early::Done(
-            gate.judge(inner, line)
+            gate.judge(table, line)
                 .map(|(route, claim)| (route, claim, rest.to_vec())),
         ),
         Ok(None) => Early::Partial(buf),
@@ -313,49 +267,90 @@ fn check_early(sock: &Async<TcpStream>, inner: &Inner, gate: &Gate) -> Early {
 
 /// Accepts on `listener` until dropped (with the session, or at shutdown for the shared
 /// port). Sockets still authenticating are owned here, so they close with the loop.
-pub(super) async fn accept_loop(inner: Arc<Inner>, gate: Gate, listener: &Async<TcpListener>) {
-    let mut pending: VecDeque<Authenticating> = VecDeque::new();
-    // In a multi-pair session the first pair is the control channel: each side's first socket
-    // must reach the pairing queue first, so the first socket accepted is verified before the
-    // next is accepted (concurrent verification let a data socket overtake it under load).
-    // The shared port serves every session, so it never waits on one socket.
-    let mut first = matches!(&gate, Gate::Side { route, .. } if !route.spec.single_pair);
-    // The shared port holds every session's authenticating sockets: up to half the socket
-    // cap, so verified and paired sockets always keep room.
-    let per_listener = match &gate {
-        Gate::Side { .. } => inner.cfg.max_pending_per_side,
-        Gate::Shared(_) => (inner.cfg.max_connections / 2).max(inner.cfg.max_pending_per_side),
-    };
-    let (mut window, mut waited) = (Instant::now(), Duration::ZERO);
-    // Shared port: per source, the "done" signal of its latest socket still authenticating.
-    // A verified socket is handed to its session only after every earlier socket from the same
-    // source has settled, so a client's control socket (its first) is never overtaken by its
-    // own data socket whose line verified faster: two-port mode gets this from verifying each
-    // side's first socket alone, which one listener for every session cannot do.
-    let mut order: HashMap<IpAddr, async_channel::Receiver<()>> = HashMap::new();
+pub(super) async fn accept_loop(table: Arc<Table>, gate: Gate, listener: &Async<TcpListener>) {
+    let mut gatekeeper = Gatekeeper::new(table, gate);
     loop {
-        let (sock, peer) = match listener.accept().await {
-            Ok(x) => x,
+        match listener.accept().await {
+            Ok((sock, peer)) => gatekeeper.admit(sock, peer).await,
             Err(e) => {
-                log::warn!("{}: accept: {e}", gate.label());
+                log::warn!("{}: accept: {e}", gatekeeper.gate.label());
                 Timer::after(ACCEPT_BACKOFF).await;
-                continue;
             }
+        }
+    }
+}
+
+/// One listener's accepted sockets until they settle, and the limits they count against.
+struct Gatekeeper {
+    table: Arc<Table>,
+    gate: Gate,
+    /// Sockets authenticating concurrently; dropping one closes it.
+    pending: VecDeque<Authenticating>,
+    /// Verified sockets waiting for an earlier socket from their source to settle (shared
+    /// port): each waits at most that one's auth deadline.
+    deferred: TaskSet,
+    /// In a multi-pair session the first pair is the control channel: each side's first socket
+    /// must reach the pairing queue first, so the first socket accepted is verified before the
+    /// next is accepted (concurrent verification let a data socket overtake it under load).
+    /// The shared port serves every session, so it never waits on one socket.
+    first: bool,
+    per_listener: usize,
+    /// This second's start and the early waits spent in it (see [`EARLY_BUDGET`]).
+    window: Instant,
+    waited: Duration,
+    /// Shared port: per source, the "done" signal of its latest socket still authenticating.
+    /// A verified socket is handed to its session only after every earlier socket from the same
+    /// source has settled, so a client's control socket (its first) is never overtaken by its
+    /// own data socket whose line verified faster: two-port mode gets this from verifying each
+    /// side's first socket alone, which one listener for every session cannot do.
+    order: HashMap<IpAddr, async_channel::Receiver<()>>,
+}
+
+/// A socket's place in its source's order (shared port): the earlier socket to wait for, and
+/// the signal to drop once settled.
+type Place = (
+    Option<async_channel::Receiver<()>>,
+    Option<async_channel::Sender<()>>,
+);
+
+impl Gatekeeper {
+    fn new(table: Arc<Table>, gate: Gate) -> Gatekeeper {
+        let first = matches!(&gate, Gate::Side { route, .. } if !route.spec.single_pair);
+        // The shared port holds every session's authenticating sockets: up to half the socket
+        // cap, so verified and paired sockets always keep room.
+        let per_listener = match &gate {
+            Gate::Side { .. } => table.cfg.max_pending_per_side,
+            Gate::Shared(_) => (table.cfg.max_connections / 2).max(table.cfg.max_pending_per_side),
         };
-        let Some(slot) = inner.try_slot() else {
-            inner.shed_log(&format!(
+        Gatekeeper {
+            table,
+            gate,
+            pending: VecDeque::new(),
+            deferred: TaskSet::new(),
+            first,
+            per_listener,
+            window: Instant::now(),
+            waited: Duration::ZERO,
+            order: HashMap::new(),
+        }
+    }
+
+    /// Takes one accepted socket: counted, then handed on, settled or authenticating.
+    async fn admit(&mut self, sock: Async<TcpStream>, peer: SocketAddr) {
+        let Some(slot) = self.table.try_slot() else {
+            self.table.shed_log(&format!(
                 "{} sockets open (limit)",
-                inner.cfg.max_connections
+                self.table.cfg.max_connections
             ));
-            gate.rejected();
-            continue;
+            self.gate.rejected();
+            return;
         };
         let _ = sock.get_ref().set_nodelay(true);
         if let Gate::Side {
             route,
             side,
             key: None,
-        } = &gate
+        } = &self.gate
         {
             let ready = Ready {
                 sock: Arc::new(sock),
@@ -367,94 +362,109 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, gate: Gate, listener: &Async<
                 .events
                 .send(Event::Ready(Claim::Side(*side), ready))
                 .await;
-            continue;
+            return;
         }
-        // A legitimate side's line follows its connect within a moment: give a socket with
-        // nothing yet a few milliseconds before judging it (strangers cost this much each).
-        let mut checked = check_early(&sock, &inner, &gate);
-        if window.elapsed() >= Duration::from_secs(1) {
-            (window, waited) = (Instant::now(), Duration::ZERO);
-        }
-        if matches!(&checked, Early::Partial(b) if b.is_empty()) && waited < EARLY_BUDGET {
-            let t = Instant::now();
-            let spoke = runtime::timeout(EARLY_WAIT, sock.readable()).await.is_ok();
-            waited += t.elapsed();
-            if spoke {
-                checked = check_early(&sock, &inner, &gate);
-            }
-        }
+        let checked = self.look_early(&sock).await;
         let source = source_of(peer.ip());
-        let (after, done) = match &gate {
-            Gate::Shared(_) => {
-                order.retain(|_, rx| !rx.is_closed());
-                let (tx, rx) = async_channel::bounded::<()>(1);
-                (order.insert(source, rx), Some(tx))
-            }
-            Gate::Side { .. } => (None, None),
-        };
+        let (after, done) = self.place(source);
         let early = match checked {
             Early::Done(outcome) => {
                 match after.filter(|rx| !rx.is_closed()) {
-                    None => settle(&gate, peer, Arc::new(sock), slot, outcome).await,
+                    None => settle(&self.gate, peer, Arc::new(sock), slot, outcome).await,
                     Some(rx) => {
-                        let gate2 = gate.share();
-                        runtime::spawn(async move {
+                        let gate = self.gate.share();
+                        let limit = self.table.cfg.auth_timeout * 2;
+                        self.deferred.spawn_within(limit, async move {
                             let _done = done;
                             let _ = rx.recv().await;
-                            settle(&gate2, peer, Arc::new(sock), slot, outcome).await;
-                        })
-                        .detach();
+                            settle(&gate, peer, Arc::new(sock), slot, outcome).await;
+                        });
                     }
                 }
-                continue;
+                return;
             }
             Early::Partial(bytes) => bytes,
         };
-        if std::mem::take(&mut first) {
-            let outcome = authenticate(&sock, &inner, &gate, early).await;
-            settle(&gate, peer, Arc::new(sock), slot, outcome).await;
-            continue;
+        if std::mem::take(&mut self.first) {
+            let outcome = authenticate(&sock, &self.table, &self.gate, early).await;
+            settle(&self.gate, peer, Arc::new(sock), slot, outcome).await;
+            return;
         }
-        // Only a socket that goes on authenticating counts against the limits (one whose
-        // line was already complete above never does): over a limit, the oldest silent
-        // socket of the source makes room.
-        pending.retain(|p| !p.task.is_finished());
-        if let Some(i) = evict_index(
-            &pending,
-            source,
-            inner.cfg.max_auth_per_source,
-            per_listener,
-        ) {
-            if let Some(old) = pending.remove(i) {
-                inner.shed_log(&format!(
-                    "{}: too many sockets authenticating; closing the oldest from {}",
-                    gate.label(),
-                    old.source
-                ));
-                drop(old);
-                gate.rejected();
-            }
-        }
+        self.make_room(source);
         let sock = Arc::new(sock);
         let weak = Arc::downgrade(&sock);
-        let (inner2, gate2) = (inner.clone(), gate.share());
+        let (table, gate) = (self.table.clone(), self.gate.share());
         // Bounded by the auth deadline, and cancelled (closing the socket) when evicted or
         // when the loop ends.
         let task = runtime::spawn(async move {
             // Dropped when this task ends (settled, evicted or cancelled): releases the next
             // socket from the same source.
             let _done = done;
-            let outcome = authenticate(&sock, &inner2, &gate2, early).await;
+            let outcome = authenticate(&sock, &table, &gate, early).await;
             if let Some(rx) = after {
                 let _ = rx.recv().await;
             }
-            settle(&gate2, peer, sock, slot, outcome).await;
+            settle(&gate, peer, sock, slot, outcome).await;
         });
-        pending.push_back(Authenticating {
+        self.pending.push_back(Authenticating {
             source,
             sock: weak,
             task,
         });
+    }
+
+    /// A legitimate side's line follows its connect within a moment: give a socket with
+    /// nothing yet a few milliseconds before judging it (strangers cost this much each).
+    async fn look_early(&mut self, sock: &Async<TcpStream>) -> Early {
+        let mut checked = check_early(sock, &self.table, &self.gate);
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            (self.window, self.waited) = (Instant::now(), Duration::ZERO);
+        }
+        if matches!(&checked, Early::Partial(b) if b.is_empty()) && self.waited < EARLY_BUDGET {
+            let t = Instant::now();
+            let spoke = runtime::timeout(EARLY_WAIT, sock.readable()).await.is_ok();
+            self.waited += t.elapsed();
+            if spoke {
+                checked = check_early(sock, &self.table, &self.gate);
+            }
+        }
+        checked
+    }
+
+    /// The socket's place after the latest unsettled one from `source` (shared port only).
+    fn place(&mut self, source: IpAddr) -> Place {
+        match &self.gate {
+            Gate::Shared(_) => {
+                self.order.retain(|_, rx| !rx.is_closed());
+                let (tx, rx) = async_channel::bounded::<()>(1);
+                (self.order.insert(source, rx), Some(tx))
+            }
+            Gate::Side { .. } => (None, None),
+        }
+    }
+
+    /// Only a socket that goes on authenticating counts against the limits (one whose line
+    /// was already complete never does): over a limit, the oldest silent socket of the
+    /// source makes room.
+    fn make_room(&mut self, source: IpAddr) {
+        self.pending.retain(|p| !p.task.is_finished());
+        let Some(i) = evict_index(
+            &self.pending,
+            source,
+            self.table.cfg.max_auth_per_source,
+            self.per_listener,
+        ) else {
+            return;
+        };
+        if let Some(old) = self.pending.remove(i) {
+            self.table.shed_log(&format!(
+                "{}: too many sockets authenticating; closing the oldest from {}",
+                self.gate.label(),
+                old.source
+            ));
+            drop(old);
+            self.gate.rejected();
+        }
     }
 }
 

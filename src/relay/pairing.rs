@@ -11,25 +11,18 @@ use std::sync::Arc;
 use async_io::{Async, Timer};
 use futures_lite::FutureExt;
 
-use super::accept::{accept_loop, Claim, Gate, Ready, Route, Side};
-use super::session::{EndReason, Inner, SessionPorts, SessionReport, SessionSpec};
+use super::accept::{accept_loop, Gate};
+use super::table::Table;
+use super::types::{
+    Claim, EndReason, Event, Ready, Route, SessionPorts, SessionReport, SessionSpec, Side,
+};
+use crate::runtime::{atomic::AtomicU64, TaskSet};
 use crate::tunnel::{splice, Direction};
-use crate::runtime::{self, atomic::AtomicU64};
 
 enum Wake {
     Event(Event),
     Stop,
     Tick,
-}
-
-/// Session events. Only verified sockets reach the session: a socket still authenticating
-/// holds no place in any queue, so strangers cannot stall pairing. Verified sockets are paired
-/// in the order they finished authentication, as in the reference (§4.4).
-pub(super) enum Event {
-    Ready(Claim, Ready),
-    Failed,
-    Rejected,
-    PairDone { first: bool },
 }
 
 /// A side's verified sockets waiting for a peer, in order of verification.
@@ -41,32 +34,91 @@ struct Bytes {
     ba: AtomicU64,
 }
 
+/// A session's state while it runs: its queues, its pairs (tasks it owns: dropping the
+/// session ends them) and its counters.
+struct Session {
+    table: Arc<Table>,
+    spec: Arc<SessionSpec>,
+    events: async_channel::Sender<Event>,
+    bytes: Arc<Bytes>,
+    pending_a: Queue,
+    pending_b: Queue,
+    pairs: TaskSet,
+    formed: u64,
+    live: usize,
+    rejected: u64,
+    /// The session timer has fired: from now on the last pair to close ends the session.
+    grace: bool,
+}
+
 /// Runs a session to its end. `listeners` are its own two (two-port mode) or `None` when the
 /// shared port delivers its sockets through `rx` (the table registered the route).
 pub(super) async fn run_session(
-    inner: Arc<Inner>,
+    table: Arc<Table>,
     spec: Arc<SessionSpec>,
     listeners: Option<(Async<TcpListener>, Async<TcpListener>)>,
     ports: SessionPorts,
     (tx, rx): (async_channel::Sender<Event>, async_channel::Receiver<Event>),
 ) {
-    let bytes = Arc::new(Bytes::default());
-    let mut pending_a: Queue = VecDeque::new();
-    let mut pending_b: Queue = VecDeque::new();
-    let mut pairs: Vec<runtime::Task<()>> = Vec::new();
-    let (mut formed, mut live, mut rejected) = (0u64, 0usize, 0u64);
-    let mut timer = Timer::after(inner.cfg.session_timeout);
-    let mut grace = false;
-    let max_pending = inner.cfg.max_pending_per_side;
-    let linger = inner.cfg.half_close_linger;
+    let mut session = Session {
+        table: table.clone(),
+        spec: spec.clone(),
+        events: tx.clone(),
+        bytes: Arc::new(Bytes::default()),
+        pending_a: VecDeque::new(),
+        pending_b: VecDeque::new(),
+        pairs: TaskSet::new(),
+        formed: 0,
+        live: 0,
+        rejected: 0,
+        grace: false,
+    };
+    let reason = session
+        .run(&rx)
+        .or(serve(&table, &spec, listeners.as_ref(), &tx))
+        .await;
+    drop(listeners);
+    session.finish(reason, ports);
+}
 
-    let main = async {
+/// The session's own accept loops (two-port mode). They never return; they only run while
+/// the session does.
+async fn serve(
+    table: &Arc<Table>,
+    spec: &Arc<SessionSpec>,
+    listeners: Option<&(Async<TcpListener>, Async<TcpListener>)>,
+    events: &async_channel::Sender<Event>,
+) -> EndReason {
+    match listeners {
+        Some((la, lb)) => {
+            let gate = |side, key: &Option<_>| Gate::Side {
+                route: Route {
+                    spec: spec.clone(),
+                    events: events.clone(),
+                },
+                side,
+                key: key.clone().map(Arc::new),
+            };
+            let a = accept_loop(table.clone(), gate(Side::A, &spec.key_a), la);
+            let b = accept_loop(table.clone(), gate(Side::B, &spec.key_b), lb);
+            a.or(b).await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+    EndReason::Shutdown
+}
+
+impl Session {
+    /// Consumes events until the session ends: shutdown, expiry, or its pairs closing.
+    async fn run(&mut self, rx: &async_channel::Receiver<Event>) -> EndReason {
+        let mut timer = Timer::after(self.table.cfg.session_timeout);
         loop {
             let ev = async { rx.recv().await.map_or(Wake::Stop, Wake::Event) };
             let stop = async {
-                let _ = inner.stop.1.recv().await;
+                let _ = self.table.stop.1.recv().await;
                 Wake::Stop
             };
+            let grace = self.grace;
             let tick = async {
                 if grace {
                     std::future::pending::<()>().await;
@@ -78,137 +130,146 @@ pub(super) async fn run_session(
                 Wake::Event(e) => e,
                 Wake::Stop => return EndReason::Shutdown,
                 Wake::Tick => {
-                    grace = true;
-                    if live == 0 {
+                    self.grace = true;
+                    if self.live == 0 {
                         return EndReason::Expired;
                     }
                     continue;
                 }
             };
-            match ev {
-                Event::Rejected => rejected += 1,
-                Event::PairDone { first } => {
-                    live -= 1;
-                    // "A session ends when either side closes": the first pair is the whole
-                    // session (single mode, multiplexed suite) or its control channel (multi).
-                    if first || (grace && live == 0) {
-                        return EndReason::Closed;
-                    }
-                }
-                Event::Failed => rejected += 1,
-                Event::Ready(claim, r) => {
-                    // Same atSign on both sides (shared port): sides in arrival order, so
-                    // the first unpaired socket is A and the next B.
-                    let side = match claim {
-                        Claim::Side(s) => s,
-                        Claim::Either if pending_a.len() <= pending_b.len() => Side::A,
-                        Claim::Either => Side::B,
-                    };
-                    let q = if side == Side::A {
-                        &mut pending_a
-                    } else {
-                        &mut pending_b
-                    };
-                    let refuse = if spec.single_pair && formed > 0 {
-                        Some("refusing extra socket (single pair)")
-                    } else if q.len() >= max_pending {
-                        Some("too many unpaired sockets")
-                    } else {
-                        None
-                    };
-                    match refuse {
-                        None => q.push_back(r),
-                        Some(why) => {
-                            log::warn!(
-                                "session {}: side {side}: {why}; closing {}",
-                                spec.session_id,
-                                r.peer
-                            );
-                            rejected += 1;
-                        }
-                    }
+            if let Some(end) = self.on_event(ev) {
+                return end;
+            }
+            self.pair_heads();
+        }
+    }
+
+    fn on_event(&mut self, ev: Event) -> Option<EndReason> {
+        match ev {
+            Event::Rejected | Event::Failed => self.rejected += 1,
+            Event::PairDone { first } => {
+                self.live -= 1;
+                // "A session ends when either side closes": the first pair is the whole
+                // session (single mode, multiplexed suite) or its control channel (multi).
+                if first || (self.grace && self.live == 0) {
+                    return Some(EndReason::Closed);
                 }
             }
-            // Pair the heads (verified sockets, in verification order); a single-pair session
-            // pairs once.
-            while !pending_a.is_empty() && !pending_b.is_empty() {
-                if spec.single_pair && formed > 0 {
-                    break;
-                }
-                let (Some(a), Some(b)) = (pending_a.pop_front(), pending_b.pop_front()) else {
-                    break;
-                };
-                let first = formed == 0;
-                formed += 1;
-                live += 1;
-                log::debug!(
-                    "session {}: pairing {} with {}",
-                    spec.session_id,
-                    a.peer,
-                    b.peer
+            Event::Ready(claim, r) => self.enqueue(claim, r),
+        }
+        None
+    }
+
+    /// Queues a verified socket on its side, unless a limit refuses it.
+    fn enqueue(&mut self, claim: Claim, r: Ready) {
+        // Same atSign on both sides (shared port): sides in arrival order, so the first
+        // unpaired socket is A and the next B.
+        let side = match claim {
+            Claim::Side(s) => s,
+            Claim::Either if self.pending_a.len() <= self.pending_b.len() => Side::A,
+            Claim::Either => Side::B,
+        };
+        let q = if side == Side::A {
+            &mut self.pending_a
+        } else {
+            &mut self.pending_b
+        };
+        let refuse = if self.spec.single_pair && self.formed > 0 {
+            Some("refusing extra socket (single pair)")
+        } else if q.len() >= self.table.cfg.max_pending_per_side {
+            Some("too many unpaired sockets")
+        } else {
+            None
+        };
+        match refuse {
+            None => q.push_back(r),
+            Some(why) => {
+                log::warn!(
+                    "session {}: side {side}: {why}; closing {}",
+                    self.spec.session_id,
+                    r.peer
                 );
-                let (tx, bytes) = (tx.clone(), bytes.clone());
-                pairs.retain(|t| !t.is_finished());
-                pairs.push(runtime::spawn(async move {
-                    let ab = Direction {
-                        pre: &a.leftover,
-                        cipher: None,
-                        count: &bytes.ab,
-                    };
-                    let ba = Direction {
-                        pre: &b.leftover,
-                        cipher: None,
-                        count: &bytes.ba,
-                    };
-                    let _ = splice(&a.sock, &b.sock, ab, ba, linger).await;
-                    let _ = tx.send(Event::PairDone { first }).await;
-                }));
+                self.rejected += 1;
             }
         }
-    };
-    // The accept loops never return; they only run while the session does.
-    let accepts = async {
-        match &listeners {
-            Some((la, lb)) => {
-                let gate = |side, key: &Option<_>| Gate::Side {
-                    route: Route {
-                        spec: spec.clone(),
-                        events: tx.clone(),
-                    },
-                    side,
-                    key: key.clone().map(Arc::new),
+    }
+
+    /// Pairs the heads (verified sockets, in verification order); a single-pair session
+    /// pairs once.
+    fn pair_heads(&mut self) {
+        while !self.pending_a.is_empty() && !self.pending_b.is_empty() {
+            if self.spec.single_pair && self.formed > 0 {
+                break;
+            }
+            let (Some(a), Some(b)) = (self.pending_a.pop_front(), self.pending_b.pop_front())
+            else {
+                break;
+            };
+            let first = self.formed == 0;
+            self.formed += 1;
+            self.live += 1;
+            log::debug!(
+                "session {}: pairing {} with {}",
+                self.spec.session_id,
+                a.peer,
+                b.peer
+            );
+            let (tx, bytes) = (self.events.clone(), self.bytes.clone());
+            let linger = self.table.cfg.half_close_linger;
+            // Ends when either socket closes and the other has lingered; `splice` bounds it.
+            self.pairs.spawn(async move {
+                let ab = Direction {
+                    pre: &a.leftover,
+                    cipher: None,
+                    count: &bytes.ab,
                 };
-                let a = accept_loop(inner.clone(), gate(Side::A, &spec.key_a), la);
-                let b = accept_loop(inner.clone(), gate(Side::B, &spec.key_b), lb);
-                a.or(b).await;
-            }
-            None => std::future::pending::<()>().await,
+                let ba = Direction {
+                    pre: &b.leftover,
+                    cipher: None,
+                    count: &bytes.ba,
+                };
+                let _ = splice(&a.sock, &b.sock, ab, ba, linger).await;
+                let _ = tx.send(Event::PairDone { first }).await;
+            });
         }
-        EndReason::Shutdown
-    };
-    let reason = main.or(accepts).await;
-    drop((listeners, pending_a, pending_b, pairs));
-    inner.end_session(&spec);
-    let report = SessionReport {
-        session_id: spec.session_id.clone(),
-        reason,
-        pairs: formed,
-        rejected,
-        bytes_ab: bytes.ab.load(Ordering::Relaxed),
-        bytes_ba: bytes.ba.load(Ordering::Relaxed),
-    };
-    log::info!(
-        "Finished session {} for {} to {} using ports [{}, {}]: {:?}, {} pairs, {} rejected, {} bytes A->B, {} bytes B->A",
-        report.session_id,
-        spec.atsign_a,
-        spec.atsign_b,
-        ports.port_a,
-        ports.port_b,
-        report.reason,
-        report.pairs,
-        report.rejected,
-        report.bytes_ab,
-        report.bytes_ba
-    );
-    let _ = inner.reports.0.try_send(report);
+    }
+
+    /// Closes every socket the session holds, forgets it in the table, then reports.
+    fn finish(self, reason: EndReason, ports: SessionPorts) {
+        let Session {
+            table,
+            spec,
+            bytes,
+            pending_a,
+            pending_b,
+            pairs,
+            formed,
+            rejected,
+            ..
+        } = self;
+        drop((pending_a, pending_b, pairs));
+        table.end_session(&spec);
+        let report = SessionReport {
+            session_id: spec.session_id.clone(),
+            reason,
+            pairs: formed,
+            rejected,
+            bytes_ab: bytes.ab.load(Ordering::Relaxed),
+            bytes_ba: bytes.ba.load(Ordering::Relaxed),
+        };
+        log::info!(
+            "Finished session {} for {} to {} using ports [{}, {}]: {:?}, {} pairs, {} rejected, {} bytes A->B, {} bytes B->A",
+            report.session_id,
+            spec.atsign_a,
+            spec.atsign_b,
+            ports.port_a,
+            ports.port_b,
+            report.reason,
+            report.pairs,
+            report.rejected,
+            report.bytes_ab,
+            report.bytes_ba
+        );
+        let _ = table.reports.0.try_send(report);
+    }
 }

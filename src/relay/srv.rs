@@ -16,8 +16,8 @@ use argh::FromArgs;
 use async_io::Async;
 use futures_lite::FutureExt;
 
-use crate::tunnel::{self, RelayTarget, SessionCrypto, TunnelError, TunnelStats};
 use crate::runtime;
+use crate::tunnel::{self, RelayTarget, SessionCrypto, TunnelError, TunnelStats};
 
 /// Exit status of an srv that failed after argument parsing (§5.6).
 const EXIT_EXCEPTION: u8 = 200;

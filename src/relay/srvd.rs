@@ -23,8 +23,9 @@ use super::session::{new_rvd_nonce, RelayConfig, SessionSpec, SessionTable};
 use crate::at::{
     AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, Notification, NotifyOptions, RootAddr,
 };
+use crate::crypto::rsa::RsaPublicKey;
 use crate::noports::relay_msg::{RelayRequest, RelayResponse};
-use crate::runtime::{self, Backoff};
+use crate::runtime::{self, Backoff, TaskSet};
 
 /// N4 record ttl (noports.md §4.1).
 const RESPONSE_TTL_MS: u64 = 10_000;
@@ -281,6 +282,8 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     let in_flight = Arc::new(async_lock::Semaphore::new(MAX_IN_FLIGHT));
     let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut refusals = Refusals::default();
+    // The requests being handled: they end with `run` (at shutdown).
+    let requests = TaskSet::new();
     while let Some(n) = monitor.next().await {
         if !n.key.contains("sshrvd") || n.operation == "delete" {
             continue;
@@ -297,7 +300,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         let (client, table, config) = (client.clone(), table.clone(), config.clone());
         // Bounded by its own deadline (the wait for a turn included), so a slow key lookup
         // never stalls the monitor and a stale request is not answered.
-        runtime::spawn(async move {
+        requests.spawn(async move {
             let from = n.from.to_string();
             let work = async {
                 let _permit = turn.wait().await;
@@ -306,8 +309,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             if runtime::timeout(REQUEST_DEADLINE, work).await.is_err() {
                 log::warn!("session request from {from}: timed out");
             }
-        })
-        .detach();
+        });
     }
     table.shutdown();
     Err("monitor ended".into())
@@ -364,44 +366,11 @@ impl Drop for Turn {
 /// Validates one request and, if acceptable, opens the session and replies N4. Every refusal
 /// is logged with its reason and answered `error:<reason>` on the N4 key (the reference stays
 /// silent, §4.1, and its clients time out; ours say why, official ones stop at once).
-async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: Notification) {
+async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, n: Notification) {
     let from = n.from.clone();
     log::info!("New session request from {from}");
-    // Official clients encrypt their requests; a clear one under a client's name can have been
-    // written by any atServer on the way, and would hold ports open for nobody.
-    if !n.encrypted {
-        log::warn!(
-            "session request from {from} ignored: not encrypted (an atServer may have written it)"
-        );
+    let Some(req) = read_request(client, n).await else {
         return;
-    }
-    if let Err(e) = client.unseal(&mut n).await {
-        log::warn!("session request from {from}: cannot decrypt: {e}");
-        return;
-    }
-    let Some(value) = n.value.as_deref() else {
-        log::warn!("session request from {from}: no value");
-        return;
-    };
-    let req = if n.key_name().contains(".request_ports.sshrvd") {
-        match RelayRequest::parse(value) {
-            Ok(r) => r,
-            Err(e) => {
-                log::warn!("session request from {from}: {e}");
-                return;
-            }
-        }
-    } else {
-        // Legacy N3L: the value is the session id; no authentication at all (§1.6).
-        RelayRequest {
-            session_id: value.trim().to_string(),
-            atsign_a: from.to_string(),
-            atsign_b: String::new(),
-            authenticate_socket_a: false,
-            authenticate_socket_b: false,
-            client_nonce: String::new(),
-            extra: Default::default(),
-        }
     };
     let sid = req.session_id.clone();
     if let Err(why) = admit(cfg, &from, &req) {
@@ -411,55 +380,16 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: No
         }
         return;
     }
-    let key = |who: &str, needed: bool| {
-        let who = who.to_string();
-        async move {
-            if !needed {
-                return Ok(None);
-            }
-            let at = AtSign::parse(&who).map_err(|e| format!("{who}: {e}"))?;
-            client
-                .public_key(&at)
-                .await
-                .map(Some)
-                .map_err(|e| format!("public key of {who}: {e}"))
-        }
-    };
-    let (key_a, key_b) = futures_lite::future::zip(
-        key(&req.atsign_a, req.authenticate_socket_a),
-        key(&req.atsign_b, req.authenticate_socket_b),
-    )
-    .await;
-    let (key_a, key_b) = match (key_a, key_b) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
+    let (key_a, key_b) = match side_keys(client, &req).await {
+        Ok(keys) => keys,
+        Err(e) => {
             log::warn!("Unable to provide the socket pair for session {sid} due to: {e}");
             return;
         }
     };
     let legacy = req.client_nonce.is_empty() && !req.authenticate_socket_a;
-    if req
-        .suite()
-        .is_some_and(|s| s != crate::noports::suite::SUITE_NAME)
-    {
-        log::info!(
-            "session {sid}: unknown suite {:?} in the request; pairing as multi",
-            req.suite().unwrap_or_default()
-        );
-    }
-    let rvd_nonce = new_rvd_nonce();
-    let spec = SessionSpec {
-        session_id: sid.clone(),
-        atsign_a: req.atsign_a.clone(),
-        atsign_b: req.atsign_b.clone(),
-        client_nonce: req.client_nonce.clone(),
-        rvd_nonce: rvd_nonce.clone(),
-        key_a,
-        key_b,
-        // Our nps1 suite multiplexes everything over one pair; more sockets can only be
-        // strangers (or replays), so the session pairs once.
-        single_pair: req.suite() == Some(crate::noports::suite::SUITE_NAME),
-    };
+    let spec = session_spec(&req, key_a, key_b);
+    let rvd_nonce = spec.rvd_nonce.clone();
     let ports = match table.open(spec) {
         Ok(p) => p,
         Err(e) => {
@@ -489,6 +419,99 @@ async fn handle(client: &AtClient, table: &SessionTable, cfg: &Config, mut n: No
     }
 }
 
+/// Decrypts and parses a request (a `request_ports` one, or a legacy N3L); `None`, logged,
+/// when it cannot be.
+async fn read_request(client: &AtClient, mut n: Notification) -> Option<RelayRequest> {
+    let from = n.from.clone();
+    // Official clients encrypt their requests; a clear one under a client's name can have been
+    // written by any atServer on the way, and would hold ports open for nobody.
+    if !n.encrypted {
+        log::warn!(
+            "session request from {from} ignored: not encrypted (an atServer may have written it)"
+        );
+        return None;
+    }
+    if let Err(e) = client.unseal(&mut n).await {
+        log::warn!("session request from {from}: cannot decrypt: {e}");
+        return None;
+    }
+    let Some(value) = n.value.as_deref() else {
+        log::warn!("session request from {from}: no value");
+        return None;
+    };
+    if !n.key_name().contains(".request_ports.sshrvd") {
+        // Legacy N3L: the value is the session id; no authentication at all (§1.6).
+        return Some(RelayRequest {
+            session_id: value.trim().to_string(),
+            atsign_a: from.to_string(),
+            atsign_b: String::new(),
+            authenticate_socket_a: false,
+            authenticate_socket_b: false,
+            client_nonce: String::new(),
+            extra: Default::default(),
+        });
+    }
+    RelayRequest::parse(value)
+        .map_err(|e| log::warn!("session request from {from}: {e}"))
+        .ok()
+}
+
+type SideKeys = (Option<RsaPublicKey>, Option<RsaPublicKey>);
+
+/// The public keys of the sides that authenticate, looked up together.
+async fn side_keys(client: &AtClient, req: &RelayRequest) -> Result<SideKeys, String> {
+    let key = |who: &str, needed: bool| {
+        let who = who.to_string();
+        async move {
+            if !needed {
+                return Ok(None);
+            }
+            let at = AtSign::parse(&who).map_err(|e| format!("{who}: {e}"))?;
+            client
+                .public_key(&at)
+                .await
+                .map(Some)
+                .map_err(|e| format!("public key of {who}: {e}"))
+        }
+    };
+    let (key_a, key_b) = futures_lite::future::zip(
+        key(&req.atsign_a, req.authenticate_socket_a),
+        key(&req.atsign_b, req.authenticate_socket_b),
+    )
+    .await;
+    Ok((key_a?, key_b?))
+}
+
+/// The session an admitted request asks for, under a fresh relay nonce.
+fn session_spec(
+    req: &RelayRequest,
+    key_a: Option<RsaPublicKey>,
+    key_b: Option<RsaPublicKey>,
+) -> SessionSpec {
+    let sid = &req.session_id;
+    if req
+        .suite()
+        .is_some_and(|s| s != crate::noports::suite::SUITE_NAME)
+    {
+        log::info!(
+            "session {sid}: unknown suite {:?} in the request; pairing as multi",
+            req.suite().unwrap_or_default()
+        );
+    }
+    SessionSpec {
+        session_id: sid.clone(),
+        atsign_a: req.atsign_a.clone(),
+        atsign_b: req.atsign_b.clone(),
+        client_nonce: req.client_nonce.clone(),
+        rvd_nonce: new_rvd_nonce(),
+        key_a,
+        key_b,
+        // Our nps1 suite multiplexes everything over one pair; more sockets can only be
+        // strangers (or replays), so the session pairs once.
+        single_pair: req.suite() == Some(crate::noports::suite::SUITE_NAME),
+    }
+}
+
 /// Answers a refused request with `error:<reason>` on the response key, so the client says
 /// why instead of timing out (official clients fail to parse it and stop at once too).
 async fn refuse(client: &AtClient, to: &AtSign, sid: &str, why: &str) {
@@ -514,6 +537,8 @@ async fn refuse(client: &AtClient, to: &AtSign, sid: &str, why: &str) {
 struct Refusals {
     count: u64,
     last: Option<std::time::Instant>,
+    /// The replies under way, each within [`REQUEST_DEADLINE`].
+    replies: TaskSet,
 }
 
 impl Refusals {
@@ -532,10 +557,9 @@ impl Refusals {
         );
         self.last = Some(std::time::Instant::now());
         let client = client.clone();
-        runtime::spawn(async move {
-            let _ = runtime::timeout(REQUEST_DEADLINE, tell_refused(&client, n, &why)).await;
-        })
-        .detach();
+        self.replies.spawn_within(REQUEST_DEADLINE, async move {
+            tell_refused(&client, n, &why).await;
+        });
     }
 }
 
