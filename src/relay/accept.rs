@@ -20,7 +20,7 @@ use async_io::{Async, Timer};
 use futures_lite::AsyncReadExt;
 
 use super::table::Table;
-use super::types::{Claim, ConnSlot, Event, Ready, Route, Side};
+use super::types::{job, Claim, ConnSlot, Event, Ready, Route, Side};
 use crate::crypto::rsa::RsaPublicKey;
 use crate::noports::relay_msg::{
     auth_line_rvd_nonce, take_auth_line, verify_auth_line, AuthLineError,
@@ -374,11 +374,14 @@ impl Gatekeeper {
                     Some(rx) => {
                         let gate = self.gate.share();
                         let limit = self.table.cfg.auth_timeout * 2;
-                        self.deferred.spawn_within(limit, async move {
-                            let _done = done;
-                            let _ = rx.recv().await;
-                            settle(&gate, peer, Arc::new(sock), slot, outcome).await;
-                        });
+                        self.deferred.spawn_within(
+                            limit,
+                            job(async move {
+                                let _done = done;
+                                let _ = rx.recv().await;
+                                settle(&gate, peer, Arc::new(sock), slot, outcome).await;
+                            }),
+                        );
                     }
                 }
                 return;
@@ -396,7 +399,7 @@ impl Gatekeeper {
         let (table, gate) = (self.table.clone(), self.gate.share());
         // Bounded by the auth deadline, and cancelled (closing the socket) when evicted or
         // when the loop ends.
-        let task = runtime::spawn(async move {
+        let task = runtime::spawn(job(async move {
             // Dropped when this task ends (settled, evicted or cancelled): releases the next
             // socket from the same source.
             let _done = done;
@@ -405,7 +408,7 @@ impl Gatekeeper {
                 let _ = rx.recv().await;
             }
             settle(&gate, peer, sock, slot, outcome).await;
-        });
+        }));
         self.pending.push_back(Authenticating {
             source,
             sock: weak,

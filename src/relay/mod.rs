@@ -92,7 +92,7 @@ mod tests {
             &[0, 6, 7],       // pairing -> accept, table, types
             &[0, 1, 2, 6, 7], // session -> accept, nonce, pairing, table, types
             &[],              // srv
-            &[3],             // srvd -> session
+            &[3, 7],          // srvd -> session, types
             &[7],             // table -> types
             &[],              // types
         ];

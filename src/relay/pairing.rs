@@ -14,7 +14,7 @@ use futures_lite::FutureExt;
 use super::accept::{accept_loop, Gate};
 use super::table::Table;
 use super::types::{
-    Claim, EndReason, Event, Ready, Route, SessionPorts, SessionReport, SessionSpec, Side,
+    job, Claim, EndReason, Event, Ready, Route, SessionPorts, SessionReport, SessionSpec, Side,
 };
 use crate::runtime::{atomic::AtomicU64, TaskSet};
 use crate::tunnel::{splice, Direction};
@@ -217,7 +217,7 @@ impl Session {
             let (tx, bytes) = (self.events.clone(), self.bytes.clone());
             let linger = self.table.cfg.half_close_linger;
             // Ends when either socket closes and the other has lingered; `splice` bounds it.
-            self.pairs.spawn(async move {
+            self.pairs.spawn(job(async move {
                 let ab = Direction {
                     pre: &a.leftover,
                     cipher: None,
@@ -230,7 +230,7 @@ impl Session {
                 };
                 let _ = splice(&a.sock, &b.sock, ab, ba, linger).await;
                 let _ = tx.send(Event::PairDone { first }).await;
-            });
+            }));
         }
     }
 

@@ -24,7 +24,7 @@ use futures_lite::FutureExt;
 use super::accept::{accept_loop, Gate};
 use super::pairing::run_session;
 use super::table::Table;
-use super::types::Route;
+use super::types::{job, Route};
 use crate::runtime::{self, TaskSet};
 
 pub use super::nonce::new_rvd_nonce;
@@ -94,14 +94,14 @@ impl SessionTable {
             .port();
         log::info!("serving every session on the shared port {port}");
         let table = self.table.clone();
-        self.tasks.spawn(async move {
+        self.tasks.spawn(job(async move {
             let stop = async {
                 let _ = table.stop.1.recv().await;
             };
             accept_loop(table.clone(), Gate::Shared(port), &listener)
                 .or(stop)
                 .await;
-        });
+        }));
         Ok(port)
     }
 
@@ -154,10 +154,10 @@ impl SessionTable {
         );
         let table = self.table.clone();
         // Bounded by the session's own timer until it pairs, then by its pairs' sockets.
-        self.tasks.spawn(async move {
+        self.tasks.spawn(job(async move {
             run_session(table, spec, listeners, ports, events).await;
             runtime::mem::release_soon();
-        });
+        }));
         Ok(ports)
     }
 

@@ -20,6 +20,7 @@ use argh::FromArgs;
 use futures_lite::FutureExt;
 
 use super::session::{new_rvd_nonce, RelayConfig, SessionSpec, SessionTable};
+use super::types::job;
 use crate::at::{
     AtClient, AtKeys, AtSign, ClientConfig, MonitorStart, Notification, NotifyOptions, RootAddr,
 };
@@ -300,7 +301,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         let (client, table, config) = (client.clone(), table.clone(), config.clone());
         // Bounded by its own deadline (the wait for a turn included), so a slow key lookup
         // never stalls the monitor and a stale request is not answered.
-        requests.spawn(async move {
+        requests.spawn(job(async move {
             let from = n.from.to_string();
             let work = async {
                 let _permit = turn.wait().await;
@@ -309,7 +310,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
             if runtime::timeout(REQUEST_DEADLINE, work).await.is_err() {
                 log::warn!("session request from {from}: timed out");
             }
-        });
+        }));
     }
     table.shutdown();
     Err("monitor ended".into())
@@ -557,9 +558,12 @@ impl Refusals {
         );
         self.last = Some(std::time::Instant::now());
         let client = client.clone();
-        self.replies.spawn_within(REQUEST_DEADLINE, async move {
-            tell_refused(&client, n, &why).await;
-        });
+        self.replies.spawn_within(
+            REQUEST_DEADLINE,
+            job(async move {
+                tell_refused(&client, n, &why).await;
+            }),
+        );
     }
 }
 

@@ -2,8 +2,10 @@
 //! and the messages a session receives. A leaf: it imports no other relay module.
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -237,4 +239,12 @@ pub(super) enum Event {
 pub(super) struct Route {
     pub(super) spec: Arc<SessionSpec>,
     pub(super) events: async_channel::Sender<Event>,
+}
+
+/// A relay task's work, boxed: every relay task then shares one executor task type instead of
+/// one per future (the router binary's size budget).
+pub(super) type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+pub(super) fn job(work: impl Future<Output = ()> + Send + 'static) -> Job {
+    Box::pin(work)
 }
