@@ -144,9 +144,10 @@ impl PingSent {
     /// Waits for the feature check reply and checks it.
     pub(super) async fn handle(self, s: &mut Setup<'_>) -> Result<Checked, SessionError> {
         let (client, p) = (s.client, s.p);
-        // The relay's shared key while the daemon answers, in this task rather than a task of
-        // its own: dropping it mid-request would desynchronise the worker connection, and the
-        // relay request waits for that key anyway. The official suite's request fetched it.
+        // The relay's shared key while the daemon answers, polled by this task and awaited
+        // even when the check fails: dropped mid-request it would desynchronise the worker
+        // connection a -K retry reuses, and the relay request waits for that key anyway.
+        // The official suite's request, already sent, fetched it.
         let warm = async {
             if self.relay_deadline.is_none() {
                 let _ = timeout(WARM_LIMIT, warm_key(client, &p.relay)).await;
