@@ -144,46 +144,42 @@ impl PingSent {
     /// Waits for the feature check reply and checks it.
     pub(super) async fn handle(self, s: &mut Setup<'_>) -> Result<Checked, SessionError> {
         let (client, p) = (s.client, s.p);
-        // The relay's shared key while the daemon answers, polled by this task and awaited
-        // even when the check fails: dropped mid-request it would desynchronise the worker
-        // connection a -K retry reuses, and the relay request waits for that key anyway.
-        // The official suite's request, already sent, fetched it.
-        let warm = async {
-            if self.relay_deadline.is_none() {
-                let _ = timeout(WARM_LIMIT, warm_key(client, &p.relay)).await;
-            }
+        s.progress.say("Waiting for daemon feature check response");
+        // The relay's shared key while the daemon answers (the answer waits in the channel;
+        // the deadline is the ping's either way). In this task, not one of its own, and
+        // awaited even when the check fails: dropped mid-request it would desynchronise the
+        // worker connection a -K retry reuses, and the relay request waits for that key
+        // anyway. The official suite's request, already sent, fetched it.
+        if self.relay_deadline.is_none() {
+            let _ = timeout(WARM_LIMIT, warm_key(client, &p.relay)).await;
+        }
+        let Some(ping) = s.answers.until(Answer::Ping, self.ping_deadline).await? else {
+            let late = ping_timeout(client, p);
+            return Err(no_answer(client, &p.device, "device atSign", "-t", late).await);
         };
-        let check = async {
-            s.progress.say("Waiting for daemon feature check response");
-            let Some(ping) = s.answers.until(Answer::Ping, self.ping_deadline).await? else {
-                return Err(ping_timeout(client, p).await);
-            };
-            s.progress.say("Received daemon feature check response");
-            let ping = PingResponse::parse(&ping).map_err(|e| {
-                SessionError::new(format!(
-                    "invalid feature check response from {}: {e}",
-                    p.device
-                ))
-            })?;
-            check_features(p, &ping)?;
-            s.progress.say("Required daemon features are supported");
-            check_permitted(p, &ping)?;
-            // Whether the (unsigned) feature check says the daemon speaks our suite. It decides
-            // only the relay request's pairing hint and an early, clear refusal for `--suite
-            // nps1`: the offer itself always travels in the signed request, and the daemon's
-            // signed answer alone picks the suite, so an atServer that alters the ping cannot
-            // downgrade the session.
-            let ping_says_ours = ping.supports(SUITE_NAME);
-            if p.suite == SuitePref::Ours && !ping_says_ours {
-                return Err(SessionError::fatal(format!(
-                    "This device daemon does not support the {SUITE_NAME} data-plane suite (--suite nps1); use --suite auto or official"
-                )));
-            }
-            Ok(ping_says_ours)
-        };
-        let (checked, ()) = futures_lite::future::zip(check, warm).await;
+        s.progress.say("Received daemon feature check response");
+        let ping = PingResponse::parse(&ping).map_err(|e| {
+            SessionError::new(format!(
+                "invalid feature check response from {}: {e}",
+                p.device
+            ))
+        })?;
+        check_features(p, &ping)?;
+        s.progress.say("Required daemon features are supported");
+        check_permitted(p, &ping)?;
+        // Whether the (unsigned) feature check says the daemon speaks our suite. It decides
+        // only the relay request's pairing hint and an early, clear refusal for `--suite
+        // nps1`: the offer itself always travels in the signed request, and the daemon's
+        // signed answer alone picks the suite, so an atServer that alters the ping cannot
+        // downgrade the session.
+        let ping_says_ours = ping.supports(SUITE_NAME);
+        if p.suite == SuitePref::Ours && !ping_says_ours {
+            return Err(SessionError::fatal(format!(
+                "This device daemon does not support the {SUITE_NAME} data-plane suite (--suite nps1); use --suite auto or official"
+            )));
+        }
         Ok(Checked {
-            ping_says_ours: checked?,
+            ping_says_ours,
             relay_deadline: self.relay_deadline,
         })
     }
@@ -249,7 +245,8 @@ impl Checked {
             }
         };
         let Some(answer) = s.answers.until(Answer::Relay, deadline).await? else {
-            return Err(relay_timeout(s.client, s.p).await);
+            let late = relay_timeout(s.client, s.p);
+            return Err(no_answer(s.client, &s.p.relay, "relay atSign", "-r", late).await);
         };
         if let Some(why) = answer.trim().strip_prefix("error:") {
             return Err(SessionError::fatal(format!(
@@ -557,7 +554,7 @@ impl Answered<'_> {
     /// `--encrypt`).
     fn keys(self, s: &Setup<'_>, relay: RelayTarget) -> Result<Established, SessionError> {
         let p = s.p;
-        let Answered { asked, resp } = self;
+        let Answered { mut asked, resp } = self;
         let done = |crypto, suite_name, official_b64| Established {
             session_id: s.sid.clone(),
             relay,
@@ -568,7 +565,7 @@ impl Answered<'_> {
         match (
             resp.suite.as_deref(),
             resp.daemon_suite_pk.as_deref(),
-            asked.secret,
+            asked.secret.take(),
         ) {
             (Some(SUITE_NAME), Some(peer), Some(secret)) => {
                 let peer: [u8; 32] = b64::decode(peer)
@@ -634,14 +631,8 @@ fn unwrap_key(ephemeral: &RsaPrivateKey, wrapped: &str) -> Result<String, Sessio
     String::from_utf8(plain).map_err(|_| SessionError::new("session key is not text"))
 }
 
-/// The daemon did not answer the ping: say what to check, and whether the atSign exists.
-async fn ping_timeout(client: &AtClient, p: &SessionParams) -> SessionError {
-    if client.is_registered(&p.device).await == Some(false) {
-        return SessionError::fatal(format!(
-            "The device atSign {} (-t) does not exist in the atDirectory",
-            p.device
-        ));
-    }
+/// The daemon did not answer the ping: say what to check.
+fn ping_timeout(client: &AtClient, p: &SessionParams) -> SessionError {
     SessionError::new(format!(
         "TimeoutException: Daemon feature check timed out: no device named \"{}\" answered from {} \
          within {} s. Check the device name (-d), that sshnpd runs as {} with -d {} on the device, \
@@ -655,14 +646,8 @@ async fn ping_timeout(client: &AtClient, p: &SessionParams) -> SessionError {
     ))
 }
 
-/// The relay did not answer: say whether it exists, else that it is not answering.
-async fn relay_timeout(client: &AtClient, p: &SessionParams) -> SessionError {
-    if client.is_registered(&p.relay).await == Some(false) {
-        return SessionError::fatal(format!(
-            "The relay atSign {} (-r) does not exist in the atDirectory",
-            p.relay
-        ));
-    }
+/// The relay did not answer: say why it may not.
+fn relay_timeout(client: &AtClient, p: &SessionParams) -> SessionError {
     SessionError::new(format!(
         "Connection timeout to srvd {} service: the relay (-r) did not answer within {} s \
          (not running, or it does not serve {})",
@@ -672,13 +657,35 @@ async fn relay_timeout(client: &AtClient, p: &SessionParams) -> SessionError {
     ))
 }
 
+/// `late` for a peer that did not answer, unless the atDirectory says `who` does not exist:
+/// then that, and asking again cannot help.
+async fn no_answer(
+    client: &AtClient,
+    who: &AtSign,
+    role: &str,
+    flag: &str,
+    late: SessionError,
+) -> SessionError {
+    if client.is_registered(who).await == Some(false) {
+        return unknown(role, who, flag, "");
+    }
+    late
+}
+
+/// `who` has no atServer; `detail` (with its leading space) says who said so.
+fn unknown(role: &str, who: &AtSign, flag: &str, detail: &str) -> SessionError {
+    SessionError::fatal(format!(
+        "The {role} {who} ({flag}) does not exist in the atDirectory{detail}"
+    ))
+}
+
 /// A failed notification to `who`: when its atServer says the atSign has no atServer at all
 /// (AT0007), name the atSign and its role, and do not retry.
 fn about(e: AtError, who: &AtSign, role: &str, flag: &str) -> SessionError {
     match &e {
-        AtError::Server { code, .. } if code == "AT0007" => SessionError::fatal(format!(
-            "The {role} {who} ({flag}) does not exist in the atDirectory ({e})"
-        )),
+        AtError::Server { code, .. } if code == "AT0007" => {
+            unknown(role, who, flag, &format!(" ({e})"))
+        }
         _ => SessionError::from(e),
     }
 }
