@@ -277,7 +277,13 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         .clone()
         .unwrap_or_else(|| "root.atsign.org".to_string());
     if a.list_devices {
-        return list(&a, &from, &root_domain).await;
+        let to = match a.to.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => Some(AtSign::parse(t).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let client = connect(&a, &from, &root_domain).await?;
+        list::list_devices(&client, to.as_ref()).await?;
+        return Ok(ExitCode::SUCCESS);
     }
     let params = session_params(&a)?;
     let identity = a.identity_file.as_deref().map(PathBuf::from);
@@ -289,7 +295,19 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
     // Generated while we connect and check the daemon's features (noports.md §3).
     let ephemeral = EphemeralKey::start();
     let client = connect(&a, &from, &root_domain).await?;
-    let user = remote_user(&a, &client, &params, progress).await?;
+    progress.say("Resolving remote username for user session");
+    // -u, else the one the device advertises (none: ssh's default).
+    let user = match &a.remote_user_name {
+        Some(u) => Some(u.clone()),
+        None => client
+            .get_shared(
+                &params.device,
+                &format!("username.{}.sshnp", params.device_name),
+            )
+            .await
+            .ok(),
+    };
+    check_user(user.as_deref())?;
     let before: Vec<(&str, &str)> = match &public_key {
         Some(k) => {
             progress.say("Sharing ssh public key");
@@ -305,9 +323,9 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
     // --add-forwards-to-tunnel hands the -o options to the tunnel; encrypted mode (the only
     // one here) has no tunnel ssh, so the official client drops them as we do.
     let options = if a.add_forwards_to_tunnel {
-        Vec::new()
+        &[][..]
     } else {
-        a.local_ssh_options
+        &a.local_ssh_options[..]
     };
     let ssh = SshCommand {
         identity,
@@ -321,17 +339,6 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     run_ssh(est, local_port, &ssh, progress).await
-}
-
-/// `--list-devices`: the devices that answer for `-t` (or all the client knows of).
-async fn list(a: &Args, from: &AtSign, root_domain: &str) -> Result<ExitCode, String> {
-    let to = match a.to.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        Some(t) => Some(AtSign::parse(t).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let client = connect(a, from, root_domain).await?;
-    list::list_devices(&client, to.as_ref()).await?;
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The device, relay, device name and suite from the command line, checked.
@@ -406,43 +413,30 @@ fn read_public_key(identity: &Path) -> Result<String, String> {
     }
 }
 
-/// `-u`, else the username the device advertises (none: ssh's default); refused when ssh
-/// would read it as an option or another host.
-async fn remote_user(
-    a: &Args,
-    client: &AtClient,
-    p: &SessionParams,
-    progress: Progress,
-) -> Result<Option<String>, String> {
-    progress.say("Resolving remote username for user session");
-    let user = match &a.remote_user_name {
-        Some(u) => Some(u.clone()),
-        None => client
-            .get_shared(&p.device, &format!("username.{}.sshnp", p.device_name))
-            .await
-            .ok(),
-    };
-    if let Some(u) = &user {
-        if u.is_empty()
-            || u.starts_with('-')
-            || u.chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '@')
+/// A remote username ssh would read as an option or another host is refused.
+fn check_user(user: Option<&str>) -> Result<(), String> {
+    match user {
+        Some(u)
+            if u.is_empty()
+                || u.starts_with('-')
+                || u.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '@') =>
         {
-            return Err(format!("remote username {u:?} is not usable"));
+            Err(format!("remote username {u:?} is not usable"))
         }
+        _ => Ok(()),
     }
-    Ok(user)
 }
 
 /// The ssh command line to the tunnel's local port.
-struct SshCommand {
+struct SshCommand<'a> {
     identity: Option<PathBuf>,
     user: Option<String>,
     /// `-o` options as given (repeatable, comma-separated).
-    options: Vec<String>,
+    options: &'a [String],
 }
 
-impl SshCommand {
+impl SshCommand<'_> {
     fn args(&self, port: u16) -> Vec<String> {
         let mut v = vec!["-p".to_string(), port.to_string()];
         if self.identity.is_some() {
@@ -476,7 +470,7 @@ impl SshCommand {
 async fn run_ssh(
     est: Established,
     local_port: u16,
-    ssh: &SshCommand,
+    ssh: &SshCommand<'_>,
     progress: Progress,
 ) -> Result<ExitCode, String> {
     let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], local_port))
