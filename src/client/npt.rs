@@ -13,8 +13,8 @@ use super::session::{establish, monitor_regex, Kind, Progress, SessionParams, Su
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, Monitor, MonitorStart, RootAddr};
 use crate::noports::names::validate_device_name;
 use crate::noports::suite::Aead;
-use crate::tunnel;
 use crate::runtime::{self, cli, parse_duration, sleep};
+use crate::tunnel;
 
 const DIALECT: cli::Dialect<'static> = cli::Dialect {
     aliases: &[
@@ -179,7 +179,7 @@ impl Config {
         {
             return Err(format!("invalid remote host \"{}\"", a.remote_host));
         }
-        let key_file = match a.key_file {
+        let key_file = match &a.key_file {
             Some(k) => PathBuf::from(k),
             None => AtKeys::default_path(&from).map_err(|e| e.to_string())?,
         };

@@ -1,6 +1,6 @@
 //! `sshnp`: ssh to a device through NoPorts, driving the system's OpenSSH (noports.md §1.4, §7.2).
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,11 +10,11 @@ use async_io::Async;
 use super::ephemeral::EphemeralKey;
 use super::list;
 use super::profile::Profile;
-use super::session::{establish, Kind, Progress, SessionParams, SuitePref};
+use super::session::{establish, Established, Kind, Progress, SessionParams, SuitePref};
 use crate::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::noports::names::validate_device_name;
-use crate::tunnel;
 use crate::runtime::{self, cli};
+use crate::tunnel;
 
 const DIALECT: cli::Dialect<'static> = cli::Dialect {
     aliases: &[
@@ -285,6 +285,64 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         list::list_devices(&client, to.as_ref()).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    let params = session_params(&a)?;
+    let identity = a.identity_file.as_deref().map(PathBuf::from);
+    let public_key = match &identity {
+        Some(id) if a.send_ssh_public_key => Some(read_public_key(id)?),
+        _ => None,
+    };
+    let progress = Progress { quiet: a.quiet };
+    // Generated while we connect and check the daemon's features (noports.md §3).
+    let ephemeral = EphemeralKey::start();
+    let client = connect(&a, &from, &root_domain).await?;
+    progress.say("Resolving remote username for user session");
+    // -u, else the one the device advertises (none: ssh's default).
+    let user = match &a.remote_user_name {
+        Some(u) => Some(u.clone()),
+        None => client
+            .get_shared(
+                &params.device,
+                &format!("username.{}.sshnp", params.device_name),
+            )
+            .await
+            .ok(),
+    };
+    check_user(user.as_deref())?;
+    let before: Vec<(&str, &str)> = match &public_key {
+        Some(k) => {
+            progress.say("Sharing ssh public key");
+            vec![("sshpublickey", k.as_str())]
+        }
+        None => Vec::new(),
+    };
+    let local_port = a.local_port.unwrap_or(0);
+    let est = establish(&client, &params, &ephemeral, progress, &before, None)
+        .await
+        .map_err(|e| e.0)?;
+    progress.say("Creating connection to socket rendezvous");
+    // --add-forwards-to-tunnel hands the -o options to the tunnel; encrypted mode (the only
+    // one here) has no tunnel ssh, so the official client drops them as we do.
+    let options = if a.add_forwards_to_tunnel {
+        &[][..]
+    } else {
+        &a.local_ssh_options[..]
+    };
+    let ssh = SshCommand {
+        identity,
+        user,
+        options,
+    };
+    if a.output_execution_command {
+        let port =
+            super::detached::spawn_srv(&est, local_port, LOCAL_CONNECT_WINDOW, false).await?;
+        println!("ssh {}", ssh.args(port).join(" "));
+        return Ok(ExitCode::SUCCESS);
+    }
+    run_ssh(est, local_port, &ssh, progress).await
+}
+
+/// The device, relay, device name and suite from the command line, checked.
+fn session_params(a: &Args) -> Result<SessionParams, String> {
     let device = AtSign::parse(mandatory(
         &a.to,
         "Option to is mandatory, unless list-devices is passed.",
@@ -318,34 +376,6 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
                 ))
             }
         };
-    let identity = a.identity_file.as_deref().map(PathBuf::from);
-    let public_key = match (&identity, a.send_ssh_public_key) {
-        (Some(id), true) => {
-            let mut p = id.clone().into_os_string();
-            p.push(".pub");
-            let text = std::fs::read_to_string(&p)
-                .map_err(|e| format!("cannot read {}: {e}", p.to_string_lossy()))?;
-            let mut parts = text.split_whitespace();
-            match (parts.next(), parts.next()) {
-                (Some(t), Some(k)) => Some(format!("{t} {k}")),
-                _ => return Err(format!("{} is not an ssh public key", p.to_string_lossy())),
-            }
-        }
-        _ => None,
-    };
-    let progress = Progress { quiet: a.quiet };
-    // Generated while we connect and check the daemon's features (noports.md §3).
-    let ephemeral = EphemeralKey::start();
-    let client = connect(&a, &from, &root_domain).await?;
-
-    progress.say("Resolving remote username for user session");
-    let user = match &a.remote_user_name {
-        Some(u) => Some(u.clone()),
-        None => client
-            .get_shared(&device, &format!("username.{device_name}.sshnp"))
-            .await
-            .ok(),
-    };
     // Accepted for compatibility with the official command line; nothing to do with them.
     let _ = (
         &a.tunnel_user_name,
@@ -355,16 +385,7 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         a.idle_timeout,
     );
     let _ = (a.authenticate_client_to_rvd, a.authenticate_device_to_rvd);
-    if let Some(u) = &user {
-        if u.is_empty()
-            || u.starts_with('-')
-            || u.chars()
-                .any(|c| c.is_whitespace() || c.is_control() || c == '@')
-        {
-            return Err(format!("remote username {u:?} is not usable"));
-        }
-    }
-    let params = SessionParams {
+    Ok(SessionParams {
         device,
         relay,
         device_name,
@@ -376,23 +397,49 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         encrypt: true,
         suite,
         ping_timeout: Duration::from_secs(a.daemon_ping_timeout.max(1)),
-    };
-    let before: Vec<(&str, &str)> = match &public_key {
-        Some(k) => {
-            progress.say("Sharing ssh public key");
-            vec![("sshpublickey", k.as_str())]
-        }
-        None => Vec::new(),
-    };
-    let local_port = a.local_port.unwrap_or(0);
-    let est = establish(&client, &params, &ephemeral, progress, &before, None)
-        .await
-        .map_err(|e| e.0)?;
-    progress.say("Creating connection to socket rendezvous");
+    })
+}
 
-    let ssh_args = |port: u16| -> Vec<String> {
+/// `<type> <key>` of the identity's `.pub` file, for `-s`.
+fn read_public_key(identity: &Path) -> Result<String, String> {
+    let mut p = identity.as_os_str().to_os_string();
+    p.push(".pub");
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| format!("cannot read {}: {e}", p.to_string_lossy()))?;
+    let mut parts = text.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (Some(t), Some(k)) => Ok(format!("{t} {k}")),
+        _ => Err(format!("{} is not an ssh public key", p.to_string_lossy())),
+    }
+}
+
+/// A remote username ssh would read as an option or another host is refused.
+fn check_user(user: Option<&str>) -> Result<(), String> {
+    match user {
+        Some(u)
+            if u.is_empty()
+                || u.starts_with('-')
+                || u.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '@') =>
+        {
+            Err(format!("remote username {u:?} is not usable"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The ssh command line to the tunnel's local port.
+struct SshCommand<'a> {
+    identity: Option<PathBuf>,
+    user: Option<String>,
+    /// `-o` options as given (repeatable, comma-separated).
+    options: &'a [String],
+}
+
+impl SshCommand<'_> {
+    fn args(&self, port: u16) -> Vec<String> {
         let mut v = vec!["-p".to_string(), port.to_string()];
-        if identity.is_some() {
+        if self.identity.is_some() {
             v.extend(
                 [
                     "-o",
@@ -403,33 +450,29 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
                 .map(String::from),
             );
         }
-        // --add-forwards-to-tunnel hands the -o options to the tunnel; encrypted mode (the
-        // only one here) has no tunnel ssh, so the official client drops them as we do.
-        let options = if a.add_forwards_to_tunnel {
-            &[][..]
-        } else {
-            &a.local_ssh_options[..]
-        };
-        for o in options.iter().flat_map(|o| o.split(',')) {
+        for o in self.options.iter().flat_map(|o| o.split(',')) {
             v.extend(o.split_whitespace().map(String::from));
         }
-        v.push(match &user {
+        v.push(match &self.user {
             Some(u) => format!("{u}@localhost"),
             None => "localhost".to_string(),
         });
-        if let Some(id) = &identity {
+        if let Some(id) = &self.identity {
             v.push("-i".into());
             v.push(id.to_string_lossy().into_owned());
         }
         v
-    };
-
-    if a.output_execution_command {
-        let port =
-            super::detached::spawn_srv(&est, local_port, LOCAL_CONNECT_WINDOW, false).await?;
-        println!("ssh {}", ssh_args(port).join(" "));
-        return Ok(ExitCode::SUCCESS);
     }
+}
+
+/// Listens on `local_port`, runs the tunnel for one ssh connection, and runs ssh to it:
+/// ssh's exit status is ours.
+async fn run_ssh(
+    est: Established,
+    local_port: u16,
+    ssh: &SshCommand<'_>,
+    progress: Progress,
+) -> Result<ExitCode, String> {
     let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], local_port))
         .map_err(|e| format!("cannot listen on localhost:{local_port}: {e}"))?;
     let port = listener
@@ -444,7 +487,7 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
         LOCAL_CONNECT_WINDOW,
     ));
     progress.say("Starting user session");
-    let args = ssh_args(port);
+    let args = ssh.args(port);
     let (tx, rx) = async_channel::bounded(1);
     std::thread::spawn(move || {
         let status = std::process::Command::new("ssh").args(&args).status();
