@@ -214,7 +214,7 @@ fn check_permitted(p: &SessionParams, ping: &PingResponse) -> Result<(), Session
     };
     if ping.is_c_daemon()
         && !ping.allowed_services.is_empty()
-        && crate::noports::permit::PermitOpen::parse(&ping.allowed_services.join(","))
+        && crate::noports::permit::PermitOpen::parse_advertised(&ping.allowed_services.join(","))
             .is_ok_and(|permitted| !permitted.allows(remote_host, *remote_port))
     {
         return Err(SessionError::fatal(format!(
