@@ -1,11 +1,11 @@
 //! Notification dispatch: authorise first, then route by verb (noports.md §6.2), one task per
 //! notification so sessions are independent.
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::authorized_keys::{self, PublicKeyLine};
+use super::policy::{Decision, PolicyRpc};
 use super::{Config, PermitOpen};
 use crate::at::{AtClient, AtSign, Monitor, Notification, NotifyOptions};
 use crate::crypto::aead::EphemeralSecret;
@@ -14,9 +14,9 @@ use crate::json::Object;
 use crate::noports::messages::{NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::names::valid_session_id;
 use crate::noports::suite::{self, Aead, Role};
-use crate::tunnel::{self, RelayTarget, SessionCrypto};
 use crate::noports::{envelope, relay_msg};
 use crate::runtime::{self, timeout};
+use crate::tunnel::{self, RelayTarget, SessionCrypto};
 
 /// Session traffic: key ttl 10 s, notification ttl 60 s (noports.md §1.2).
 const SESSION_NOTIFY: NotifyOptions = NotifyOptions {
@@ -31,30 +31,11 @@ const RELAY_READY: Duration = Duration::from_secs(10);
 /// Our data-plane suite's name in requests and responses (docs/suite-v1.md).
 pub const SUITE_NAME: &str = "nps1";
 
-/// Whether a sender may use this daemon, and within which client permit-open list.
-#[derive(Clone, Debug)]
-pub struct Decision {
-    pub allowed: bool,
-    pub client_permit: PermitOpen,
-    pub reason: String,
-}
-
-impl Decision {
-    pub fn deny(reason: &str) -> Decision {
-        Decision {
-            allowed: false,
-            client_permit: PermitOpen::any(),
-            reason: reason.to_string(),
-        }
-    }
-}
-
 pub struct Daemon {
     pub(super) config: Config,
     pub(super) client: AtClient,
-    /// Policy questions waiting for their answers, by request id (policy.rs).
-    pub(super) pending_rpcs: async_lock::Mutex<HashMap<i64, super::policy::PendingQuestion>>,
-    pub(super) policy_cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
+    /// Questions to the policy service and its answers (policy.rs).
+    policy: PolicyRpc,
     /// Session ids already served, so a replayed request is refused (replay.rs).
     replay: super::replay::ReplayMemory,
     /// Last refusal log line and how many were suppressed since.
@@ -77,11 +58,12 @@ fn seen_path(device: &str) -> Option<std::path::PathBuf> {
 impl Daemon {
     pub fn new(config: Config, client: AtClient) -> Daemon {
         let replay = super::replay::ReplayMemory::open(seen_path(&config.device));
+        let c = &config;
+        let policy = PolicyRpc::new(client.clone(), &c.atsign, &c.device, &c.device_group);
         Daemon {
             config,
             client,
-            pending_rpcs: async_lock::Mutex::new(HashMap::new()),
-            policy_cache: async_lock::Mutex::new(HashMap::new()),
+            policy,
             replay,
             refusal_log: std::sync::Mutex::new((None, 0)),
             official_warned: std::sync::Mutex::new(Vec::new()),
@@ -106,6 +88,14 @@ impl Daemon {
         }
     }
 
+    /// Heartbeats to the policy service, when there is one (policy.rs); never ends.
+    pub(super) async fn policy_heartbeats(&self) {
+        if let Some(p) = &self.config.policy {
+            let beat = self.ping_response().to_json();
+            self.policy.heartbeat_loop(p, &beat).await;
+        }
+    }
+
     pub async fn serve(self: &Arc<Self>, mut monitor: Monitor) {
         while let Some(n) = monitor.next().await {
             let me = self.clone();
@@ -127,7 +117,7 @@ impl Daemon {
                 client_permit: PermitOpen::any(),
                 reason: "is the policy manager".into(),
             },
-            Some(p) => self.ask_policy(p, from).await,
+            Some(p) => self.policy.ask(p, from).await,
             None => Decision::deny(&format!("{from} is not in --managers list")),
         }
     }
@@ -203,7 +193,7 @@ impl Daemon {
                 return;
             }
             if let Some(value) = self.open(&mut n, "policy answer").await {
-                self.on_policy_response(&key, &value).await;
+                self.policy.on_response(&key, &value).await;
             }
             return;
         }

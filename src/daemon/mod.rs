@@ -302,7 +302,8 @@ async fn run(config: Config) -> Result<(), String> {
     status::set_state("running");
     let daemon = std::sync::Arc::new(dispatch::Daemon::new(config, client.clone()));
     let adverts = runtime::spawn(advertise_loop(daemon.clone()));
-    let policy_beat = runtime::spawn(policy::heartbeat_loop(daemon.clone()));
+    let d = daemon.clone();
+    let policy_beat = runtime::spawn(async move { d.policy_heartbeats().await });
     daemon.serve(monitor).await;
     drop(adverts);
     drop(policy_beat);
