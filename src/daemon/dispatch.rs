@@ -15,7 +15,7 @@ use crate::noports::messages::{NptRequest, PingResponse, SessionResponse, SshReq
 use crate::noports::names::valid_session_id;
 use crate::noports::suite::{self, Aead, Role};
 use crate::noports::{envelope, relay_msg};
-use crate::runtime::{self, timeout};
+use crate::runtime::{self, timeout, TaskSet};
 use crate::tunnel::{self, RelayTarget, SessionCrypto};
 
 /// Session traffic: key ttl 10 s, notification ttl 60 s (noports.md §1.2).
@@ -28,6 +28,10 @@ const SESSION_NOTIFY: NotifyOptions = NotifyOptions {
 /// How long the daemon side may take to reach the relay before we report failure (§5.6: 3 s
 /// for the official srv; we allow a little more for a slow uplink).
 const RELAY_READY: Duration = Duration::from_secs(10);
+/// How long handling one notification may take: longer than the waits it makes in turn
+/// (look-ups, the policy service's 10 s, the relay's 10 s, up to 16 relays measured 5 s each).
+/// The session it starts runs on under its own idle and close rules.
+const HANDLER_DEADLINE: Duration = Duration::from_secs(120);
 /// Our data-plane suite's name in requests and responses (docs/suite-v1.md).
 pub const SUITE_NAME: &str = "nps1";
 
@@ -44,6 +48,8 @@ pub struct Daemon {
     official_warned: std::sync::Mutex<Vec<AtSign>>,
     /// Held while relays are measured for a client (one measurement at a time).
     latency_turn: async_lock::Mutex<()>,
+    /// The running sessions' tunnels: they end with the daemon.
+    sessions: TaskSet,
 }
 
 /// How many client atSigns [`Daemon::first_official`] remembers.
@@ -68,6 +74,7 @@ impl Daemon {
             refusal_log: std::sync::Mutex::new((None, 0)),
             official_warned: std::sync::Mutex::new(Vec::new()),
             latency_turn: async_lock::Mutex::new(()),
+            sessions: TaskSet::new(),
         }
     }
 
@@ -97,9 +104,11 @@ impl Daemon {
     }
 
     pub async fn serve(self: &Arc<Self>, mut monitor: Monitor) {
+        // Here, not in the Daemon: a handler holds the Daemon, and ends when serving does.
+        let handlers = TaskSet::new();
         while let Some(n) = monitor.next().await {
             let me = self.clone();
-            runtime::spawn(async move { me.handle(n).await }).detach();
+            handlers.spawn_within(HANDLER_DEADLINE, async move { me.handle(n).await });
         }
     }
 
@@ -378,7 +387,7 @@ impl Daemon {
     }
 
     /// Build the session's key material, connect the control socket, and return the
-    /// response payload (unsigned). The tunnel runs on as its own task.
+    /// response payload (unsigned). The tunnel runs on as a task of the daemon's sessions.
     async fn start_npt(&self, from: &AtSign, req: &NptRequest) -> Result<Object, String> {
         let target = format!("{}:{}", req.requested_host, req.requested_port);
         let offer = SuiteOffer {
@@ -412,7 +421,7 @@ impl Daemon {
         let local = (req.requested_host.clone(), req.requested_port);
         let idle = Duration::from_millis(req.timeout_ms.clamp(1_000, 366 * 86_400_000) as u64);
         let sid = req.session_id.clone();
-        runtime::spawn(async move {
+        self.sessions.spawn(async move {
             match control.run(local, idle).await {
                 Ok(s) => log::info!(
                     "npt session {sid} ended: {} connections, {} bytes out, {} bytes in",
@@ -423,8 +432,7 @@ impl Daemon {
                 Err(e) => log_session_end_error("npt", &sid, &e),
             }
             runtime::mem::release_soon();
-        })
-        .detach();
+        });
         Ok(response.to_object())
     }
 
@@ -669,7 +677,7 @@ impl Daemon {
         };
         let local = ("localhost".to_string(), self.config.local_sshd_port);
         let sid = req.session_id.clone();
-        runtime::spawn(async move {
+        self.sessions.spawn(async move {
             match tunnel::daemon_single(relay, local, crypto, Duration::from_secs(30)).await {
                 Ok(s) => log::info!(
                     "ssh session {sid} ended: {} bytes out, {} bytes in",
@@ -679,8 +687,7 @@ impl Daemon {
                 Err(e) => log_session_end_error("ssh", &sid, &e),
             }
             runtime::mem::release_soon();
-        })
-        .detach();
+        });
         Ok(response.to_object())
     }
 }
