@@ -164,7 +164,11 @@ impl AtClient {
             };
             match AtClient::connect(cfg).await {
                 Ok(c) => return Ok(c),
-                Err(e @ (AtError::Unauthorized(_) | AtError::Invalid(_))) => return Err(e),
+                Err(
+                    e @ (AtError::Unauthorized(_)
+                    | AtError::Invalid(_)
+                    | AtError::UntrustedCertificate { .. }),
+                ) => return Err(e),
                 Err(e) => {
                     let d = backoff.next_delay();
                     log::warn!(
@@ -418,7 +422,7 @@ impl AtClient {
         }
         match lookup_server(&self.inner.root, atsign).await {
             Ok(_) => Some(true),
-            Err(AtError::Invalid(_)) => Some(false),
+            Err(AtError::Invalid(_) | AtError::UntrustedCertificate { .. }) => Some(false),
             Err(_) => None,
         }
     }

@@ -114,18 +114,10 @@ impl Daemon {
 
     async fn authorize(&self, from: &AtSign) -> Decision {
         if self.config.managers.contains(from) {
-            return Decision {
-                allowed: true,
-                client_permit: PermitOpen::any(),
-                reason: "in --managers".into(),
-            };
+            return Decision::allow(PermitOpen::any(), "in --managers");
         }
         match &self.config.policy {
-            Some(p) if p == from => Decision {
-                allowed: true,
-                client_permit: PermitOpen::any(),
-                reason: "is the policy manager".into(),
-            },
+            Some(p) if p == from => Decision::allow(PermitOpen::any(), "is the policy manager"),
             Some(p) => self.policy.ask(p, from).await,
             None => Decision::deny(&format!("{from} is not in --managers list")),
         }

@@ -244,7 +244,7 @@ async fn check_tls(host: &str, port: u16, what: &str) -> (Outcome, Option<Outcom
                 Some(Outcome::Ok("certificate verified".into())),
             )
         }
-        Err(e) if e.to_string().contains("TLS handshake with") => (
+        Err(e @ (AtError::Tls { .. } | AtError::UntrustedCertificate { .. })) => (
             Outcome::Ok("TCP connected".into()),
             Some(fail(format!("{what} {host}:{port}: {e}"), tls_fix())),
         ),
@@ -504,7 +504,7 @@ async fn check_policy(config: Config, client: AtClient, policy: AtSign) -> Outco
     let decision = rpc.ask(&policy, &probe).await;
     drop(router);
     let secs = start.elapsed().as_secs_f32();
-    if decision.reason.contains("Timed out") || decision.reason.contains("could not send") {
+    if decision.unanswered {
         fail(
             format!("{policy} did not answer: {}", decision.reason),
             format!("start the policy service for {policy} (npp_file / npp_atserver) and check its atSign"),

@@ -30,14 +30,31 @@ pub struct Decision {
     pub allowed: bool,
     pub client_permit: PermitOpen,
     pub reason: String,
+    /// The policy service gave no answer: the question was not sent, or not answered in time.
+    pub unanswered: bool,
 }
 
 impl Decision {
+    pub fn allow(client_permit: PermitOpen, reason: &str) -> Decision {
+        Decision {
+            allowed: true,
+            client_permit,
+            reason: reason.to_string(),
+            unanswered: false,
+        }
+    }
+
     pub fn deny(reason: &str) -> Decision {
         Decision {
             allowed: false,
-            client_permit: PermitOpen::any(),
-            reason: reason.to_string(),
+            ..Decision::allow(PermitOpen::any(), reason)
+        }
+    }
+
+    fn unanswered(reason: &str) -> Decision {
+        Decision {
+            unanswered: true,
+            ..Decision::deny(reason)
         }
     }
 }
@@ -127,7 +144,7 @@ impl PolicyRpc {
             }
         }
         let result = if !sent {
-            Decision::deny("could not send the request to the policy service")
+            Decision::unanswered("could not send the request to the policy service")
         } else {
             let wait = async {
                 loop {
@@ -148,7 +165,7 @@ impl PolicyRpc {
             };
             match timeout(ANSWER_DEADLINE, wait).await {
                 Ok(d) => d,
-                Err(_) => Decision::deny("Timed out waiting for authorizer response"),
+                Err(_) => Decision::unanswered("Timed out waiting for authorizer response"),
             }
         };
         self.pending.lock().await.remove(&req_id);
@@ -259,11 +276,7 @@ fn decision_from(payload: &Object) -> Decision {
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
     match PermitOpen::parse(&list.join(",")) {
-        Ok(p) => Decision {
-            allowed: true,
-            client_permit: p,
-            reason: "authorized by the policy service".into(),
-        },
+        Ok(p) => Decision::allow(p, "authorized by the policy service"),
         Err(e) => Decision::deny(&format!(
             "policy service sent an unusable permitOpen list: {e}"
         )),
