@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::authorized_keys::{self, PublicKeyLine};
+use super::config::Config;
 use super::policy::{Decision, PolicyRpc};
-use super::{Config, PermitOpen};
 use crate::at::{AtClient, AtSign, Monitor, Notification, NotifyOptions};
 use crate::crypto::aead::EphemeralSecret;
 use crate::crypto::{b64, random, rsa::RsaPublicKey};
 use crate::json::Object;
 use crate::noports::messages::{NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::names::valid_session_id;
+use crate::noports::permit::PermitOpen;
 use crate::noports::suite::{self, Aead, Role};
 use crate::noports::{envelope, relay_msg};
 use crate::runtime::{self, timeout, TaskSet};

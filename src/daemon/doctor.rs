@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::Config;
 use super::dispatch;
 use super::policy::{self, PolicyRpc};
-use super::{sshd, Config};
+use super::sshd;
 use crate::at::conn::{lookup_server, Connection};
 use crate::at::{AtClient, AtError, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions};
 use crate::crypto::random;
