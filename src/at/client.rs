@@ -16,9 +16,11 @@ use crate::runtime::{self, sleep, Backoff, Task};
 mod checks;
 mod login;
 mod monitor_loop;
+mod once;
 mod workers;
 use checks::{check_full_key, check_key_name};
 use monitor_loop::monitor_loop;
+use once::OncePerKey;
 use workers::Workers;
 
 /// Generous: a lookup of another atSign's data makes the server connect to that atSign's
@@ -89,7 +91,9 @@ struct Inner {
     server: Mutex<Option<(String, u16)>>,
     /// The request connections (`workers.rs`).
     workers: Arc<Workers>,
-    outbound: async_lock::Mutex<HashMap<AtSign, Arc<SharedKey>>>,
+    /// Per peer, the key for values we send it. Made once per peer: two callers for one peer
+    /// must not create two different keys, and a peer's look-ups do not hold up another's.
+    outbound: OncePerKey<AtSign, Arc<SharedKey>>,
     inbound: Mutex<HashMap<AtSign, [u8; 32]>>,
     /// Per peer, the last `sharedKeyEnc` it sent and the key inside: the same text unwraps to
     /// the same key, so its RSA decryption is done once, not once per notification.
@@ -160,7 +164,11 @@ impl AtClient {
             };
             match AtClient::connect(cfg).await {
                 Ok(c) => return Ok(c),
-                Err(e @ (AtError::Unauthorized(_) | AtError::Invalid(_))) => return Err(e),
+                Err(
+                    e @ (AtError::Unauthorized(_)
+                    | AtError::Invalid(_)
+                    | AtError::UntrustedCertificate { .. }),
+                ) => return Err(e),
                 Err(e) => {
                     let d = backoff.next_delay();
                     log::warn!(
@@ -414,7 +422,7 @@ impl AtClient {
         }
         match lookup_server(&self.inner.root, atsign).await {
             Ok(_) => Some(true),
-            Err(AtError::Invalid(_)) => Some(false),
+            Err(AtError::Invalid(_) | AtError::UntrustedCertificate { .. }) => Some(false),
             Err(_) => None,
         }
     }
@@ -522,7 +530,7 @@ impl Inner {
             root: cfg.root,
             server: Mutex::new(None),
             workers: Workers::new(),
-            outbound: async_lock::Mutex::new(HashMap::new()),
+            outbound: OncePerKey::new(),
             inbound: Mutex::new(HashMap::new()),
             unwrapped: Mutex::new(HashMap::new()),
             public_keys: Mutex::new(HashMap::new()),
@@ -597,10 +605,13 @@ impl Inner {
 
     /// The key for values we send to `peer` (atprotocol.md §9.6), created on first use.
     async fn outbound_key(&self, peer: &AtSign) -> Result<Arc<SharedKey>, AtError> {
-        let mut map = self.outbound.lock().await;
-        if let Some(k) = map.get(peer) {
-            return Ok(k.clone());
-        }
+        let make = || self.fetch_or_create_key(peer);
+        self.outbound.get_or_try_make(peer, make).await
+    }
+
+    /// Our copy of the shared key for `peer` from our atServer, or a new one stored there (up
+    /// to four requests, each holding only its own connection).
+    async fn fetch_or_create_key(&self, peer: &AtSign) -> Result<Arc<SharedKey>, AtError> {
         let peer_pub = self.public_key(peer).await?;
         let peer_key_md5 = hash::md5_hex(peer_pub.to_spki_b64().as_bytes());
         let me = &self.atsign;
@@ -628,13 +639,11 @@ impl Inner {
             Err(e) => return Err(e),
         };
         let their_copy = b64::encode(&peer_pub.encrypt(b64::encode(&key).as_bytes())?);
-        let sk = Arc::new(SharedKey {
+        Ok(Arc::new(SharedKey {
             key,
             their_copy,
             peer_key_md5,
-        });
-        map.insert(peer.clone(), sk.clone());
-        Ok(sk)
+        }))
     }
 
     /// The key `peer` uses for values it sends us.

@@ -191,17 +191,23 @@ pub(super) async fn tls_connect(
     timeout(CONNECT_TIMEOUT, Box::pin(connector.connect(name, tcp)))
         .await
         .map_err(|_| AtError::Timeout("TLS handshake"))?
-        .map_err(|e| {
-            if e.to_string().contains("UnknownIssuer") {
-                AtError::Invalid(format!(
-                    "TLS handshake with {peer}: {e}: its certificate is not signed by a CA this \
-                     machine trusts. For a self-hosted atServer or relay, set {CA_FILE_ENV} to \
-                     the file of its CA certificate (PEM)"
-                ))
+        .map_err(|source| {
+            if unknown_issuer(&source) {
+                AtError::UntrustedCertificate { peer, source }
             } else {
-                AtError::io(format!("TLS handshake with {peer}"), e)
+                AtError::Tls { peer, source }
             }
         })
+}
+
+/// Whether a failed handshake's error is rustls refusing a certificate from an unknown CA.
+fn unknown_issuer(e: &std::io::Error) -> bool {
+    use rustls::{CertificateError, Error};
+    let rustls = e.get_ref().and_then(|e| e.downcast_ref::<Error>());
+    matches!(
+        rustls,
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer))
+    )
 }
 
 pub struct Connection {
@@ -348,5 +354,20 @@ mod tests {
         for bad in ["", "proxy:", "proxy:proxy:h:1", "proxy:h:x", "h:99999"] {
             assert!(RootAddr::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// The untrusted-CA advice follows rustls' typed error, not its text.
+    #[test]
+    fn unknown_issuer_is_told_by_the_rustls_error_inside() {
+        use rustls::{CertificateError, Error};
+        let io = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        assert!(unknown_issuer(&io(Error::InvalidCertificate(
+            CertificateError::UnknownIssuer
+        ))));
+        assert!(!unknown_issuer(&io(Error::InvalidCertificate(
+            CertificateError::Expired
+        ))));
+        let text = std::io::Error::other("UnknownIssuer");
+        assert!(!unknown_issuer(&text));
     }
 }

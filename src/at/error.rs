@@ -21,6 +21,17 @@ pub enum AtError {
         op: String,
         source: std::io::Error,
     },
+    /// The TLS handshake with `peer` (`host:port`) failed after TCP connected.
+    Tls {
+        peer: String,
+        source: std::io::Error,
+    },
+    /// The TLS handshake with `peer` failed: its certificate chains to no CA this machine
+    /// trusts (a self-hosted atServer or relay without `NOPORTS_CA_FILE`).
+    UntrustedCertificate {
+        peer: String,
+        source: std::io::Error,
+    },
     /// Bad local input (arguments, key files).
     Invalid(String),
     Crypto(CryptoError),
@@ -48,9 +59,11 @@ impl AtError {
     /// shed this connection at its limit and closes it: the request was not carried out.
     pub fn is_connection_problem(&self) -> bool {
         match self {
-            AtError::Io { .. } | AtError::Closed | AtError::Timeout(_) | AtError::TurnedAway(_) => {
-                true
-            }
+            AtError::Io { .. }
+            | AtError::Tls { .. }
+            | AtError::Closed
+            | AtError::Timeout(_)
+            | AtError::TurnedAway(_) => true,
             AtError::Server { code, .. } => code == "AT0012",
             _ => false,
         }
@@ -65,7 +78,7 @@ impl AtError {
         match self {
             AtError::Server { code, .. } => code == "AT0012",
             AtError::Closed => true,
-            AtError::Io { source, .. } => matches!(
+            AtError::Io { source, .. } | AtError::Tls { source, .. } => matches!(
                 source.kind(),
                 UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
             ),
@@ -82,6 +95,13 @@ impl fmt::Display for AtError {
             AtError::Unauthorized(m) => write!(f, "not authorized: {m}"),
             AtError::Timeout(what) => write!(f, "timed out waiting for {what}"),
             AtError::Io { op, source } => write!(f, "{op}: {source}"),
+            AtError::Tls { peer, source } => write!(f, "TLS handshake with {peer}: {source}"),
+            AtError::UntrustedCertificate { peer, source } => write!(
+                f,
+                "TLS handshake with {peer}: {source}: its certificate is not signed by a CA this \
+                 machine trusts. For a self-hosted atServer or relay, set NOPORTS_CA_FILE to the \
+                 file of its CA certificate (PEM)"
+            ),
             AtError::Invalid(m) => write!(f, "{m}"),
             AtError::Crypto(e) => write!(f, "{e}"),
             AtError::Closed => write!(f, "connection closed"),
@@ -129,5 +149,26 @@ mod tests {
         ] {
             assert!(!e.is_turned_away(), "{e}");
         }
+    }
+
+    #[test]
+    fn a_failed_handshake_is_a_connection_problem_unless_the_ca_is_untrusted() {
+        let reset = || std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let peer = || "h:1".to_string();
+        let tls = AtError::Tls {
+            peer: peer(),
+            source: reset(),
+        };
+        assert!(tls.is_connection_problem() && tls.is_turned_away());
+        assert_eq!(
+            tls.to_string(),
+            format!("TLS handshake with h:1: {}", reset())
+        );
+        let untrusted = AtError::UntrustedCertificate {
+            peer: peer(),
+            source: reset(),
+        };
+        assert!(!untrusted.is_connection_problem() && !untrusted.is_turned_away());
+        assert!(untrusted.to_string().contains("set NOPORTS_CA_FILE"));
     }
 }

@@ -1,22 +1,23 @@
 //! Notification dispatch: authorise first, then route by verb (noports.md §6.2), one task per
 //! notification so sessions are independent.
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::authorized_keys::{self, PublicKeyLine};
-use super::{Config, PermitOpen};
+use super::config::Config;
+use super::policy::{Decision, PolicyRpc};
 use crate::at::{AtClient, AtSign, Monitor, Notification, NotifyOptions};
 use crate::crypto::aead::EphemeralSecret;
 use crate::crypto::{b64, random, rsa::RsaPublicKey};
 use crate::json::Object;
 use crate::noports::messages::{NptRequest, PingResponse, SessionResponse, SshRequest};
 use crate::noports::names::valid_session_id;
+use crate::noports::permit::PermitOpen;
 use crate::noports::suite::{self, Aead, Role};
-use crate::tunnel::{self, RelayTarget, SessionCrypto};
 use crate::noports::{envelope, relay_msg};
-use crate::runtime::{self, timeout};
+use crate::runtime::{self, timeout, TaskSet};
+use crate::tunnel::{self, RelayTarget, SessionCrypto};
 
 /// Session traffic: key ttl 10 s, notification ttl 60 s (noports.md §1.2).
 const SESSION_NOTIFY: NotifyOptions = NotifyOptions {
@@ -28,33 +29,18 @@ const SESSION_NOTIFY: NotifyOptions = NotifyOptions {
 /// How long the daemon side may take to reach the relay before we report failure (§5.6: 3 s
 /// for the official srv; we allow a little more for a slow uplink).
 const RELAY_READY: Duration = Duration::from_secs(10);
+/// How long handling one notification may take: longer than the waits it makes in turn
+/// (look-ups, the policy service's 10 s, the relay's 10 s, up to 16 relays measured 5 s each).
+/// The session it starts runs on under its own idle and close rules.
+const HANDLER_DEADLINE: Duration = Duration::from_secs(120);
 /// Our data-plane suite's name in requests and responses (docs/suite-v1.md).
 pub const SUITE_NAME: &str = "nps1";
-
-/// Whether a sender may use this daemon, and within which client permit-open list.
-#[derive(Clone, Debug)]
-pub struct Decision {
-    pub allowed: bool,
-    pub client_permit: PermitOpen,
-    pub reason: String,
-}
-
-impl Decision {
-    pub fn deny(reason: &str) -> Decision {
-        Decision {
-            allowed: false,
-            client_permit: PermitOpen::any(),
-            reason: reason.to_string(),
-        }
-    }
-}
 
 pub struct Daemon {
     pub(super) config: Config,
     pub(super) client: AtClient,
-    /// Policy questions waiting for their answers, by request id (policy.rs).
-    pub(super) pending_rpcs: async_lock::Mutex<HashMap<i64, super::policy::PendingQuestion>>,
-    pub(super) policy_cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
+    /// Questions to the policy service and its answers (policy.rs).
+    policy: PolicyRpc,
     /// Session ids already served, so a replayed request is refused (replay.rs).
     replay: super::replay::ReplayMemory,
     /// Last refusal log line and how many were suppressed since.
@@ -63,6 +49,8 @@ pub struct Daemon {
     official_warned: std::sync::Mutex<Vec<AtSign>>,
     /// Held while relays are measured for a client (one measurement at a time).
     latency_turn: async_lock::Mutex<()>,
+    /// The running sessions' tunnels: they end with the daemon.
+    sessions: TaskSet,
 }
 
 /// How many client atSigns [`Daemon::first_official`] remembers.
@@ -77,15 +65,17 @@ fn seen_path(device: &str) -> Option<std::path::PathBuf> {
 impl Daemon {
     pub fn new(config: Config, client: AtClient) -> Daemon {
         let replay = super::replay::ReplayMemory::open(seen_path(&config.device));
+        let c = &config;
+        let policy = PolicyRpc::new(client.clone(), &c.atsign, &c.device, &c.device_group);
         Daemon {
             config,
             client,
-            pending_rpcs: async_lock::Mutex::new(HashMap::new()),
-            policy_cache: async_lock::Mutex::new(HashMap::new()),
+            policy,
             replay,
             refusal_log: std::sync::Mutex::new((None, 0)),
             official_warned: std::sync::Mutex::new(Vec::new()),
             latency_turn: async_lock::Mutex::new(()),
+            sessions: TaskSet::new(),
         }
     }
 
@@ -106,28 +96,30 @@ impl Daemon {
         }
     }
 
+    /// Heartbeats to the policy service, when there is one (policy.rs); never ends.
+    pub(super) async fn policy_heartbeats(&self) {
+        if let Some(p) = &self.config.policy {
+            let beat = self.ping_response().to_json();
+            self.policy.heartbeat_loop(p, &beat).await;
+        }
+    }
+
     pub async fn serve(self: &Arc<Self>, mut monitor: Monitor) {
+        // Here, not in the Daemon: a handler holds the Daemon, and ends when serving does.
+        let handlers = TaskSet::new();
         while let Some(n) = monitor.next().await {
             let me = self.clone();
-            runtime::spawn(async move { me.handle(n).await }).detach();
+            handlers.spawn_within(HANDLER_DEADLINE, async move { me.handle(n).await });
         }
     }
 
     async fn authorize(&self, from: &AtSign) -> Decision {
         if self.config.managers.contains(from) {
-            return Decision {
-                allowed: true,
-                client_permit: PermitOpen::any(),
-                reason: "in --managers".into(),
-            };
+            return Decision::allow(PermitOpen::any(), "in --managers");
         }
         match &self.config.policy {
-            Some(p) if p == from => Decision {
-                allowed: true,
-                client_permit: PermitOpen::any(),
-                reason: "is the policy manager".into(),
-            },
-            Some(p) => self.ask_policy(p, from).await,
+            Some(p) if p == from => Decision::allow(PermitOpen::any(), "is the policy manager"),
+            Some(p) => self.policy.ask(p, from).await,
             None => Decision::deny(&format!("{from} is not in --managers list")),
         }
     }
@@ -203,7 +195,7 @@ impl Daemon {
                 return;
             }
             if let Some(value) = self.open(&mut n, "policy answer").await {
-                self.on_policy_response(&key, &value).await;
+                self.policy.on_response(&key, &value).await;
             }
             return;
         }
@@ -388,7 +380,7 @@ impl Daemon {
     }
 
     /// Build the session's key material, connect the control socket, and return the
-    /// response payload (unsigned). The tunnel runs on as its own task.
+    /// response payload (unsigned). The tunnel runs on as a task of the daemon's sessions.
     async fn start_npt(&self, from: &AtSign, req: &NptRequest) -> Result<Object, String> {
         let target = format!("{}:{}", req.requested_host, req.requested_port);
         let offer = SuiteOffer {
@@ -422,7 +414,7 @@ impl Daemon {
         let local = (req.requested_host.clone(), req.requested_port);
         let idle = Duration::from_millis(req.timeout_ms.clamp(1_000, 366 * 86_400_000) as u64);
         let sid = req.session_id.clone();
-        runtime::spawn(async move {
+        self.sessions.spawn(async move {
             match control.run(local, idle).await {
                 Ok(s) => log::info!(
                     "npt session {sid} ended: {} connections, {} bytes out, {} bytes in",
@@ -433,8 +425,7 @@ impl Daemon {
                 Err(e) => log_session_end_error("npt", &sid, &e),
             }
             runtime::mem::release_soon();
-        })
-        .detach();
+        });
         Ok(response.to_object())
     }
 
@@ -679,7 +670,7 @@ impl Daemon {
         };
         let local = ("localhost".to_string(), self.config.local_sshd_port);
         let sid = req.session_id.clone();
-        runtime::spawn(async move {
+        self.sessions.spawn(async move {
             match tunnel::daemon_single(relay, local, crypto, Duration::from_secs(30)).await {
                 Ok(s) => log::info!(
                     "ssh session {sid} ended: {} bytes out, {} bytes in",
@@ -689,8 +680,7 @@ impl Daemon {
                 Err(e) => log_session_end_error("ssh", &sid, &e),
             }
             runtime::mem::release_soon();
-        })
-        .detach();
+        });
         Ok(response.to_object())
     }
 }

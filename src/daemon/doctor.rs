@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::dispatch::{self, Daemon};
-use super::policy;
-use super::{sshd, Config};
+use super::config::Config;
+use super::dispatch;
+use super::policy::{self, PolicyRpc};
+use super::sshd;
 use crate::at::conn::{lookup_server, Connection};
 use crate::at::{AtClient, AtError, AtKeys, AtSign, ClientConfig, MonitorStart, NotifyOptions};
 use crate::crypto::random;
@@ -244,7 +245,7 @@ async fn check_tls(host: &str, port: u16, what: &str) -> (Outcome, Option<Outcom
                 Some(Outcome::Ok("certificate verified".into())),
             )
         }
-        Err(e) if e.to_string().contains("TLS handshake with") => (
+        Err(e @ (AtError::Tls { .. } | AtError::UntrustedCertificate { .. })) => (
             Outcome::Ok("TCP connected".into()),
             Some(fail(format!("{what} {host}:{port}: {e}"), tls_fix())),
         ),
@@ -491,13 +492,20 @@ async fn check_policy(config: Config, client: AtClient, policy: AtSign) -> Outco
         Ok(m) => m,
         Err(e) => return fail(format!("cannot start a monitor: {e}"), "retry later"),
     };
-    let daemon = Arc::new(Daemon::new(config, client));
-    let router = runtime::spawn(policy::route_policy_answers(daemon.clone(), monitor));
+    let c = &config;
+    let rpc = Arc::new(PolicyRpc::new(
+        client,
+        &c.atsign,
+        &c.device,
+        &c.device_group,
+    ));
+    let answers = policy::route_policy_answers(rpc.clone(), policy.clone(), monitor);
+    let router = runtime::spawn(answers);
     let start = Instant::now();
-    let decision = daemon.ask_policy(&policy, &probe).await;
+    let decision = rpc.ask(&policy, &probe).await;
     drop(router);
     let secs = start.elapsed().as_secs_f32();
-    if decision.reason.contains("Timed out") || decision.reason.contains("could not send") {
+    if decision.unanswered {
         fail(
             format!("{policy} did not answer: {}", decision.reason),
             format!("start the policy service for {policy} (npp_file / npp_atserver) and check its atSign"),

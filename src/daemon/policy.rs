@@ -1,12 +1,12 @@
 //! The daemon side of the policy RPC (noports.md §6.3): ask the policy atSign whether a client
 //! may connect, with a 10 s deadline and a 15 s per-client cache; heartbeat every 5 minutes.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::dispatch::{Daemon, Decision};
-use super::PermitOpen;
-use crate::at::{AtSign, NotifyOptions};
+use crate::at::{AtClient, AtSign, NotifyOptions};
 use crate::json::{self, Object, Value};
+use crate::noports::permit::PermitOpen;
 use crate::runtime::{sleep, timeout};
 
 const ANSWER_DEADLINE: Duration = Duration::from_secs(10);
@@ -24,42 +24,100 @@ fn new_request_id() -> i64 {
     (bits | (1u64 << 52)) as i64
 }
 
+/// Whether a sender may use this daemon, and within which client permit-open list.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub allowed: bool,
+    pub client_permit: PermitOpen,
+    pub reason: String,
+    /// The policy service gave no answer: the question was not sent, or not answered in time.
+    pub unanswered: bool,
+}
+
+impl Decision {
+    pub fn allow(client_permit: PermitOpen, reason: &str) -> Decision {
+        Decision {
+            allowed: true,
+            client_permit,
+            reason: reason.to_string(),
+            unanswered: false,
+        }
+    }
+
+    pub fn deny(reason: &str) -> Decision {
+        Decision {
+            allowed: false,
+            ..Decision::allow(PermitOpen::any(), reason)
+        }
+    }
+
+    fn unanswered(reason: &str) -> Decision {
+        Decision {
+            unanswered: true,
+            ..Decision::deny(reason)
+        }
+    }
+}
+
 /// A question waiting for its answer: what was asked, and where the answer goes.
-pub(super) struct PendingQuestion {
+struct PendingQuestion {
     client: AtSign,
     device: String,
     answers: async_channel::Sender<(String, Object)>,
 }
 
-impl Daemon {
+/// The daemon's end of the policy RPC: the questions waiting for answers and the answers
+/// remembered. Knows the daemon only by its atSign, device and group.
+pub(super) struct PolicyRpc {
+    client: AtClient,
+    daemon: AtSign,
+    device: String,
+    device_group: String,
+    /// Questions waiting for their answers, by request id.
+    pending: async_lock::Mutex<HashMap<i64, PendingQuestion>>,
+    cache: async_lock::Mutex<HashMap<AtSign, (Instant, Decision)>>,
+}
+
+impl PolicyRpc {
+    pub(super) fn new(client: AtClient, daemon: &AtSign, device: &str, group: &str) -> Self {
+        PolicyRpc {
+            client,
+            daemon: daemon.clone(),
+            device: device.to_string(),
+            device_group: group.to_string(),
+            pending: async_lock::Mutex::new(HashMap::new()),
+            cache: async_lock::Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Ask the policy service about `client` (cached for 15 s).
-    pub(super) async fn ask_policy(&self, policy: &AtSign, client: &AtSign) -> Decision {
-        if let Some((at, d)) = self.policy_cache.lock().await.get(client) {
+    pub(super) async fn ask(&self, policy: &AtSign, client: &AtSign) -> Decision {
+        if let Some((at, d)) = self.cache.lock().await.get(client) {
             if at.elapsed() < CACHE_FOR {
                 return d.clone();
             }
         }
-        let decision = self.ask_policy_uncached(policy, client).await;
-        self.policy_cache
+        let decision = self.ask_uncached(policy, client).await;
+        self.cache
             .lock()
             .await
             .insert(client.clone(), (Instant::now(), decision.clone()));
         decision
     }
 
-    async fn ask_policy_uncached(&self, policy: &AtSign, client: &AtSign) -> Decision {
+    async fn ask_uncached(&self, policy: &AtSign, client: &AtSign) -> Decision {
         let req_id = new_request_id();
         let (tx, rx) = async_channel::bounded::<(String, Object)>(4);
         let question = PendingQuestion {
             client: client.clone(),
-            device: self.config.device.clone(),
+            device: self.device.clone(),
             answers: tx,
         };
-        self.pending_rpcs.lock().await.insert(req_id, question);
+        self.pending.lock().await.insert(req_id, question);
         let payload = Object::new()
-            .with("daemonAtsign", self.config.atsign.as_str())
-            .with("daemonDeviceName", self.config.device.as_str())
-            .with("daemonDeviceGroupName", self.config.device_group.as_str())
+            .with("daemonAtsign", self.daemon.as_str())
+            .with("daemonDeviceName", self.device.as_str())
+            .with("daemonDeviceGroupName", self.device_group.as_str())
             .with("clientAtsign", client.as_str());
         let body = Object::new()
             .with("reqId", Value::Int(req_id))
@@ -86,7 +144,7 @@ impl Daemon {
             }
         }
         let result = if !sent {
-            Decision::deny("could not send the request to the policy service")
+            Decision::unanswered("could not send the request to the policy service")
         } else {
             let wait = async {
                 loop {
@@ -107,16 +165,16 @@ impl Daemon {
             };
             match timeout(ANSWER_DEADLINE, wait).await {
                 Ok(d) => d,
-                Err(_) => Decision::deny("Timed out waiting for authorizer response"),
+                Err(_) => Decision::unanswered("Timed out waiting for authorizer response"),
             }
         };
-        self.pending_rpcs.lock().await.remove(&req_id);
+        self.pending.lock().await.remove(&req_id);
         result
     }
 
     /// Route a notification from the policy atSign whose key is
     /// `<ack|nack|success|error>.<reqId>.auth_checks.__rpcs.sshnp`.
-    pub(super) async fn on_policy_response(&self, key_name: &str, value: &str) {
+    pub(super) async fn on_response(&self, key_name: &str, value: &str) {
         let Some(head) = key_name.strip_suffix(RPC_SUFFIX) else {
             return;
         };
@@ -145,7 +203,7 @@ impl Daemon {
                 merged.push("message", m);
             }
         }
-        let pending = self.pending_rpcs.lock().await;
+        let pending = self.pending.lock().await;
         let Some(question) = pending.get(&req_id) else {
             // Another daemon's (one sharing this atSign), or late: not ours to take.
             log::debug!("policy response {req_id} answers no question of this daemon");
@@ -175,7 +233,7 @@ impl Daemon {
                 answer.get_str("clientAtsign").unwrap_or("")
             ));
         }
-        if !same_atsign("daemonAtsign", &self.config.atsign) {
+        if !same_atsign("daemonAtsign", &self.daemon) {
             return Some(format!(
                 "daemon {:?}",
                 answer.get_str("daemonAtsign").unwrap_or("")
@@ -188,13 +246,17 @@ impl Daemon {
     }
 }
 
-/// Feed policy answers from `monitor` to the pending requests of `d` (for a caller that runs no
-/// full dispatcher, such as `sshnpd doctor`). Ends when the monitor does.
-pub(super) async fn route_policy_answers(d: Arc<Daemon>, mut monitor: crate::at::Monitor) {
+/// Feed answers from `policy` on `monitor` to the pending requests of `rpc` (for a caller that
+/// runs no full dispatcher, such as `sshnpd doctor`). Ends when the monitor does.
+pub(super) async fn route_policy_answers(
+    rpc: Arc<PolicyRpc>,
+    policy: AtSign,
+    mut monitor: crate::at::Monitor,
+) {
     while let Some(n) = monitor.next().await {
-        if d.config.policy.as_ref() == Some(&n.from) {
+        if n.from == policy {
             let value = n.value.clone().unwrap_or_default();
-            d.on_policy_response(n.key_name(), &value).await;
+            rpc.on_response(n.key_name(), &value).await;
         }
     }
 }
@@ -214,37 +276,29 @@ fn decision_from(payload: &Object) -> Decision {
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
     match PermitOpen::parse(&list.join(",")) {
-        Ok(p) => Decision {
-            allowed: true,
-            client_permit: p,
-            reason: "authorized by the policy service".into(),
-        },
+        Ok(p) => Decision::allow(p, "authorized by the policy service"),
         Err(e) => Decision::deny(&format!(
             "policy service sent an unusable permitOpen list: {e}"
         )),
     }
 }
 
-/// P1: tell the policy service this daemon exists, at start and every 5 minutes.
-pub(super) async fn heartbeat_loop(d: Arc<Daemon>) {
-    let Some(policy) = d.config.policy.clone() else {
-        return;
-    };
-    loop {
-        log::info!("Sending heartbeat to policy service {policy}");
-        let opts = NotifyOptions {
-            ttln_ms: Some(300_000),
-            ..Default::default()
-        };
-        let key = format!("{}.devices.policy.sshnp", d.config.device);
-        if let Err(e) = d
-            .client
-            .notify(&policy, &key, &d.ping_response().to_json(), opts)
-            .await
-        {
-            log::warn!("policy heartbeat failed: {e}");
+impl PolicyRpc {
+    /// P1: tell `policy` this daemon exists (`beat`: its ping response), at start and every
+    /// 5 minutes.
+    pub(super) async fn heartbeat_loop(&self, policy: &AtSign, beat: &str) {
+        loop {
+            log::info!("Sending heartbeat to policy service {policy}");
+            let opts = NotifyOptions {
+                ttln_ms: Some(300_000),
+                ..Default::default()
+            };
+            let key = format!("{}.devices.policy.sshnp", self.device);
+            if let Err(e) = self.client.notify(policy, &key, beat, opts).await {
+                log::warn!("policy heartbeat failed: {e}");
+            }
+            sleep(HEARTBEAT_EVERY).await;
         }
-        sleep(HEARTBEAT_EVERY).await;
     }
 }
 

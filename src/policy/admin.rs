@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
+use super::applet::{usage_error, Identity, DIALECT};
 use super::rules::{check_id, Group};
-use super::{file, store, usage_error, Identity, DIALECT};
+use super::{file, store};
 use crate::at::AtClient;
 use crate::runtime::{self, cli};
 

@@ -11,6 +11,7 @@
 //!
 //! Depends on `at/`, `noports/` (JSON), `crypto/` and `runtime/` only; feature `policy`.
 mod admin;
+mod applet;
 mod file;
 mod rules;
 mod service;
@@ -24,19 +25,13 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use crate::at::{AtClient, AtKeys, AtSign, RootAddr};
+use crate::at::{AtClient, AtSign};
 use crate::runtime::{self, cli, sleep};
+use applet::{usage_error, Identity, DIALECT};
 use rules::Mode;
 use service::Service;
 
 pub use file::parse_policy;
-
-/// The official option aliases (noports.md §9.8).
-const DIALECT: cli::Dialect<'static> = cli::Dialect {
-    aliases: &[("--keyFile", "--key-file")],
-    switches: &['v'],
-    negatable: &[("verbose", 'v')],
-};
 
 /// How often `npp_file` looks at its file for changes.
 const FILE_POLL: Duration = Duration::from_secs(1);
@@ -86,43 +81,6 @@ struct AtServerArgs {
     /// atDirectory host or host:port (default root.atsign.org:64)
     #[argh(option, default = "String::from(\"root.atsign.org\")")]
     root_domain: String,
-}
-
-/// What every policy applet needs to reach its atServer.
-struct Identity {
-    atsign: AtSign,
-    key_file: PathBuf,
-    root: RootAddr,
-}
-
-impl Identity {
-    fn new(atsign: Option<&str>, key_file: Option<String>, root: &str) -> Result<Self, String> {
-        let atsign = AtSign::parse(atsign.ok_or("Option atsign is mandatory.")?)
-            .map_err(|e| e.to_string())?;
-        let key_file = match key_file {
-            Some(k) => PathBuf::from(k),
-            None => AtKeys::default_path(&atsign).map_err(|e| e.to_string())?,
-        };
-        // Fail fast on a missing or broken key file, before any network wait.
-        AtKeys::load(&key_file).map_err(|e| e.to_string())?;
-        let root = RootAddr::parse(root).map_err(|e| e.to_string())?;
-        Ok(Identity {
-            atsign,
-            key_file,
-            root,
-        })
-    }
-
-    async fn connect(&self) -> Result<AtClient, String> {
-        AtClient::connect_retrying(&self.atsign, &self.key_file, &self.root)
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
-
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("Invalid argument(s): {msg}");
-    ExitCode::from(1)
 }
 
 /// Runs `fut` until it ends or SIGINT/SIGTERM arrives.

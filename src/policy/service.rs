@@ -12,7 +12,7 @@ use super::rules::{self, Answer, Group, Mode, Request};
 use super::store;
 use crate::at::{now_millis, AtClient, AtSign, MonitorStart, Notification, NotifyOptions};
 use crate::json::{self, Object, Value};
-use crate::runtime::{self, sleep};
+use crate::runtime::{sleep, TaskSet};
 
 /// What the service subscribes to: RPC requests, heartbeats, group updates (and our own logs,
 /// which are skipped).
@@ -32,6 +32,9 @@ const HEARD_MAX: usize = 4096;
 /// Requests from atSigns the policy does not name are counted, not answered, and logged at
 /// most this often.
 const IGNORED_LOG_EVERY: Duration = Duration::from_secs(60);
+/// How long one request's handling may take: its answers are of no use later (the daemon
+/// waits 10 s, the request lives 30 s), and they are sent within [`SEND_DELAYS_MS`].
+const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 /// The official AtRpc's send attempts: first try, then after 200 ms, 1 s and 5 s.
 const SEND_DELAYS_MS: [u64; 4] = [0, 200, 1000, 5000];
 
@@ -126,6 +129,8 @@ impl Service {
             self.client.atsign(),
             self.daemons_text()
         );
+        // Requests in flight end with the service.
+        let requests = TaskSet::new();
         while let Some(n) = monitor.next().await {
             let me = self.client.atsign().clone();
             let name = n.key_name().to_string();
@@ -138,7 +143,7 @@ impl Service {
                 // neither fills the memory of ids nor queues notifications ahead of a daemon's).
                 if self.names(&n.from) {
                     let id = id.to_string();
-                    runtime::spawn(self.clone().on_request(n, id)).detach();
+                    requests.spawn_within(REQUEST_DEADLINE, self.clone().on_request(n, id));
                 } else {
                     self.ignore(&n.from);
                 }

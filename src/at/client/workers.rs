@@ -4,11 +4,12 @@
 //! opened only while every open one is busy, and closed after [`EXTRA_IDLE`] unused. Slot 0
 //! is the connection `AtClient::connect` opens; other clients use it alone.
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::at::conn::Connection;
 use crate::runtime::atomic::AtomicU64;
+use crate::runtime::Task;
 
 /// Most request connections one client opens.
 const MAX_WORKERS: usize = 4;
@@ -30,6 +31,8 @@ pub(super) struct Workers {
     next: AtomicUsize,
     /// Whether a task is closing idle extra connections.
     reaping: AtomicBool,
+    /// That task: it ends with the client.
+    reaper: Mutex<Option<Task<()>>>,
 }
 
 impl Workers {
@@ -41,6 +44,7 @@ impl Workers {
             allowed: AtomicUsize::new(1),
             next: AtomicUsize::new(0),
             reaping: AtomicBool::new(false),
+            reaper: Mutex::new(None),
         })
     }
 
@@ -85,7 +89,9 @@ impl Workers {
             used.store(self.now_ms(), Ordering::Relaxed);
         }
         if i > 0 && open && !self.reaping.swap(true, Ordering::AcqRel) {
-            crate::runtime::spawn(reap_idle(Arc::downgrade(self))).detach();
+            let task = crate::runtime::spawn(reap_idle(Arc::downgrade(self)));
+            // The last one has ended (it cleared `reaping`): replacing it cancels nothing.
+            *self.reaper.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
         }
     }
 
