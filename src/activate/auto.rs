@@ -6,6 +6,7 @@ use argh::FromArgs;
 
 use super::authenticated;
 use super::enroll::{add_approval_keys, select};
+use crate::at::verbs::{self, EnrollOp};
 use crate::at::MonitorStart;
 use crate::json::Object;
 use crate::runtime::{self, cli};
@@ -127,7 +128,7 @@ async fn approve(
     let mut req = Object::new().with("enrollmentId", r.id.as_str());
     add_approval_keys(client, r, &mut req)?;
     let answer = client
-        .request(&format!("enroll:approve:{}", req.to_json()))
+        .request(&verbs::enroll(EnrollOp::Approve, &req))
         .await
         .map_err(|e| format!("approval of {} failed: {e}", r.id))?;
     log::info!("Server response: {answer}");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use super::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
+use crate::at::verbs::{self, EnrollOp};
 use crate::at::{AtClient, AtError, AtKeys, RootAddr};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::{HashAlgo, RsaPrivateKey, RsaPublicKey};
@@ -101,17 +102,17 @@ pub struct FetchArgs {
 
 /// What a management command does to the records it selects.
 pub trait ManageOp {
-    const VERB: &'static str;
+    const OP: EnrollOp;
     /// Only records in this state are acted on.
     const FROM_STATE: &'static [&'static str];
     const LABEL: &'static str;
 }
 
 macro_rules! manage_op {
-    ($t:ident, $name:literal, $verb:literal, [$($s:literal),*], $label:literal, $doc:literal) => {
+    ($t:ident, $name:literal, $op:ident, [$($s:literal),*], $label:literal, $doc:literal) => {
         pub struct $t;
         impl ManageOp for $t {
-            const VERB: &'static str = $verb;
+            const OP: EnrollOp = EnrollOp::$op;
             const FROM_STATE: &'static [&'static str] = &[$($s),*];
             const LABEL: &'static str = $label;
         }
@@ -124,7 +125,7 @@ macro_rules! manage_op {
 manage_op!(
     Approve,
     "approve",
-    "approve",
+    Approve,
     ["pending"],
     "Approving",
     "Approve pending enrollment requests."
@@ -132,7 +133,7 @@ manage_op!(
 manage_op!(
     Deny,
     "deny",
-    "deny",
+    Deny,
     ["pending"],
     "Denying",
     "Deny pending enrollment requests."
@@ -140,7 +141,7 @@ manage_op!(
 manage_op!(
     Revoke,
     "revoke",
-    "revoke",
+    Revoke,
     ["approved"],
     "Revoking",
     "Revoke approved enrollments."
@@ -148,7 +149,7 @@ manage_op!(
 manage_op!(
     Unrevoke,
     "unrevoke",
-    "unrevoke",
+    Unrevoke,
     ["revoked"],
     "Un-Revoking",
     "Restore revoked enrollments."
@@ -156,7 +157,7 @@ manage_op!(
 manage_op!(
     Delete,
     "delete",
-    "delete",
+    Delete,
     ["denied", "revoked"],
     "Deleting",
     "Delete denied or revoked enrollments."
@@ -297,7 +298,7 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let enc_pub_b64 = conn
-        .request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+        .request(&verbs::lookup_public_key(&atsign), REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let enc_pub = RsaPublicKey::from_spki_b64(enc_pub_b64.trim())
@@ -321,10 +322,7 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .with("apkamKeysExpiryInMillis", Value::Int(expiry_ms));
     println!("Submitting enrollment request");
     let answer = conn
-        .request(
-            &format!("enroll:request:{}", req.to_json()),
-            REQUEST_TIMEOUT,
-        )
+        .request(&verbs::enroll(EnrollOp::Request, &req), REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     conn.close().await;
@@ -357,7 +355,7 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let challenge = conn
-            .request(&format!("from:{atsign}"), REQUEST_TIMEOUT)
+            .request(&verbs::from(&atsign), REQUEST_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
         let sig = b64::encode(
@@ -365,13 +363,8 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
                 .sign(HashAlgo::Sha256, challenge.as_bytes())
                 .map_err(|e| e.to_string())?,
         );
-        match conn
-            .request(
-                &format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}"),
-                REQUEST_TIMEOUT,
-            )
-            .await
-        {
+        let pkam = verbs::pkam(&sig, Some(&id)).map_err(|e| e.to_string())?;
+        match conn.request(&pkam, REQUEST_TIMEOUT).await {
             Ok(_) => {
                 eprintln!(" approved.");
                 break conn;
@@ -393,13 +386,13 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         }
     };
     let mut conn = conn;
-    let fetch = |name: &'static str| format!("keys:get:keyName:{id}.{name}.__manage{atsign}");
+    let fetch = |name| verbs::keys_get(&id, name, &atsign).map_err(|e| e.to_string());
     let enc_priv_json = conn
-        .request(&fetch("default_enc_private_key"), REQUEST_TIMEOUT)
+        .request(&fetch("default_enc_private_key")?, REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let self_key_json = conn
-        .request(&fetch("default_self_enc_key"), REQUEST_TIMEOUT)
+        .request(&fetch("default_self_enc_key")?, REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     conn.close().await;
@@ -528,11 +521,10 @@ pub(super) async fn select(
     arx: &Option<String>,
     drx: &Option<String>,
 ) -> Result<Vec<Record>, String> {
-    let cmd = match status {
-        Some(s) => format!("enroll:list:{{\"enrollmentStatusFilter\":[\"{s}\"]}}"),
-        None => "enroll:list".to_string(),
-    };
-    let answer = client.request(&cmd).await.map_err(|e| e.to_string())?;
+    let answer = client
+        .request(&verbs::enroll_list(status))
+        .await
+        .map_err(|e| e.to_string())?;
     let list = if answer.trim() == "null" || answer.trim().is_empty() {
         Object::new()
     } else {
@@ -581,7 +573,7 @@ pub async fn fetch(a: FetchArgs) -> Result<(), String> {
     let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
     let req = Object::new().with("enrollmentId", a.enrollment_id.as_str());
     let answer = client
-        .request(&format!("enroll:fetch:{}", req.to_json()))
+        .request(&verbs::enroll(EnrollOp::Fetch, &req))
         .await
         .map_err(|e| e.to_string())?;
     println!("Fetched enrollment OK: {answer}");
@@ -623,12 +615,12 @@ pub(super) fn add_approval_keys(
 
 pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String> {
     // One body for the five commands: generic, it was compiled five times (~30 KB).
-    manage_records(a.flags, Op::VERB, Op::FROM_STATE, Op::LABEL).await
+    manage_records(a.flags, Op::OP, Op::FROM_STATE, Op::LABEL).await
 }
 
 async fn manage_records(
     a: ManageFlags,
-    verb: &str,
+    verb: EnrollOp,
     from_state: &[&str],
     label: &str,
 ) -> Result<ExitCode, String> {
@@ -656,7 +648,7 @@ async fn manage_records(
         eprintln!("No matching enrollment(s) found");
         return Ok(ExitCode::from(1));
     }
-    let grants = verb == "approve" || verb == "unrevoke";
+    let grants = verb == EnrollOp::Approve || verb == EnrollOp::Unrevoke;
     let mut refused = 0;
     for r in targets {
         if grants {
@@ -668,11 +660,11 @@ async fn manage_records(
         }
         println!("{label} {}", r.describe());
         let mut req = Object::new().with("enrollmentId", r.id.as_str());
-        if verb == "approve" {
+        if verb == EnrollOp::Approve {
             add_approval_keys(&client, &r, &mut req)?;
         }
         let answer = client
-            .request(&format!("enroll:{verb}:{}", req.to_json()))
+            .request(&verbs::enroll(verb, &req))
             .await
             .map_err(|e| e.to_string())?;
         println!("Server response: {answer}");

@@ -12,6 +12,7 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use crate::at::conn::{lookup_server, Connection};
+use crate::at::verbs::{self, EnrollOp};
 use crate::at::{AtClient, AtError, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::runtime::{self, cli, parse_duration};
 
@@ -278,11 +279,8 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Otp(a) => {
             runtime::init_logging(a.verbose);
             let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
-            let mut cmd = String::from("otp:get");
-            if let Some(e) = &a.expiry {
-                cmd.push_str(&format!(":ttl:{}", parse_duration(e)?.as_millis()));
-            }
-            match client.request(&cmd).await {
+            let ttl = a.expiry.as_deref().map(parse_duration).transpose()?;
+            match client.request(&verbs::otp_get(ttl)).await {
                 Ok(otp) => {
                     println!("{otp}");
                     Ok(ExitCode::SUCCESS)
@@ -292,16 +290,13 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Spp(a) => {
             runtime::init_logging(a.verbose);
-            if !(6..=16).contains(&a.spp.len()) || !a.spp.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return Err("SPP must be alphanumeric and 6 to 16 characters long".into());
-            }
+            let spp = verbs::Spp::parse(&a.spp).map_err(|e| e.to_string())?;
             let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
-            let mut cmd = format!("otp:put:{}", a.spp);
-            if let Some(e) = &a.expiry {
-                cmd.push_str(&format!(":ttl:{}", parse_duration(e)?.as_millis()));
-            }
-            let r = client.request(&cmd).await.map_err(|e| e.to_string())?;
+            let ttl = a.expiry.as_deref().map(parse_duration).transpose()?;
+            let r = client
+                .request(&verbs::otp_put(&spp, ttl))
+                .await
+                .map_err(|e| e.to_string())?;
             println!("Server response: {r}");
             Ok(ExitCode::SUCCESS)
         }
@@ -411,7 +406,7 @@ async fn status(a: &StatusArgs) -> ExitCode {
         Err(e) => return say(2, format!("atServer {host}:{port} unreachable: {e}")),
     };
     match conn
-        .request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+        .request(&verbs::lookup_public_key(&atsign), REQUEST_TIMEOUT)
         .await
     {
         Ok(v) if !v.trim().is_empty() && v.trim() != "null" => {
@@ -469,11 +464,12 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
         return Err(already_activated(&atsign));
     }
     let challenge = conn
-        .request(&format!("from:{atsign}"), REQUEST_TIMEOUT)
+        .request(&verbs::from(&atsign), REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let digest = hash::sha512_hex(format!("{secret}{challenge}").as_bytes());
-    conn.request(&format!("cram:{digest}"), REQUEST_TIMEOUT)
+    let cram = verbs::cram(&digest).map_err(|e| e.to_string())?;
+    conn.request(&cram, REQUEST_TIMEOUT)
         .await
         .map_err(|e| format!("[Error] Onboarding failed. CRAM authentication refused: {e}"))?;
     let mut keys = AtKeys::generate().map_err(|e| e.to_string())?;
@@ -491,10 +487,7 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
         )
         .with("apkamPublicKey", keys.pkam_public.to_spki_b64());
     let answer = conn
-        .request(
-            &format!("enroll:request:{}", req.to_json()),
-            REQUEST_TIMEOUT,
-        )
+        .request(&verbs::enroll(EnrollOp::Request, &req), REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let resp = crate::json::parse(&answer).map_err(|e| format!("enroll answer: {e}"))?;
@@ -514,15 +507,11 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    client
-        .request(&format!(
-            "update:isEncrypted:false:public:publickey{atsign} {}",
-            keys.encrypt_public.to_spki_b64()
-        ))
-        .await
+    let publish = verbs::update_public_key(&atsign, &keys.encrypt_public.to_spki_b64())
         .map_err(|e| e.to_string())?;
+    client.request(&publish).await.map_err(|e| e.to_string())?;
     client
-        .request("delete:privatekey:at_secret")
+        .request(verbs::DELETE_CRAM_SECRET)
         .await
         .map_err(|e| e.to_string())?;
     println!("[Success] Your .atKeys file saved at {}", path.display());
@@ -531,7 +520,7 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
 
 /// True when `atsign` already has its public encryption key (activated before).
 async fn is_activated(conn: &mut Connection, atsign: &AtSign) -> bool {
-    conn.request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+    conn.request(&verbs::lookup_public_key(atsign), REQUEST_TIMEOUT)
         .await
         .is_ok_and(|v| !v.trim().is_empty() && v.trim() != "null")
 }

@@ -12,6 +12,7 @@ pub mod https;
 pub mod keys;
 pub mod notification;
 pub mod proxy;
+pub(crate) mod verbs;
 
 pub use atsign::AtSign;
 pub use client::{
