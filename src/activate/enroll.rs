@@ -6,10 +6,11 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use super::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
+use crate::at::auth;
 use crate::at::verbs::{self, EnrollOp};
 use crate::at::{AtClient, AtError, AtKeys, RootAddr};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
-use crate::crypto::rsa::{HashAlgo, RsaPrivateKey, RsaPublicKey};
+use crate::crypto::rsa::{RsaPrivateKey, RsaPublicKey};
 use crate::crypto::{b64, random};
 use crate::json::{self, Object, Value};
 use crate::runtime::{parse_duration, sleep};
@@ -354,17 +355,14 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         let mut conn = server_connection(&atsign, &root)
             .await
             .map_err(|e| e.to_string())?;
-        let challenge = conn
-            .request(&verbs::from(&atsign), REQUEST_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
-        let sig = b64::encode(
-            &apkam_private
-                .sign(HashAlgo::Sha256, challenge.as_bytes())
-                .map_err(|e| e.to_string())?,
+        let answer = auth::pkam(
+            &mut conn,
+            &atsign,
+            &apkam_private,
+            Some(&id),
+            REQUEST_TIMEOUT,
         );
-        let pkam = verbs::pkam(&sig, Some(&id)).map_err(|e| e.to_string())?;
-        match conn.request(&pkam, REQUEST_TIMEOUT).await {
+        match answer.await.map_err(|e| e.to_string())? {
             Ok(_) => {
                 eprintln!(" approved.");
                 break conn;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::at::auth;
 use crate::at::conn::{lookup_server, Connection};
 use crate::at::verbs::{self, EnrollOp};
 use crate::at::{AtClient, AtError, AtKeys, AtSign, ClientConfig, RootAddr};
@@ -422,7 +423,7 @@ async fn status(a: &StatusArgs) -> ExitCode {
 /// First activation with the CRAM secret (atprotocol.md §11.2).
 async fn onboard(a: OnboardArgs) -> Result<(), String> {
     use crate::crypto::aes_ctr::{encrypt_b64, ZERO_IV};
-    use crate::crypto::{b64, hash};
+    use crate::crypto::b64;
     use crate::json::Object;
 
     let atsign = parse_atsign(&a.atsign)?;
@@ -463,14 +464,9 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
     if is_activated(&mut conn, &atsign).await {
         return Err(already_activated(&atsign));
     }
-    let challenge = conn
-        .request(&verbs::from(&atsign), REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let digest = hash::sha512_hex(format!("{secret}{challenge}").as_bytes());
-    let cram = verbs::cram(&digest).map_err(|e| e.to_string())?;
-    conn.request(&cram, REQUEST_TIMEOUT)
-        .await
+    let cram = auth::cram(&mut conn, &atsign, &secret, REQUEST_TIMEOUT);
+    cram.await
+        .map_err(|e| e.to_string())?
         .map_err(|e| format!("[Error] Onboarding failed. CRAM authentication refused: {e}"))?;
     let mut keys = AtKeys::generate().map_err(|e| e.to_string())?;
     let apkam = keys.apkam_symmetric_key.ok_or("no APKAM key")?;

@@ -4,6 +4,7 @@
 //! [`Notification`], [`RootAddr`]. The framing and response parsers are public for fuzzing.
 
 mod atsign;
+pub(crate) mod auth;
 pub mod client;
 pub mod conn;
 mod error;
