@@ -7,6 +7,7 @@ use argh::FromArgs;
 
 use super::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
 use crate::at::auth;
+use crate::at::regex::Pattern;
 use crate::at::verbs::{self, EnrollOp};
 use crate::at::{AtClient, AtError, AtKeys, RootAddr};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
@@ -507,7 +508,7 @@ fn records(list: &Object) -> Vec<Record> {
 fn matches(re: &Option<String>, text: &str) -> Result<bool, String> {
     match re {
         None => Ok(true),
-        Some(r) => super::pattern::Pattern::new(r)
+        Some(r) => Pattern::new(r)
             .map(|p| p.is_full_match(text))
             .map_err(|e| format!("bad regex {r:?}: {e}")),
     }

@@ -2,7 +2,6 @@
 //! (noports.md §8, atprotocol.md §11).
 mod auto;
 mod enroll;
-mod pattern;
 mod registrar;
 
 use std::path::PathBuf;

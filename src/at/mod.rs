@@ -13,6 +13,7 @@ pub mod https;
 pub mod keys;
 pub mod notification;
 pub mod proxy;
+pub(crate) mod regex;
 pub(crate) mod verbs;
 
 pub use atsign::AtSign;

@@ -16,6 +16,7 @@ use super::key::{is_uncommitted, AtKey, Vis};
 use super::meta::{now_ms, Meta, CCD, TTR};
 use super::notify::{monitor_matches, Kind, NoteStore, Notification, Status};
 use super::store::{put_record, replay_key_record, KeyStore, Log, Record};
+use crate::at::regex::Pattern;
 
 /// What a key looks like right now (§6.4).
 pub(crate) enum Found<'a> {
@@ -218,7 +219,7 @@ impl State {
 /// A live `monitor` subscription.
 pub(crate) struct Monitor {
     pub tx: Sender<Vec<u8>>,
-    pub re: regex_lite::Regex,
+    pub re: Pattern,
     pub self_notes: bool,
     /// Enrollment namespaces of an APKAM connection (read check, §11.7); `None` = full access.
     pub namespaces: Option<Vec<(String, String)>>,
