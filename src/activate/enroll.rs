@@ -7,9 +7,10 @@ use argh::FromArgs;
 
 use super::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
 use crate::at::auth;
+use crate::at::conn::Connection;
 use crate::at::regex::Pattern;
 use crate::at::verbs::{self, EnrollOp};
-use crate::at::{AtClient, AtError, AtKeys, RootAddr};
+use crate::at::{AtClient, AtError, AtKeys, AtSign, RootAddr};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::{RsaPrivateKey, RsaPublicKey};
 use crate::crypto::{b64, random};
@@ -296,11 +297,47 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
     let namespaces = parse_namespaces(&a.namespaces)?;
     let passcode = passcode(a.passcode.as_deref(), a.passcode_file.as_deref())?;
     let root = RootAddr::parse(&a.root_server).map_err(|e| e.to_string())?;
-    let mut conn = server_connection(&atsign, &root)
+    let pending = submit(&a, &atsign, &root, namespaces, passcode.expose()).await?;
+    let id = &pending.id;
+    println!("Enrollment ID: {id}");
+    // The exact command for this one request: a name pattern could also approve a stranger's
+    // request that came with the same passcode.
+    println!(
+        "Approve it on a machine that holds the keys of {atsign} with: at_activate approve -a {atsign} -i {id}"
+    );
+    println!(
+        "Waiting for approval; will check every {} seconds",
+        POLL_EVERY.as_secs()
+    );
+    let conn = wait_for_approval(&atsign, &root, &pending).await?;
+    let keys = fetch_keys(conn, &atsign, pending).await?;
+    keys.save(&atsign, &path).map_err(|e| e.to_string())?;
+    println!("[Success] Your .atKeys file saved at {}", path.display());
+    Ok(())
+}
+
+/// An enrollment request the atServer took, with the keys it was made with.
+struct Pending {
+    id: String,
+    apkam_private: RsaPrivateKey,
+    apkam_key: [u8; 32],
+    /// The atSign's public encryption key, which wrapped `apkam_key` for the approver.
+    enc_pub: RsaPublicKey,
+}
+
+/// Makes a new APKAM key pair and symmetric key and sends `enroll:request` (§11.5).
+async fn submit(
+    a: &EnrollArgs,
+    atsign: &AtSign,
+    root: &RootAddr,
+    namespaces: Object,
+    passcode: &str,
+) -> Result<Pending, String> {
+    let mut conn = server_connection(atsign, root)
         .await
         .map_err(|e| e.to_string())?;
     let enc_pub_b64 = conn
-        .request(&verbs::lookup_public_key(&atsign), REQUEST_TIMEOUT)
+        .request(&verbs::lookup_public_key(atsign), REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let enc_pub = RsaPublicKey::from_spki_b64(enc_pub_b64.trim())
@@ -318,7 +355,7 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .with("appName", a.app.as_str())
         .with("deviceName", a.device.as_str())
         .with("namespaces", Value::Object(namespaces))
-        .with("otp", passcode.expose().as_str())
+        .with("otp", passcode)
         .with("encryptedAPKAMSymmetricKey", b64::encode(&wrapped))
         .with("apkamPublicKey", apkam_private.public_key().to_spki_b64())
         .with("apkamKeysExpiryInMillis", Value::Int(expiry_ms));
@@ -333,18 +370,23 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .get_str("enrollmentId")
         .ok_or("enroll answer has no enrollmentId")?
         .to_string();
-    println!("Enrollment ID: {id}");
-    // The exact command for this one request: a name pattern could also approve a stranger's
-    // request that came with the same passcode.
-    println!(
-        "Approve it on a machine that holds the keys of {atsign} with: at_activate approve -a {atsign} -i {id}"
-    );
-    println!(
-        "Waiting for approval; will check every {} seconds",
-        POLL_EVERY.as_secs()
-    );
+    Ok(Pending {
+        id,
+        apkam_private,
+        apkam_key,
+        enc_pub,
+    })
+}
+
+/// Tries an APKAM login every [`POLL_EVERY`] until it is let in (approved: the logged-in
+/// connection) or refused for good (denied, revoked, expired).
+async fn wait_for_approval(
+    atsign: &AtSign,
+    root: &RootAddr,
+    p: &Pending,
+) -> Result<Connection, String> {
     let mut first = true;
-    let conn = loop {
+    loop {
         sleep(if first {
             Duration::from_secs(1)
         } else {
@@ -353,20 +395,15 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .await;
         first = false;
         eprint!("Checking ... ");
-        let mut conn = server_connection(&atsign, &root)
+        let mut conn = server_connection(atsign, root)
             .await
             .map_err(|e| e.to_string())?;
-        let answer = auth::pkam(
-            &mut conn,
-            &atsign,
-            &apkam_private,
-            Some(&id),
-            REQUEST_TIMEOUT,
-        );
+        let id = Some(p.id.as_str());
+        let answer = auth::pkam(&mut conn, atsign, &p.apkam_private, id, REQUEST_TIMEOUT);
         match answer.await.map_err(|e| e.to_string())? {
             Ok(_) => {
                 eprintln!(" approved.");
-                break conn;
+                return Ok(conn);
             }
             Err(AtError::Server { code, .. }) if code == "AT0026" => {
                 eprintln!(
@@ -378,14 +415,19 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
                 if code == "AT0025" || code == "AT0027" || code == "AT0028" =>
             {
                 return Err(format!(
-                    "[Fatal] The enrollment: {id} is denied ({code}: {message})"
+                    "[Fatal] The enrollment: {} is denied ({code}: {message})",
+                    p.id
                 ));
             }
             Err(e) => return Err(e.to_string()),
         }
-    };
-    let mut conn = conn;
-    let fetch = |name| verbs::keys_get(&id, name, &atsign).map_err(|e| e.to_string());
+    }
+}
+
+/// Reads the keys the approver left for this enrollment (encrypted with the APKAM key) and
+/// makes the atKeys of the new enrollment.
+async fn fetch_keys(mut conn: Connection, atsign: &AtSign, p: Pending) -> Result<AtKeys, String> {
+    let fetch = |name| verbs::keys_get(&p.id, name, atsign).map_err(|e| e.to_string());
     let enc_priv_json = conn
         .request(&fetch("default_enc_private_key")?, REQUEST_TIMEOUT)
         .await
@@ -398,7 +440,7 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
     let value = |text: &str| -> Result<String, String> {
         let o = parse_object(text, "keys:get")?;
         let ct = o.get_str("value").ok_or("keys:get answer has no value")?;
-        decrypt_b64(&apkam_key, &ZERO_IV, ct)
+        decrypt_b64(&p.apkam_key, &ZERO_IV, ct)
             .map_err(|e| format!("cannot decrypt enrollment keys: {e}"))
     };
     let encrypt_private =
@@ -407,18 +449,15 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
     let self_encryption_key = <[u8; 32]>::try_from(self_key.as_slice())
         .map_err(|_| "self encryption key is not 32 bytes")?;
     println!("Creating atKeys file");
-    let keys = AtKeys {
-        pkam_public: apkam_private.public_key(),
-        pkam_private: apkam_private,
-        encrypt_public: enc_pub,
+    Ok(AtKeys {
+        pkam_public: p.apkam_private.public_key(),
+        pkam_private: p.apkam_private,
+        encrypt_public: p.enc_pub,
         encrypt_private,
         self_encryption_key,
-        apkam_symmetric_key: Some(apkam_key),
-        enrollment_id: Some(id),
-    };
-    keys.save(&atsign, &path).map_err(|e| e.to_string())?;
-    println!("[Success] Your .atKeys file saved at {}", path.display());
-    Ok(())
+        apkam_symmetric_key: Some(p.apkam_key),
+        enrollment_id: Some(p.id),
+    })
 }
 
 pub(super) struct Record {
