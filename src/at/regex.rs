@@ -146,6 +146,7 @@ impl Pattern {
     }
 
     /// Whether the pattern matches anywhere in `text` (the atServer's `scan`, `monitor`).
+    #[cfg_attr(not(feature = "atserver"), allow(dead_code))]
     pub fn is_match(&self, text: &str) -> bool {
         self.run(text, false)
     }
