@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use super::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
+use super::connect::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
 use crate::at::auth;
 use crate::at::conn::Connection;
 use crate::at::regex::Pattern;

@@ -1,12 +1,12 @@
 //! `at_activate`: atSign activation (CRAM onboarding) and APKAM enrollment management
 //! (noports.md §8, atprotocol.md §11).
 mod auto;
+mod connect;
 mod enroll;
 mod registrar;
+mod words;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -15,8 +15,10 @@ use crate::at::conn::{lookup_server, Connection};
 use crate::at::verbs::{self, EnrollOp};
 use crate::at::{AtClient, AtError, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::runtime::{self, cli, parse_duration};
-
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+use connect::{
+    authenticated, connect_attempts, keys_path, parse_atsign, retrying, server_connection,
+    MAX_CONNECT_ATTEMPTS, REQUEST_TIMEOUT,
+};
 
 /// The official CLI's long names (camelCase, Dart `args`) and the `--root-domain` every other
 /// applet takes, mapped onto ours.
@@ -70,7 +72,7 @@ enum Command {
     Revoke(enroll::ManageArgs<enroll::Revoke>),
     Unrevoke(enroll::ManageArgs<enroll::Unrevoke>),
     Delete(enroll::ManageArgs<enroll::Delete>),
-    Interactive(auto::InteractiveArgs),
+    Interactive(InteractiveArgs),
 }
 
 #[derive(FromArgs, Clone)]
@@ -226,8 +228,6 @@ pub fn main(argv: &[String]) -> ExitCode {
 const COMMANDS: &str =
     "status onboard otp spp enroll list fetch approve auto deny revoke unrevoke delete interactive";
 
-static MAX_CONNECT_ATTEMPTS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-
 /// Removes the flags every command shares (`--proxy URL`, `--mca N`, `--debug`, also as
 /// `--flag=value`, any position before `--`) from `argv`.
 fn take_shared_flags(argv: &mut Vec<String>) -> Result<Shared, String> {
@@ -309,78 +309,8 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Unrevoke(a) => enroll::manage(a).await,
         Command::Delete(a) => enroll::manage(a).await,
         Command::Auto(a) => auto::auto(a).await,
-        Command::Interactive(_) => Ok(auto::interactive(DIALECT).await),
+        Command::Interactive(_) => Ok(interactive(DIALECT).await),
     }
-}
-
-pub(crate) fn parse_atsign(s: &str) -> Result<AtSign, String> {
-    AtSign::parse(s).map_err(|e| e.to_string())
-}
-
-pub(crate) fn keys_path(atsign: &AtSign, given: Option<&str>) -> Result<PathBuf, String> {
-    match given {
-        Some(p) => Ok(PathBuf::from(p)),
-        None => AtKeys::default_path(atsign).map_err(|e| e.to_string()),
-    }
-}
-
-/// An authenticated client from an atKeys file.
-pub(crate) async fn authenticated(
-    atsign: &str,
-    keys: Option<&str>,
-    root: &str,
-) -> Result<AtClient, String> {
-    let atsign = parse_atsign(atsign)?;
-    let path = keys_path(&atsign, keys)?;
-    AtKeys::load(&path).map_err(|e| e.to_string())?;
-    let root = RootAddr::parse(root).map_err(|e| e.to_string())?;
-    retrying(connect_attempts(1), || async {
-        let config = ClientConfig {
-            atsign: atsign.clone(),
-            keys: AtKeys::load(&path)?,
-            root: root.clone(),
-        };
-        AtClient::connect(config).await
-    })
-    .await
-    .map_err(|e| e.to_string())
-}
-
-/// How many times to try reaching an atServer: `--mca`, else `default`.
-fn connect_attempts(default: u32) -> u32 {
-    MAX_CONNECT_ATTEMPTS.get().copied().unwrap_or(default)
-}
-
-/// Runs `attempt` up to `attempts` times, 3 s apart, while it fails for a reason that another
-/// try could change (the atServer not there yet); a refusal is returned at once.
-async fn retrying<T, F, Fut>(attempts: u32, mut attempt: F) -> Result<T, AtError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, AtError>>,
-{
-    let mut n = 1;
-    loop {
-        match attempt().await {
-            Err(e) if n < attempts && e.is_connection_problem() => {
-                log::info!("atServer not reachable yet (attempt {n} of {attempts}): {e}");
-                runtime::sleep(Duration::from_secs(3)).await;
-                n += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// An unauthenticated connection to `atsign`'s atServer.
-pub(crate) async fn server_connection(
-    atsign: &AtSign,
-    root: &RootAddr,
-) -> Result<Connection, AtError> {
-    retrying(connect_attempts(1), || async {
-        let (host, port) = lookup_server(root, atsign).await?;
-        Connection::connect(&host, port).await
-    })
-    .await
 }
 
 async fn status(a: &StatusArgs) -> ExitCode {
@@ -526,4 +456,61 @@ fn already_activated(atsign: &AtSign) -> String {
          at_activate enroll -a {atsign} --passcode-file <file holding the OTP> -p <app> -d <device> -n <namespaces> -k <file>, \
          with an OTP from `at_activate otp -a {atsign}` where its keys are"
     )
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "interactive")]
+/// A `$ ` prompt that runs management commands (otp, spp, list, fetch, approve, auto, deny,
+/// revoke, unrevoke, delete) one per line, until `exit` or end of input.
+pub struct InteractiveArgs {}
+
+/// Commands the prompt refuses: they create key files or are the prompt itself.
+const NOT_INTERACTIVE: &[&str] = &["onboard", "enroll", "status", "interactive"];
+
+/// `at_activate interactive`: a prompt for the management commands (noports.md §8). Here, not
+/// in a file of its own, because it runs [`run`] on what it reads.
+async fn interactive(dialect: cli::Dialect<'static>) -> ExitCode {
+    use std::io::Write;
+    loop {
+        print!("$ ");
+        let _ = std::io::stdout().flush();
+        let line = runtime::unblock(|| {
+            let mut l = String::new();
+            std::io::stdin().read_line(&mut l).map(|n| (n, l))
+        })
+        .await;
+        let line = match line {
+            Some(Ok((0, _))) | None => break,
+            Some(Ok((_, l))) => l,
+            Some(Err(e)) => {
+                eprintln!("cannot read the command: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let words = match words::split_words(line.trim()) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("{e}");
+                continue;
+            }
+        };
+        let Some(first) = words.first() else { continue };
+        if first == "exit" || first == "quit" {
+            break;
+        }
+        if NOT_INTERACTIVE.contains(&first.as_str()) {
+            eprintln!("The {first} command is not available in interactive mode");
+            continue;
+        }
+        let mut argv = vec!["at_activate".to_string()];
+        argv.extend(words);
+        let Ok(args) = cli::parse_dialect::<Args>(&argv, dialect) else {
+            continue;
+        };
+        match Box::pin(run(args.command)).await {
+            Ok(_) => {}
+            Err(e) => eprintln!("Error: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
 }

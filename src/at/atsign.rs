@@ -2,7 +2,7 @@
 //! the clients and the atserver applet both parse with it.
 use std::fmt;
 
-use super::AtError;
+use super::error::AtError;
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AtSign(String);

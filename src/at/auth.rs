@@ -3,8 +3,10 @@
 //! enrollment polling both go through here, before or without an `AtClient`.
 use std::time::Duration;
 
+use super::atsign::AtSign;
 use super::conn::Connection;
-use super::{verbs, AtError, AtSign};
+use super::error::AtError;
+use super::verbs;
 use crate::crypto::rsa::{HashAlgo, RsaPrivateKey};
 use crate::crypto::{b64, hash};
 

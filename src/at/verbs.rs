@@ -4,7 +4,8 @@
 //! which would smuggle in a second command. JSON parameters go through `json/`, which escapes.
 use std::time::Duration;
 
-use super::{AtError, AtSign};
+use super::atsign::AtSign;
+use super::error::AtError;
 use crate::json::{Object, Value};
 
 /// `delete:privatekey:at_secret`: drops the CRAM secret once the first enrollment holds keys.
