@@ -6,11 +6,10 @@ use std::time::Duration;
 use argh::FromArgs;
 
 use super::connect::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
-use crate::at::auth;
-use crate::at::conn::Connection;
+use crate::at::auth::{self, PkamAnswer};
 use crate::at::regex::Pattern;
 use crate::at::verbs::{self, EnrollOp};
-use crate::at::{AtClient, AtError, AtKeys, AtSign, RootAddr};
+use crate::at::{AtClient, AtError, AtKeys, RootAddr};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::rsa::{RsaPrivateKey, RsaPublicKey};
 use crate::crypto::{b64, random};
@@ -282,7 +281,9 @@ fn parse_object(text: &str, what: &str) -> Result<Object, String> {
     }
 }
 
-/// `at_activate enroll`: request, poll, fetch keys, write the atKeys file.
+/// `at_activate enroll`: request, poll, fetch keys, write the atKeys file. One async body
+/// with its steps as plain functions: each async step of its own costs the router build
+/// another state machine.
 pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
     crate::runtime::init_logging(a.verbose);
     let atsign = parse_atsign(&a.atsign)?;
@@ -297,8 +298,27 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
     let namespaces = parse_namespaces(&a.namespaces)?;
     let passcode = passcode(a.passcode.as_deref(), a.passcode_file.as_deref())?;
     let root = RootAddr::parse(&a.root_server).map_err(|e| e.to_string())?;
-    let pending = submit(&a, &atsign, &root, namespaces, passcode.expose()).await?;
-    let id = &pending.id;
+    let mut conn = server_connection(&atsign, &root)
+        .await
+        .map_err(|e| e.to_string())?;
+    let enc_pub_b64 = conn
+        .request(&verbs::lookup_public_key(&atsign), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let enc_pub = RsaPublicKey::from_spki_b64(enc_pub_b64.trim())
+        .map_err(|e| format!("public key of {atsign}: {e}"))?;
+    let (p, req) = new_request(&a, namespaces, passcode.expose(), enc_pub)?;
+    println!("Submitting enrollment request");
+    let answer = conn
+        .request(&verbs::enroll(EnrollOp::Request, &req), REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.close().await;
+    let resp = parse_object(&answer, "enroll:request")?;
+    let id = resp
+        .get_str("enrollmentId")
+        .ok_or("enroll answer has no enrollmentId")?
+        .to_string();
     println!("Enrollment ID: {id}");
     // The exact command for this one request: a name pattern could also approve a stranger's
     // request that came with the same passcode.
@@ -309,39 +329,61 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         "Waiting for approval; will check every {} seconds",
         POLL_EVERY.as_secs()
     );
-    let conn = wait_for_approval(&atsign, &root, &pending).await?;
-    let keys = fetch_keys(conn, &atsign, pending).await?;
+    let mut first = true;
+    let mut conn = loop {
+        sleep(if first {
+            Duration::from_secs(1)
+        } else {
+            POLL_EVERY
+        })
+        .await;
+        first = false;
+        eprint!("Checking ... ");
+        let mut conn = server_connection(&atsign, &root)
+            .await
+            .map_err(|e| e.to_string())?;
+        let login = auth::pkam(
+            &mut conn,
+            &atsign,
+            &p.apkam_private,
+            Some(&id),
+            REQUEST_TIMEOUT,
+        );
+        if approved(login.await.map_err(|e| e.to_string())?, &id)? {
+            break conn;
+        }
+    };
+    let fetch = |name| verbs::keys_get(&id, name, &atsign).map_err(|e| e.to_string());
+    let enc_priv_json = conn
+        .request(&fetch("default_enc_private_key")?, REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    let self_key_json = conn
+        .request(&fetch("default_self_enc_key")?, REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    conn.close().await;
+    let keys = open_keys(p, id, &enc_priv_json, &self_key_json)?;
     keys.save(&atsign, &path).map_err(|e| e.to_string())?;
     println!("[Success] Your .atKeys file saved at {}", path.display());
     Ok(())
 }
 
-/// An enrollment request the atServer took, with the keys it was made with.
+/// The keys an enrollment request is made with.
 struct Pending {
-    id: String,
     apkam_private: RsaPrivateKey,
     apkam_key: [u8; 32],
-    /// The atSign's public encryption key, which wrapped `apkam_key` for the approver.
+    /// The atSign's public encryption key, which wraps `apkam_key` for the approver.
     enc_pub: RsaPublicKey,
 }
 
-/// Makes a new APKAM key pair and symmetric key and sends `enroll:request` (§11.5).
-async fn submit(
+/// A new APKAM key pair and symmetric key, and the `enroll:request` body (§11.5).
+fn new_request(
     a: &EnrollArgs,
-    atsign: &AtSign,
-    root: &RootAddr,
     namespaces: Object,
     passcode: &str,
-) -> Result<Pending, String> {
-    let mut conn = server_connection(atsign, root)
-        .await
-        .map_err(|e| e.to_string())?;
-    let enc_pub_b64 = conn
-        .request(&verbs::lookup_public_key(atsign), REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let enc_pub = RsaPublicKey::from_spki_b64(enc_pub_b64.trim())
-        .map_err(|e| format!("public key of {atsign}: {e}"))?;
+    enc_pub: RsaPublicKey,
+) -> Result<(Pending, Object), String> {
     let apkam_private = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
     let apkam_key = random::bytes::<32>();
     let wrapped = enc_pub
@@ -359,84 +401,48 @@ async fn submit(
         .with("encryptedAPKAMSymmetricKey", b64::encode(&wrapped))
         .with("apkamPublicKey", apkam_private.public_key().to_spki_b64())
         .with("apkamKeysExpiryInMillis", Value::Int(expiry_ms));
-    println!("Submitting enrollment request");
-    let answer = conn
-        .request(&verbs::enroll(EnrollOp::Request, &req), REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    conn.close().await;
-    let resp = parse_object(&answer, "enroll:request")?;
-    let id = resp
-        .get_str("enrollmentId")
-        .ok_or("enroll answer has no enrollmentId")?
-        .to_string();
-    Ok(Pending {
-        id,
+    let p = Pending {
         apkam_private,
         apkam_key,
         enc_pub,
-    })
+    };
+    Ok((p, req))
 }
 
-/// Tries an APKAM login every [`POLL_EVERY`] until it is let in (approved: the logged-in
-/// connection) or refused for good (denied, revoked, expired).
-async fn wait_for_approval(
-    atsign: &AtSign,
-    root: &RootAddr,
-    p: &Pending,
-) -> Result<Connection, String> {
-    let mut first = true;
-    loop {
-        sleep(if first {
-            Duration::from_secs(1)
-        } else {
-            POLL_EVERY
-        })
-        .await;
-        first = false;
-        eprint!("Checking ... ");
-        let mut conn = server_connection(atsign, root)
-            .await
-            .map_err(|e| e.to_string())?;
-        let id = Some(p.id.as_str());
-        let answer = auth::pkam(&mut conn, atsign, &p.apkam_private, id, REQUEST_TIMEOUT);
-        match answer.await.map_err(|e| e.to_string())? {
-            Ok(_) => {
-                eprintln!(" approved.");
-                return Ok(conn);
-            }
-            Err(AtError::Server { code, .. }) if code == "AT0026" => {
-                eprintln!(
-                    " not approved. Will retry in {} seconds",
-                    POLL_EVERY.as_secs()
-                );
-            }
-            Err(AtError::Server { code, message })
-                if code == "AT0025" || code == "AT0027" || code == "AT0028" =>
-            {
-                return Err(format!(
-                    "[Fatal] The enrollment: {} is denied ({code}: {message})",
-                    p.id
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
+/// What one approval check's APKAM login says: let in (true), not yet (false), or refused
+/// for good (denied, revoked, expired: an error).
+fn approved(answer: PkamAnswer, id: &str) -> Result<bool, String> {
+    match answer {
+        Ok(_) => {
+            eprintln!(" approved.");
+            Ok(true)
         }
+        Err(AtError::Server { code, .. }) if code == "AT0026" => {
+            eprintln!(
+                " not approved. Will retry in {} seconds",
+                POLL_EVERY.as_secs()
+            );
+            Ok(false)
+        }
+        Err(AtError::Server { code, message })
+            if code == "AT0025" || code == "AT0027" || code == "AT0028" =>
+        {
+            Err(format!(
+                "[Fatal] The enrollment: {id} is denied ({code}: {message})"
+            ))
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
-/// Reads the keys the approver left for this enrollment (encrypted with the APKAM key) and
-/// makes the atKeys of the new enrollment.
-async fn fetch_keys(mut conn: Connection, atsign: &AtSign, p: Pending) -> Result<AtKeys, String> {
-    let fetch = |name| verbs::keys_get(&p.id, name, atsign).map_err(|e| e.to_string());
-    let enc_priv_json = conn
-        .request(&fetch("default_enc_private_key")?, REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let self_key_json = conn
-        .request(&fetch("default_self_enc_key")?, REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    conn.close().await;
+/// The atKeys of the new enrollment, from the keys the approver left for it (encrypted with
+/// the APKAM key).
+fn open_keys(
+    p: Pending,
+    id: String,
+    enc_priv_json: &str,
+    self_key_json: &str,
+) -> Result<AtKeys, String> {
     let value = |text: &str| -> Result<String, String> {
         let o = parse_object(text, "keys:get")?;
         let ct = o.get_str("value").ok_or("keys:get answer has no value")?;
@@ -444,8 +450,8 @@ async fn fetch_keys(mut conn: Connection, atsign: &AtSign, p: Pending) -> Result
             .map_err(|e| format!("cannot decrypt enrollment keys: {e}"))
     };
     let encrypt_private =
-        RsaPrivateKey::from_pkcs8_b64(&value(&enc_priv_json)?).map_err(|e| e.to_string())?;
-    let self_key = b64::decode(value(&self_key_json)?.trim()).map_err(|e| e.to_string())?;
+        RsaPrivateKey::from_pkcs8_b64(&value(enc_priv_json)?).map_err(|e| e.to_string())?;
+    let self_key = b64::decode(value(self_key_json)?.trim()).map_err(|e| e.to_string())?;
     let self_encryption_key = <[u8; 32]>::try_from(self_key.as_slice())
         .map_err(|_| "self encryption key is not 32 bytes")?;
     println!("Creating atKeys file");
@@ -456,7 +462,7 @@ async fn fetch_keys(mut conn: Connection, atsign: &AtSign, p: Pending) -> Result
         encrypt_private,
         self_encryption_key,
         apkam_symmetric_key: Some(p.apkam_key),
-        enrollment_id: Some(p.id),
+        enrollment_id: Some(id),
     })
 }
 

@@ -31,7 +31,8 @@ const MAX_DEPTH: u32 = 64;
 const MAX_REPEAT_MIN: u32 = 1000;
 
 /// Why a pattern was refused; positions count characters from 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Debug))]
 pub enum RegexError {
     UnmatchedClose(usize),
     UnclosedGroup(usize),
@@ -49,25 +50,31 @@ pub enum RegexError {
 
 impl fmt::Display for RegexError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RegexError::UnmatchedClose(at) => write!(f, "unmatched ')' at position {at}"),
-            RegexError::UnclosedGroup(at) => write!(f, "unclosed '(' at position {at}"),
-            RegexError::NothingToRepeat(at) => write!(f, "nothing to repeat at position {at}"),
-            RegexError::UnclosedClass(at) => write!(f, "unclosed '[' at position {at}"),
+        // One write per part, not a format per variant: this is in the router build.
+        let (what, at) = match *self {
+            RegexError::UnmatchedClose(at) => ("unmatched ')'", Some(at)),
+            RegexError::UnclosedGroup(at) => ("unclosed '('", Some(at)),
+            RegexError::NothingToRepeat(at) => ("nothing to repeat", Some(at)),
+            RegexError::UnclosedClass(at) => ("unclosed '['", Some(at)),
             RegexError::BadRange(lo, hi, at) => {
-                write!(f, "bad range {lo}-{hi} in '[' at position {at}")
+                write!(f, "bad range {lo}-{hi}")?;
+                (" in '['", Some(at))
             }
-            RegexError::UnexpectedEnd => f.write_str("unexpected end"),
-            RegexError::TrailingBackslash => f.write_str("pattern ends with '\\'"),
-            RegexError::RepeatedAnchor => f.write_str("an anchor cannot be repeated"),
-            RegexError::TooDeep => f.write_str("groups nested too deeply"),
-            RegexError::TooLarge => f.write_str("pattern too large"),
+            RegexError::UnexpectedEnd => ("unexpected end", None),
+            RegexError::TrailingBackslash => ("pattern ends with '\\'", None),
+            RegexError::RepeatedAnchor => ("an anchor cannot be repeated", None),
+            RegexError::TooDeep => ("groups nested too deeply", None),
+            RegexError::TooLarge => ("pattern too large", None),
+        };
+        f.write_str(what)?;
+        match at {
+            Some(at) => write!(f, " at position {at}"),
+            None => Ok(()),
         }
     }
 }
 
 /// The parsed pattern; classes live in [`Parser::classes`] and are named by index.
-#[derive(Debug)]
 enum Node {
     Char(char),
     Any,
@@ -79,7 +86,8 @@ enum Node {
 }
 
 /// One instruction; jump targets are indices into [`Pattern::prog`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
+#[cfg_attr(test, derive(Debug))]
 enum Inst {
     Char(char),
     Any,
@@ -91,7 +99,8 @@ enum Inst {
     Match,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
+#[cfg_attr(test, derive(Debug))]
 struct Class {
     ranges: Vec<(char, char)>,
     negated: bool,
@@ -104,7 +113,8 @@ impl Class {
 }
 
 /// A compiled pattern.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
+#[cfg_attr(test, derive(Debug))]
 pub struct Pattern {
     prog: Vec<Inst>,
     classes: Vec<Class>,
@@ -154,6 +164,7 @@ impl Pattern {
     /// Runs all threads in step over `text`. `whole`: start at 0 only and accept at the end
     /// only; otherwise a thread starts at every position and any match ends the run.
     fn run(&self, text: &str, whole: bool) -> bool {
+        let text: Vec<char> = text.chars().collect();
         let mut sim = Sim {
             pat: self,
             seen: vec![usize::MAX; self.prog.len()],
@@ -162,31 +173,25 @@ impl Pattern {
         };
         let mut now: Vec<u32> = Vec::new();
         let mut next: Vec<u32> = Vec::new();
-        let mut chars = text.char_indices().peekable();
-        let mut step = 0usize;
+        let mut at = 0;
         loop {
-            let at = chars.peek().map_or(text.len(), |&(i, _)| i);
             if !whole || at == 0 {
-                sim.add(&mut now, step, 0, at);
+                sim.add(&mut now, at, 0);
             }
-            let c = chars.next().map(|(_, c)| c);
-            let after = chars.peek().map_or(text.len(), |&(i, _)| i);
+            let c = text.get(at).copied();
             for &pc in &now {
-                let Some(&inst) = self.prog.get(pc as usize) else {
-                    continue;
-                };
-                let ok = match (inst, c) {
-                    (Inst::Match, _) if !whole || c.is_none() => return true,
-                    (Inst::Char(x), Some(c)) => x == c,
-                    (Inst::Any, Some(c)) => c != '\n',
-                    (Inst::Class(i), Some(c)) => self
+                let ok = match (self.prog.get(pc as usize), c) {
+                    (Some(Inst::Match), _) if !whole || c.is_none() => return true,
+                    (Some(Inst::Char(x)), Some(c)) => *x == c,
+                    (Some(Inst::Any), Some(c)) => c != '\n',
+                    (Some(Inst::Class(i)), Some(c)) => self
                         .classes
-                        .get(i as usize)
+                        .get(*i as usize)
                         .is_some_and(|cl| cl.contains(c)),
                     _ => false,
                 };
                 if ok {
-                    sim.add(&mut next, step + 1, pc + 1, after);
+                    sim.add(&mut next, at + 1, pc + 1);
                 }
             }
             if c.is_none() || (whole && next.is_empty()) {
@@ -194,7 +199,7 @@ impl Pattern {
             }
             std::mem::swap(&mut now, &mut next);
             next.clear();
-            step += 1;
+            at += 1;
         }
     }
 }
@@ -205,14 +210,15 @@ struct Sim<'a> {
     /// The step at which each instruction last joined a list: each joins once per step.
     seen: Vec<usize>,
     stack: Vec<u32>,
-    /// Byte length of the text, for `$`.
+    /// Length of the text in characters, for `$`.
     end: usize,
 }
 
 impl Sim<'_> {
-    /// Adds `pc` and what it reaches without reading a character (at byte offset `at`) to
-    /// `list`; only reading instructions and `Match` are kept.
-    fn add(&mut self, list: &mut Vec<u32>, step: usize, pc: u32, at: usize) {
+    /// Adds `pc` and what it reaches without reading a character (at position `at`) to
+    /// `list`; only reading instructions and `Match` are kept. `at` also stamps `seen`.
+    fn add(&mut self, list: &mut Vec<u32>, at: usize, pc: u32) {
+        let step = at;
         self.stack.push(pc);
         while let Some(pc) = self.stack.pop() {
             let Some(seen) = self.seen.get_mut(pc as usize) else {
@@ -409,13 +415,9 @@ impl Parser {
     /// `{m}`, `{m,}`, `{m,n}`; consumes it on success. Not a quantifier: a literal `{`. Looks
     /// at most 32 characters ahead, so a pattern of many `{` costs linear time.
     fn braces(&mut self) -> Option<(u32, Option<u32>)> {
-        let body: String = (1..=32)
-            .map_while(|i| self.peek_at(i))
-            .take_while(|&c| c != '}')
-            .collect();
-        if self.peek_at(body.chars().count() + 1) != Some('}') {
-            return None;
-        }
+        let rest = self.chars.get(self.pos + 1..)?;
+        let len = rest.iter().take(33).position(|&c| c == '}')?;
+        let body: String = rest.get(..len)?.iter().collect();
         let (lo, hi) = match body.split_once(',') {
             None => {
                 let n = body.parse().ok()?;
@@ -427,7 +429,7 @@ impl Parser {
         if hi.is_some_and(|h| h < lo) || lo > MAX_REPEAT_MIN {
             return None;
         }
-        self.pos += body.chars().count() + 2;
+        self.pos += len + 2;
         Some((lo, hi))
     }
 }
