@@ -1,14 +1,14 @@
-//! `at_activate auto` (approve matching enrollment requests as they arrive) and
-//! `at_activate interactive` (a prompt for the management commands) — noports.md §8.
+//! `at_activate auto`: approve matching enrollment requests as they arrive (noports.md §8).
 use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use super::authenticated;
+use super::connect::authenticated;
 use super::enroll::{add_approval_keys, select};
+use crate::at::verbs::{self, EnrollOp};
 use crate::at::MonitorStart;
 use crate::json::Object;
-use crate::runtime::{self, cli};
+use crate::runtime;
 
 /// New enrollment requests arrive as the atServer's self notifications under this key.
 const NEW_ENROLLMENTS: &str = r".*\.new\.enrollments\.__manage";
@@ -127,115 +127,10 @@ async fn approve(
     let mut req = Object::new().with("enrollmentId", r.id.as_str());
     add_approval_keys(client, r, &mut req)?;
     let answer = client
-        .request(&format!("enroll:approve:{}", req.to_json()))
+        .request(&verbs::enroll(EnrollOp::Approve, &req))
         .await
         .map_err(|e| format!("approval of {} failed: {e}", r.id))?;
     log::info!("Server response: {answer}");
     println!("Approval successful.");
     Ok(true)
-}
-
-#[derive(FromArgs)]
-#[argh(subcommand, name = "interactive")]
-/// A `$ ` prompt that runs management commands (otp, spp, list, fetch, approve, auto, deny,
-/// revoke, unrevoke, delete) one per line, until `exit` or end of input.
-pub struct InteractiveArgs {}
-
-/// Commands the prompt refuses: they create key files or are the prompt itself.
-const NOT_INTERACTIVE: &[&str] = &["onboard", "enroll", "status", "interactive"];
-
-pub async fn interactive(dialect: cli::Dialect<'static>) -> ExitCode {
-    use std::io::Write;
-    loop {
-        print!("$ ");
-        let _ = std::io::stdout().flush();
-        let line = runtime::unblock(|| {
-            let mut l = String::new();
-            std::io::stdin().read_line(&mut l).map(|n| (n, l))
-        })
-        .await;
-        let line = match line {
-            Some(Ok((0, _))) | None => break,
-            Some(Ok((_, l))) => l,
-            Some(Err(e)) => {
-                eprintln!("cannot read the command: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        let words = match split_words(line.trim()) {
-            Ok(w) => w,
-            Err(e) => {
-                eprintln!("{e}");
-                continue;
-            }
-        };
-        let Some(first) = words.first() else { continue };
-        if first == "exit" || first == "quit" {
-            break;
-        }
-        if NOT_INTERACTIVE.contains(&first.as_str()) {
-            eprintln!("The {first} command is not available in interactive mode");
-            continue;
-        }
-        let mut argv = vec!["at_activate".to_string()];
-        argv.extend(words);
-        let Ok(args) = cli::parse_dialect::<super::Args>(&argv, dialect) else {
-            continue;
-        };
-        match Box::pin(super::run(args.command)).await {
-            Ok(_) => {}
-            Err(e) => eprintln!("Error: {e}"),
-        }
-    }
-    ExitCode::SUCCESS
-}
-
-/// Splits a command line into words: blanks separate, single or double quotes group.
-fn split_words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    for c in line.chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => cur.push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                cur.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if quote.is_some() {
-        return Err("unterminated quote".into());
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_words;
-
-    #[test]
-    fn words_and_quotes() {
-        assert_eq!(
-            split_words(r#"approve -a @x --arx "no ports"  -D 'dev.*'"#).unwrap(),
-            ["approve", "-a", "@x", "--arx", "no ports", "-D", "dev.*"]
-        );
-        assert!(split_words("list -a \"@x").is_err());
-        assert!(split_words("   ").unwrap().is_empty());
-    }
 }

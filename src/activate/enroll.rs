@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use argh::FromArgs;
 
-use super::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
+use super::connect::{authenticated, keys_path, parse_atsign, server_connection, REQUEST_TIMEOUT};
+use crate::at::auth::{self, PkamAnswer};
+use crate::at::regex::Pattern;
+use crate::at::verbs::{self, EnrollOp};
 use crate::at::{AtClient, AtError, AtKeys, RootAddr};
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
-use crate::crypto::rsa::{HashAlgo, RsaPrivateKey, RsaPublicKey};
+use crate::crypto::rsa::{RsaPrivateKey, RsaPublicKey};
 use crate::crypto::{b64, random};
 use crate::json::{self, Object, Value};
 use crate::runtime::{parse_duration, sleep};
@@ -101,17 +104,17 @@ pub struct FetchArgs {
 
 /// What a management command does to the records it selects.
 pub trait ManageOp {
-    const VERB: &'static str;
+    const OP: EnrollOp;
     /// Only records in this state are acted on.
     const FROM_STATE: &'static [&'static str];
     const LABEL: &'static str;
 }
 
 macro_rules! manage_op {
-    ($t:ident, $name:literal, $verb:literal, [$($s:literal),*], $label:literal, $doc:literal) => {
+    ($t:ident, $name:literal, $op:ident, [$($s:literal),*], $label:literal, $doc:literal) => {
         pub struct $t;
         impl ManageOp for $t {
-            const VERB: &'static str = $verb;
+            const OP: EnrollOp = EnrollOp::$op;
             const FROM_STATE: &'static [&'static str] = &[$($s),*];
             const LABEL: &'static str = $label;
         }
@@ -124,7 +127,7 @@ macro_rules! manage_op {
 manage_op!(
     Approve,
     "approve",
-    "approve",
+    Approve,
     ["pending"],
     "Approving",
     "Approve pending enrollment requests."
@@ -132,7 +135,7 @@ manage_op!(
 manage_op!(
     Deny,
     "deny",
-    "deny",
+    Deny,
     ["pending"],
     "Denying",
     "Deny pending enrollment requests."
@@ -140,7 +143,7 @@ manage_op!(
 manage_op!(
     Revoke,
     "revoke",
-    "revoke",
+    Revoke,
     ["approved"],
     "Revoking",
     "Revoke approved enrollments."
@@ -148,7 +151,7 @@ manage_op!(
 manage_op!(
     Unrevoke,
     "unrevoke",
-    "unrevoke",
+    Unrevoke,
     ["revoked"],
     "Un-Revoking",
     "Restore revoked enrollments."
@@ -156,7 +159,7 @@ manage_op!(
 manage_op!(
     Delete,
     "delete",
-    "delete",
+    Delete,
     ["denied", "revoked"],
     "Deleting",
     "Delete denied or revoked enrollments."
@@ -278,7 +281,9 @@ fn parse_object(text: &str, what: &str) -> Result<Object, String> {
     }
 }
 
-/// `at_activate enroll`: request, poll, fetch keys, write the atKeys file.
+/// `at_activate enroll`: request, poll, fetch keys, write the atKeys file. One async body
+/// with its steps as plain functions: each async step of its own costs the router build
+/// another state machine.
 pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
     crate::runtime::init_logging(a.verbose);
     let atsign = parse_atsign(&a.atsign)?;
@@ -297,34 +302,15 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let enc_pub_b64 = conn
-        .request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+        .request(&verbs::lookup_public_key(&atsign), REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let enc_pub = RsaPublicKey::from_spki_b64(enc_pub_b64.trim())
         .map_err(|e| format!("public key of {atsign}: {e}"))?;
-    let apkam_private = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
-    let apkam_key = random::bytes::<32>();
-    let wrapped = enc_pub
-        .encrypt(b64::encode(&apkam_key).as_bytes())
-        .map_err(|e| e.to_string())?;
-    let expiry_ms = match &a.expiry {
-        Some(e) => parse_duration(e)?.as_millis() as i64,
-        None => 0,
-    };
-    let req = Object::new()
-        .with("appName", a.app.as_str())
-        .with("deviceName", a.device.as_str())
-        .with("namespaces", Value::Object(namespaces))
-        .with("otp", passcode.expose().as_str())
-        .with("encryptedAPKAMSymmetricKey", b64::encode(&wrapped))
-        .with("apkamPublicKey", apkam_private.public_key().to_spki_b64())
-        .with("apkamKeysExpiryInMillis", Value::Int(expiry_ms));
+    let (p, req) = new_request(&a, namespaces, passcode.expose(), enc_pub)?;
     println!("Submitting enrollment request");
     let answer = conn
-        .request(
-            &format!("enroll:request:{}", req.to_json()),
-            REQUEST_TIMEOUT,
-        )
+        .request(&verbs::enroll(EnrollOp::Request, &req), REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     conn.close().await;
@@ -344,7 +330,7 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         POLL_EVERY.as_secs()
     );
     let mut first = true;
-    let conn = loop {
+    let mut conn = loop {
         sleep(if first {
             Duration::from_secs(1)
         } else {
@@ -356,77 +342,128 @@ pub async fn enroll(a: EnrollArgs) -> Result<(), String> {
         let mut conn = server_connection(&atsign, &root)
             .await
             .map_err(|e| e.to_string())?;
-        let challenge = conn
-            .request(&format!("from:{atsign}"), REQUEST_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
-        let sig = b64::encode(
-            &apkam_private
-                .sign(HashAlgo::Sha256, challenge.as_bytes())
-                .map_err(|e| e.to_string())?,
+        let login = auth::pkam(
+            &mut conn,
+            &atsign,
+            &p.apkam_private,
+            Some(&id),
+            REQUEST_TIMEOUT,
         );
-        match conn
-            .request(
-                &format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}"),
-                REQUEST_TIMEOUT,
-            )
-            .await
-        {
-            Ok(_) => {
-                eprintln!(" approved.");
-                break conn;
-            }
-            Err(AtError::Server { code, .. }) if code == "AT0026" => {
-                eprintln!(
-                    " not approved. Will retry in {} seconds",
-                    POLL_EVERY.as_secs()
-                );
-            }
-            Err(AtError::Server { code, message })
-                if code == "AT0025" || code == "AT0027" || code == "AT0028" =>
-            {
-                return Err(format!(
-                    "[Fatal] The enrollment: {id} is denied ({code}: {message})"
-                ));
-            }
-            Err(e) => return Err(e.to_string()),
+        if approved(login.await.map_err(|e| e.to_string())?, &id)? {
+            break conn;
         }
     };
-    let mut conn = conn;
-    let fetch = |name: &'static str| format!("keys:get:keyName:{id}.{name}.__manage{atsign}");
+    let fetch = |name| verbs::keys_get(&id, name, &atsign).map_err(|e| e.to_string());
     let enc_priv_json = conn
-        .request(&fetch("default_enc_private_key"), REQUEST_TIMEOUT)
+        .request(&fetch("default_enc_private_key")?, REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let self_key_json = conn
-        .request(&fetch("default_self_enc_key"), REQUEST_TIMEOUT)
+        .request(&fetch("default_self_enc_key")?, REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     conn.close().await;
-    let value = |text: &str| -> Result<String, String> {
-        let o = parse_object(text, "keys:get")?;
-        let ct = o.get_str("value").ok_or("keys:get answer has no value")?;
-        decrypt_b64(&apkam_key, &ZERO_IV, ct)
-            .map_err(|e| format!("cannot decrypt enrollment keys: {e}"))
-    };
-    let encrypt_private =
-        RsaPrivateKey::from_pkcs8_b64(&value(&enc_priv_json)?).map_err(|e| e.to_string())?;
-    let self_key = b64::decode(value(&self_key_json)?.trim()).map_err(|e| e.to_string())?;
-    let self_encryption_key = <[u8; 32]>::try_from(self_key.as_slice())
-        .map_err(|_| "self encryption key is not 32 bytes")?;
-    println!("Creating atKeys file");
-    let keys = AtKeys {
-        pkam_public: apkam_private.public_key(),
-        pkam_private: apkam_private,
-        encrypt_public: enc_pub,
-        encrypt_private,
-        self_encryption_key,
-        apkam_symmetric_key: Some(apkam_key),
-        enrollment_id: Some(id),
-    };
+    let keys = open_keys(p, id, &enc_priv_json, &self_key_json)?;
     keys.save(&atsign, &path).map_err(|e| e.to_string())?;
     println!("[Success] Your .atKeys file saved at {}", path.display());
     Ok(())
+}
+
+/// The keys an enrollment request is made with.
+struct Pending {
+    apkam_private: RsaPrivateKey,
+    apkam_key: [u8; 32],
+    /// The atSign's public encryption key, which wraps `apkam_key` for the approver.
+    enc_pub: RsaPublicKey,
+}
+
+/// A new APKAM key pair and symmetric key, and the `enroll:request` body (§11.5).
+fn new_request(
+    a: &EnrollArgs,
+    namespaces: Object,
+    passcode: &str,
+    enc_pub: RsaPublicKey,
+) -> Result<(Pending, Object), String> {
+    let apkam_private = RsaPrivateKey::generate().map_err(|e| e.to_string())?;
+    let apkam_key = random::bytes::<32>();
+    let wrapped = enc_pub
+        .encrypt(b64::encode(&apkam_key).as_bytes())
+        .map_err(|e| e.to_string())?;
+    let expiry_ms = match &a.expiry {
+        Some(e) => parse_duration(e)?.as_millis() as i64,
+        None => 0,
+    };
+    let req = Object::new()
+        .with("appName", a.app.as_str())
+        .with("deviceName", a.device.as_str())
+        .with("namespaces", Value::Object(namespaces))
+        .with("otp", passcode)
+        .with("encryptedAPKAMSymmetricKey", b64::encode(&wrapped))
+        .with("apkamPublicKey", apkam_private.public_key().to_spki_b64())
+        .with("apkamKeysExpiryInMillis", Value::Int(expiry_ms));
+    let p = Pending {
+        apkam_private,
+        apkam_key,
+        enc_pub,
+    };
+    Ok((p, req))
+}
+
+/// What one approval check's APKAM login says: let in (true), not yet (false), or refused
+/// for good (denied, revoked, expired: an error).
+fn approved(answer: PkamAnswer, id: &str) -> Result<bool, String> {
+    match answer {
+        Ok(_) => {
+            eprintln!(" approved.");
+            Ok(true)
+        }
+        Err(AtError::Server { code, .. }) if code == "AT0026" => {
+            eprintln!(
+                " not approved. Will retry in {} seconds",
+                POLL_EVERY.as_secs()
+            );
+            Ok(false)
+        }
+        Err(AtError::Server { code, message })
+            if code == "AT0025" || code == "AT0027" || code == "AT0028" =>
+        {
+            Err(format!(
+                "[Fatal] The enrollment: {id} is denied ({code}: {message})"
+            ))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The atKeys of the new enrollment, from the keys the approver left for it (encrypted with
+/// the APKAM key).
+fn open_keys(
+    p: Pending,
+    id: String,
+    enc_priv_json: &str,
+    self_key_json: &str,
+) -> Result<AtKeys, String> {
+    let value = |text: &str| -> Result<String, String> {
+        let o = parse_object(text, "keys:get")?;
+        let ct = o.get_str("value").ok_or("keys:get answer has no value")?;
+        decrypt_b64(&p.apkam_key, &ZERO_IV, ct)
+            .map_err(|e| format!("cannot decrypt enrollment keys: {e}"))
+    };
+    let encrypt_private =
+        RsaPrivateKey::from_pkcs8_b64(&value(enc_priv_json)?).map_err(|e| e.to_string())?;
+    let self_key = b64::decode(value(self_key_json)?.trim()).map_err(|e| e.to_string())?;
+    let self_encryption_key = <[u8; 32]>::try_from(self_key.as_slice())
+        .map_err(|_| "self encryption key is not 32 bytes")?;
+    println!("Creating atKeys file");
+    Ok(AtKeys {
+        pkam_public: p.apkam_private.public_key(),
+        pkam_private: p.apkam_private,
+        encrypt_public: p.enc_pub,
+        encrypt_private,
+        self_encryption_key,
+        apkam_symmetric_key: Some(p.apkam_key),
+        enrollment_id: Some(id),
+    })
 }
 
 pub(super) struct Record {
@@ -516,7 +553,7 @@ fn records(list: &Object) -> Vec<Record> {
 fn matches(re: &Option<String>, text: &str) -> Result<bool, String> {
     match re {
         None => Ok(true),
-        Some(r) => super::pattern::Pattern::new(r)
+        Some(r) => Pattern::new(r)
             .map(|p| p.is_full_match(text))
             .map_err(|e| format!("bad regex {r:?}: {e}")),
     }
@@ -528,11 +565,10 @@ pub(super) async fn select(
     arx: &Option<String>,
     drx: &Option<String>,
 ) -> Result<Vec<Record>, String> {
-    let cmd = match status {
-        Some(s) => format!("enroll:list:{{\"enrollmentStatusFilter\":[\"{s}\"]}}"),
-        None => "enroll:list".to_string(),
-    };
-    let answer = client.request(&cmd).await.map_err(|e| e.to_string())?;
+    let answer = client
+        .request(&verbs::enroll_list(status))
+        .await
+        .map_err(|e| e.to_string())?;
     let list = if answer.trim() == "null" || answer.trim().is_empty() {
         Object::new()
     } else {
@@ -581,7 +617,7 @@ pub async fn fetch(a: FetchArgs) -> Result<(), String> {
     let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
     let req = Object::new().with("enrollmentId", a.enrollment_id.as_str());
     let answer = client
-        .request(&format!("enroll:fetch:{}", req.to_json()))
+        .request(&verbs::enroll(EnrollOp::Fetch, &req))
         .await
         .map_err(|e| e.to_string())?;
     println!("Fetched enrollment OK: {answer}");
@@ -623,12 +659,12 @@ pub(super) fn add_approval_keys(
 
 pub async fn manage<Op: ManageOp>(a: ManageArgs<Op>) -> Result<ExitCode, String> {
     // One body for the five commands: generic, it was compiled five times (~30 KB).
-    manage_records(a.flags, Op::VERB, Op::FROM_STATE, Op::LABEL).await
+    manage_records(a.flags, Op::OP, Op::FROM_STATE, Op::LABEL).await
 }
 
 async fn manage_records(
     a: ManageFlags,
-    verb: &str,
+    verb: EnrollOp,
     from_state: &[&str],
     label: &str,
 ) -> Result<ExitCode, String> {
@@ -656,7 +692,7 @@ async fn manage_records(
         eprintln!("No matching enrollment(s) found");
         return Ok(ExitCode::from(1));
     }
-    let grants = verb == "approve" || verb == "unrevoke";
+    let grants = verb == EnrollOp::Approve || verb == EnrollOp::Unrevoke;
     let mut refused = 0;
     for r in targets {
         if grants {
@@ -668,11 +704,11 @@ async fn manage_records(
         }
         println!("{label} {}", r.describe());
         let mut req = Object::new().with("enrollmentId", r.id.as_str());
-        if verb == "approve" {
+        if verb == EnrollOp::Approve {
             add_approval_keys(&client, &r, &mut req)?;
         }
         let answer = client
-            .request(&format!("enroll:{verb}:{}", req.to_json()))
+            .request(&verbs::enroll(verb, &req))
             .await
             .map_err(|e| e.to_string())?;
         println!("Server response: {answer}");

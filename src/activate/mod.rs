@@ -1,21 +1,24 @@
 //! `at_activate`: atSign activation (CRAM onboarding) and APKAM enrollment management
 //! (noports.md §8, atprotocol.md §11).
 mod auto;
+mod connect;
 mod enroll;
-mod pattern;
 mod registrar;
+mod words;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use argh::FromArgs;
 
+use crate::at::auth;
 use crate::at::conn::{lookup_server, Connection};
+use crate::at::verbs::{self, EnrollOp};
 use crate::at::{AtClient, AtError, AtKeys, AtSign, ClientConfig, RootAddr};
 use crate::runtime::{self, cli, parse_duration};
-
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+use connect::{
+    authenticated, connect_attempts, keys_path, parse_atsign, retrying, server_connection,
+    MAX_CONNECT_ATTEMPTS, REQUEST_TIMEOUT,
+};
 
 /// The official CLI's long names (camelCase, Dart `args`) and the `--root-domain` every other
 /// applet takes, mapped onto ours.
@@ -69,7 +72,7 @@ enum Command {
     Revoke(enroll::ManageArgs<enroll::Revoke>),
     Unrevoke(enroll::ManageArgs<enroll::Unrevoke>),
     Delete(enroll::ManageArgs<enroll::Delete>),
-    Interactive(auto::InteractiveArgs),
+    Interactive(InteractiveArgs),
 }
 
 #[derive(FromArgs, Clone)]
@@ -225,8 +228,6 @@ pub fn main(argv: &[String]) -> ExitCode {
 const COMMANDS: &str =
     "status onboard otp spp enroll list fetch approve auto deny revoke unrevoke delete interactive";
 
-static MAX_CONNECT_ATTEMPTS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-
 /// Removes the flags every command shares (`--proxy URL`, `--mca N`, `--debug`, also as
 /// `--flag=value`, any position before `--`) from `argv`.
 fn take_shared_flags(argv: &mut Vec<String>) -> Result<Shared, String> {
@@ -278,11 +279,8 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Otp(a) => {
             runtime::init_logging(a.verbose);
             let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
-            let mut cmd = String::from("otp:get");
-            if let Some(e) = &a.expiry {
-                cmd.push_str(&format!(":ttl:{}", parse_duration(e)?.as_millis()));
-            }
-            match client.request(&cmd).await {
+            let ttl = a.expiry.as_deref().map(parse_duration).transpose()?;
+            match client.request(&verbs::otp_get(ttl)).await {
                 Ok(otp) => {
                     println!("{otp}");
                     Ok(ExitCode::SUCCESS)
@@ -292,16 +290,13 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         }
         Command::Spp(a) => {
             runtime::init_logging(a.verbose);
-            if !(6..=16).contains(&a.spp.len()) || !a.spp.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return Err("SPP must be alphanumeric and 6 to 16 characters long".into());
-            }
+            let spp = verbs::Spp::parse(&a.spp).map_err(|e| e.to_string())?;
             let client = authenticated(&a.atsign, a.keys.as_deref(), &a.root_server).await?;
-            let mut cmd = format!("otp:put:{}", a.spp);
-            if let Some(e) = &a.expiry {
-                cmd.push_str(&format!(":ttl:{}", parse_duration(e)?.as_millis()));
-            }
-            let r = client.request(&cmd).await.map_err(|e| e.to_string())?;
+            let ttl = a.expiry.as_deref().map(parse_duration).transpose()?;
+            let r = client
+                .request(&verbs::otp_put(&spp, ttl))
+                .await
+                .map_err(|e| e.to_string())?;
             println!("Server response: {r}");
             Ok(ExitCode::SUCCESS)
         }
@@ -314,78 +309,8 @@ async fn run(cmd: Command) -> Result<ExitCode, String> {
         Command::Unrevoke(a) => enroll::manage(a).await,
         Command::Delete(a) => enroll::manage(a).await,
         Command::Auto(a) => auto::auto(a).await,
-        Command::Interactive(_) => Ok(auto::interactive(DIALECT).await),
+        Command::Interactive(_) => Ok(interactive(DIALECT).await),
     }
-}
-
-pub(crate) fn parse_atsign(s: &str) -> Result<AtSign, String> {
-    AtSign::parse(s).map_err(|e| e.to_string())
-}
-
-pub(crate) fn keys_path(atsign: &AtSign, given: Option<&str>) -> Result<PathBuf, String> {
-    match given {
-        Some(p) => Ok(PathBuf::from(p)),
-        None => AtKeys::default_path(atsign).map_err(|e| e.to_string()),
-    }
-}
-
-/// An authenticated client from an atKeys file.
-pub(crate) async fn authenticated(
-    atsign: &str,
-    keys: Option<&str>,
-    root: &str,
-) -> Result<AtClient, String> {
-    let atsign = parse_atsign(atsign)?;
-    let path = keys_path(&atsign, keys)?;
-    AtKeys::load(&path).map_err(|e| e.to_string())?;
-    let root = RootAddr::parse(root).map_err(|e| e.to_string())?;
-    retrying(connect_attempts(1), || async {
-        let config = ClientConfig {
-            atsign: atsign.clone(),
-            keys: AtKeys::load(&path)?,
-            root: root.clone(),
-        };
-        AtClient::connect(config).await
-    })
-    .await
-    .map_err(|e| e.to_string())
-}
-
-/// How many times to try reaching an atServer: `--mca`, else `default`.
-fn connect_attempts(default: u32) -> u32 {
-    MAX_CONNECT_ATTEMPTS.get().copied().unwrap_or(default)
-}
-
-/// Runs `attempt` up to `attempts` times, 3 s apart, while it fails for a reason that another
-/// try could change (the atServer not there yet); a refusal is returned at once.
-async fn retrying<T, F, Fut>(attempts: u32, mut attempt: F) -> Result<T, AtError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, AtError>>,
-{
-    let mut n = 1;
-    loop {
-        match attempt().await {
-            Err(e) if n < attempts && e.is_connection_problem() => {
-                log::info!("atServer not reachable yet (attempt {n} of {attempts}): {e}");
-                runtime::sleep(Duration::from_secs(3)).await;
-                n += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// An unauthenticated connection to `atsign`'s atServer.
-pub(crate) async fn server_connection(
-    atsign: &AtSign,
-    root: &RootAddr,
-) -> Result<Connection, AtError> {
-    retrying(connect_attempts(1), || async {
-        let (host, port) = lookup_server(root, atsign).await?;
-        Connection::connect(&host, port).await
-    })
-    .await
 }
 
 async fn status(a: &StatusArgs) -> ExitCode {
@@ -411,7 +336,7 @@ async fn status(a: &StatusArgs) -> ExitCode {
         Err(e) => return say(2, format!("atServer {host}:{port} unreachable: {e}")),
     };
     match conn
-        .request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+        .request(&verbs::lookup_public_key(&atsign), REQUEST_TIMEOUT)
         .await
     {
         Ok(v) if !v.trim().is_empty() && v.trim() != "null" => {
@@ -427,7 +352,7 @@ async fn status(a: &StatusArgs) -> ExitCode {
 /// First activation with the CRAM secret (atprotocol.md §11.2).
 async fn onboard(a: OnboardArgs) -> Result<(), String> {
     use crate::crypto::aes_ctr::{encrypt_b64, ZERO_IV};
-    use crate::crypto::{b64, hash};
+    use crate::crypto::b64;
     use crate::json::Object;
 
     let atsign = parse_atsign(&a.atsign)?;
@@ -468,13 +393,9 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
     if is_activated(&mut conn, &atsign).await {
         return Err(already_activated(&atsign));
     }
-    let challenge = conn
-        .request(&format!("from:{atsign}"), REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| e.to_string())?;
-    let digest = hash::sha512_hex(format!("{secret}{challenge}").as_bytes());
-    conn.request(&format!("cram:{digest}"), REQUEST_TIMEOUT)
-        .await
+    let cram = auth::cram(&mut conn, &atsign, &secret, REQUEST_TIMEOUT);
+    cram.await
+        .map_err(|e| e.to_string())?
         .map_err(|e| format!("[Error] Onboarding failed. CRAM authentication refused: {e}"))?;
     let mut keys = AtKeys::generate().map_err(|e| e.to_string())?;
     let apkam = keys.apkam_symmetric_key.ok_or("no APKAM key")?;
@@ -491,10 +412,7 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
         )
         .with("apkamPublicKey", keys.pkam_public.to_spki_b64());
     let answer = conn
-        .request(
-            &format!("enroll:request:{}", req.to_json()),
-            REQUEST_TIMEOUT,
-        )
+        .request(&verbs::enroll(EnrollOp::Request, &req), REQUEST_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     let resp = crate::json::parse(&answer).map_err(|e| format!("enroll answer: {e}"))?;
@@ -514,15 +432,11 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    client
-        .request(&format!(
-            "update:isEncrypted:false:public:publickey{atsign} {}",
-            keys.encrypt_public.to_spki_b64()
-        ))
-        .await
+    let publish = verbs::update_public_key(&atsign, &keys.encrypt_public.to_spki_b64())
         .map_err(|e| e.to_string())?;
+    client.request(&publish).await.map_err(|e| e.to_string())?;
     client
-        .request("delete:privatekey:at_secret")
+        .request(verbs::DELETE_CRAM_SECRET)
         .await
         .map_err(|e| e.to_string())?;
     println!("[Success] Your .atKeys file saved at {}", path.display());
@@ -531,7 +445,7 @@ async fn onboard(a: OnboardArgs) -> Result<(), String> {
 
 /// True when `atsign` already has its public encryption key (activated before).
 async fn is_activated(conn: &mut Connection, atsign: &AtSign) -> bool {
-    conn.request(&format!("lookup:publickey{atsign}"), REQUEST_TIMEOUT)
+    conn.request(&verbs::lookup_public_key(atsign), REQUEST_TIMEOUT)
         .await
         .is_ok_and(|v| !v.trim().is_empty() && v.trim() != "null")
 }
@@ -542,4 +456,61 @@ fn already_activated(atsign: &AtSign) -> String {
          at_activate enroll -a {atsign} --passcode-file <file holding the OTP> -p <app> -d <device> -n <namespaces> -k <file>, \
          with an OTP from `at_activate otp -a {atsign}` where its keys are"
     )
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "interactive")]
+/// A `$ ` prompt that runs management commands (otp, spp, list, fetch, approve, auto, deny,
+/// revoke, unrevoke, delete) one per line, until `exit` or end of input.
+pub struct InteractiveArgs {}
+
+/// Commands the prompt refuses: they create key files or are the prompt itself.
+const NOT_INTERACTIVE: &[&str] = &["onboard", "enroll", "status", "interactive"];
+
+/// `at_activate interactive`: a prompt for the management commands (noports.md §8). Here, not
+/// in a file of its own, because it runs [`run`] on what it reads.
+async fn interactive(dialect: cli::Dialect<'static>) -> ExitCode {
+    use std::io::Write;
+    loop {
+        print!("$ ");
+        let _ = std::io::stdout().flush();
+        let line = runtime::unblock(|| {
+            let mut l = String::new();
+            std::io::stdin().read_line(&mut l).map(|n| (n, l))
+        })
+        .await;
+        let line = match line {
+            Some(Ok((0, _))) | None => break,
+            Some(Ok((_, l))) => l,
+            Some(Err(e)) => {
+                eprintln!("cannot read the command: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let words = match words::split_words(line.trim()) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("{e}");
+                continue;
+            }
+        };
+        let Some(first) = words.first() else { continue };
+        if first == "exit" || first == "quit" {
+            break;
+        }
+        if NOT_INTERACTIVE.contains(&first.as_str()) {
+            eprintln!("The {first} command is not available in interactive mode");
+            continue;
+        }
+        let mut argv = vec!["at_activate".to_string()];
+        argv.extend(words);
+        let Ok(args) = cli::parse_dialect::<Args>(&argv, dialect) else {
+            continue;
+        };
+        match Box::pin(run(args.command)).await {
+            Ok(_) => {}
+            Err(e) => eprintln!("Error: {e}"),
+        }
+    }
+    ExitCode::SUCCESS
 }

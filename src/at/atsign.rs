@@ -1,7 +1,8 @@
-//! AtSign: a validated, canonical (lower-case, leading `@`) atSign.
+//! AtSign: a validated, canonical (lower-case, leading `@`) atSign. The one atSign grammar:
+//! the clients and the atserver applet both parse with it.
 use std::fmt;
 
-use super::AtError;
+use super::error::AtError;
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AtSign(String);
@@ -52,6 +53,12 @@ impl AtSign {
     }
 }
 
+impl From<AtSign> for String {
+    fn from(a: AtSign) -> String {
+        a.0
+    }
+}
+
 impl fmt::Display for AtSign {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -78,5 +85,24 @@ mod tests {
         assert!(AtSign::parse("a:b").is_err());
         assert!(AtSign::parse("a\nb").is_err());
         assert_eq!(AtSign::parse_list(" @a, b ,").unwrap().len(), 2);
+    }
+
+    /// The one grammar, for clients and the atserver alike: 1–55 characters after
+    /// lower-casing, ASCII letters, digits, `-` and `_`, or non-ASCII that is neither space nor
+    /// control (emoji). Every ASCII character is checked in the middle of a name.
+    #[test]
+    fn one_grammar_for_every_ascii_character() {
+        for b in 0u8..128 {
+            let c = char::from(b);
+            let ok = c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            assert_eq!(AtSign::parse(&format!("a{c}b")).is_ok(), ok, "{c:?}");
+        }
+        assert_eq!(AtSign::parse("@Ünïcødé🙂").unwrap().as_str(), "@ünïcødé🙂");
+        for spaced in ["a\u{a0}b", "a\u{2028}b", "a\u{85}b", "a\u{3000}b"] {
+            assert!(AtSign::parse(spaced).is_err(), "{spaced:?}");
+        }
+        assert!(AtSign::parse(&"x".repeat(55)).is_ok());
+        assert!(AtSign::parse(&"x".repeat(56)).is_err());
+        assert!(AtSign::parse("@@a").is_err() && AtSign::parse("a@").is_err());
     }
 }

@@ -4,7 +4,8 @@
 //! and a zero IV over PKCS#7-padded bytes; the other fields are plain.
 use std::path::{Path, PathBuf};
 
-use super::{AtError, AtSign};
+use super::atsign::AtSign;
+use super::error::AtError;
 use crate::crypto::aes_ctr::{decrypt_b64, encrypt_b64, ZERO_IV};
 use crate::crypto::b64;
 use crate::crypto::rsa::{RsaPrivateKey, RsaPublicKey};

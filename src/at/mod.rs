@@ -4,6 +4,7 @@
 //! [`Notification`], [`RootAddr`]. The framing and response parsers are public for fuzzing.
 
 mod atsign;
+pub(crate) mod auth;
 pub mod client;
 pub mod conn;
 mod error;
@@ -11,6 +12,8 @@ pub mod framing;
 pub mod https;
 pub mod keys;
 pub mod notification;
+pub(crate) mod regex;
+pub(crate) mod verbs;
 
 pub use atsign::AtSign;
 pub use client::{

@@ -6,7 +6,8 @@
     clippy::panic
 )]
 
-use super::{AtError, AtSign};
+use super::atsign::AtSign;
+use super::error::AtError;
 
 /// A notification as received, value already decrypted when it was encrypted.
 #[derive(Debug, Clone)]

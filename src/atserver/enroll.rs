@@ -203,6 +203,42 @@ fn store_err(e: std::io::Error) -> AtErr {
     AtErr::new(AtCode::DataStore, format!("store write failed: {e}")).closing()
 }
 
+/// The answer for an id with no record: it expired, or never was.
+fn expired(id: &str) -> AtErr {
+    AtErr::status(
+        AtCode::ApkamExpired,
+        format!("enrollment_id: {id} is expired or invalid"),
+    )
+}
+
+/// A new pending record from an `enroll:request` body: app, device and an RSA public key are
+/// mandatory.
+fn requested(o: &miniserde::json::Object) -> VerbResult<Enrollment> {
+    let app = get_str(o, "appName")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| internal("appName is mandatory"))?;
+    let device = get_str(o, "deviceName")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| internal("deviceName is mandatory"))?;
+    let pk = get_str(o, "apkamPublicKey")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| internal("apkamPublicKey is mandatory"))?;
+    if crate::crypto::rsa::RsaPublicKey::from_spki_b64(pk).is_err() {
+        return Err(internal("apkamPublicKey is not a valid RSA public key"));
+    }
+    Ok(Enrollment {
+        id: random::uuid_v4(),
+        session_id: String::new(),
+        app: app.to_string(),
+        device: device.to_string(),
+        namespaces: get_str_map(o, "namespaces").unwrap_or_default(),
+        apkam_public_key: pk.to_string(),
+        state: EnrollState::Pending,
+        enc_apkam_sym_key: get_str(o, "encryptedAPKAMSymmetricKey").map(str::to_string),
+        expiry_ms: get_int(o, "apkamKeysExpiryInMillis").unwrap_or(0).max(0),
+    })
+}
+
 fn fib(n: u32) -> u64 {
     let (mut a, mut b) = (1u64, 1u64);
     for _ in 1..n {
@@ -270,45 +306,59 @@ impl Session {
             return self.enroll_request(&o).await;
         }
         if op == "list" {
-            self.need_owner()?;
-            let filter = get_str_list(&o, "enrollmentStatusFilter");
-            let own_only = self.need_manage().is_err();
-            let mut out = ObjectWriter::new();
-            for e in Enrollment::all(&self.server) {
-                if own_only && Some(e.id.as_str()) != self.enrollment_id() {
-                    continue;
-                }
-                if filter
-                    .as_ref()
-                    .is_some_and(|f| !f.iter().any(|s| s == e.state.as_str()))
-                {
-                    continue;
-                }
-                out = out.raw(&record_key(&e.id, self.me()), &e.summary());
-            }
-            return Ok(format!("data:{}", out.end()));
+            return self.enroll_list(&o);
         }
         let id = get_str(&o, "enrollmentId")
             .ok_or_else(|| internal("enrollmentId is mandatory"))?
             .to_string();
-        let expired = || {
-            AtErr::status(
-                AtCode::ApkamExpired,
-                format!("enrollment_id: {id} is expired or invalid"),
-            )
-        };
         if op == "fetch" {
-            self.need_owner()?;
-            if self.need_manage().is_err() && Some(id.as_str()) != self.enrollment_id() {
-                return Err(internal(format!(
-                    "enrollment id: {id} does not have access to __manage namespace"
-                )));
-            }
-            let e = Enrollment::load(&self.server, &id).ok_or_else(expired)?;
-            return Ok(format!("data:{}", e.summary()));
+            return self.enroll_fetch(&id);
         }
+        self.enroll_change(op, &id, force, &o)
+    }
+
+    /// `enroll:list`: every record for a manager, else only this connection's own.
+    fn enroll_list(&self, o: &miniserde::json::Object) -> VerbResult<String> {
+        self.need_owner()?;
+        let filter = get_str_list(o, "enrollmentStatusFilter");
+        let own_only = self.need_manage().is_err();
+        let mut out = ObjectWriter::new();
+        for e in Enrollment::all(&self.server) {
+            if own_only && Some(e.id.as_str()) != self.enrollment_id() {
+                continue;
+            }
+            if filter
+                .as_ref()
+                .is_some_and(|f| !f.iter().any(|s| s == e.state.as_str()))
+            {
+                continue;
+            }
+            out = out.raw(&record_key(&e.id, self.me()), &e.summary());
+        }
+        Ok(format!("data:{}", out.end()))
+    }
+
+    fn enroll_fetch(&self, id: &str) -> VerbResult<String> {
+        self.need_owner()?;
+        if self.need_manage().is_err() && Some(id) != self.enrollment_id() {
+            return Err(internal(format!(
+                "enrollment id: {id} does not have access to __manage namespace"
+            )));
+        }
+        let e = Enrollment::load(&self.server, id).ok_or_else(|| expired(id))?;
+        Ok(format!("data:{}", e.summary()))
+    }
+
+    /// `approve`, `deny`, `revoke`, `unrevoke`, `delete`: a manager moves a record on.
+    fn enroll_change(
+        &mut self,
+        op: &str,
+        id: &str,
+        force: bool,
+        o: &miniserde::json::Object,
+    ) -> VerbResult<String> {
         self.need_manage()?;
-        let mut e = Enrollment::load(&self.server, &id).ok_or_else(expired)?;
+        let mut e = Enrollment::load(&self.server, id).ok_or_else(|| expired(id))?;
         let bad_state = |e: &Enrollment| {
             internal(format!(
                 "Cannot {op} a {} enrollment. Only {} enrollments can be {op}d",
@@ -326,15 +376,7 @@ impl Session {
                 if e.state != EnrollState::Pending {
                     return Err(bad_state(&e));
                 }
-                self.covers(&e.namespaces)?;
-                let k1 = get_str(&o, "encryptedDefaultEncryptionPrivateKey")
-                    .ok_or_else(|| internal("encryptedDefaultEncryptionPrivateKey is mandatory"))?;
-                let k2 = get_str(&o, "encryptedDefaultSelfEncryptionKey")
-                    .ok_or_else(|| internal("encryptedDefaultSelfEncryptionKey is mandatory"))?;
-                e.state = EnrollState::Approved;
-                e.save_keys(&self.server, k1, k2).map_err(store_err)?;
-                e.save(&self.server, Some(e.expiry_ms).filter(|t| *t > 0))
-                    .map_err(store_err)?;
+                self.approve(&mut e, o)?;
                 "approved"
             }
             "deny" => {
@@ -349,7 +391,7 @@ impl Session {
                 if e.state != EnrollState::Approved {
                     return Err(bad_state(&e));
                 }
-                if Some(id.as_str()) == self.enrollment_id() && !force {
+                if Some(id) == self.enrollment_id() && !force {
                     return Err(AtErr::new(
                         AtCode::SelfRevoke,
                         "Current client cannot revoke its own enrollment",
@@ -357,7 +399,7 @@ impl Session {
                 }
                 e.state = EnrollState::Revoked;
                 e.save(&self.server, None).map_err(store_err)?;
-                self.server.close_sessions(&id);
+                self.server.close_sessions(id);
                 "revoked"
             }
             "unrevoke" => {
@@ -375,12 +417,12 @@ impl Session {
                 }
                 self.server
                     .state()
-                    .delete(&record_key(&id, self.me()))
+                    .delete(&record_key(id, self.me()))
                     .map_err(store_err)?;
                 return Ok(format!(
                     "data:{}",
                     ObjectWriter::new()
-                        .str("enrollmentId", &id)
+                        .str("enrollmentId", id)
                         .str("status", "deleted")
                         .end()
                 ));
@@ -392,70 +434,32 @@ impl Session {
             "data:{}",
             ObjectWriter::new()
                 .str("status", status)
-                .str("enrollmentId", &id)
+                .str("enrollmentId", id)
                 .end()
         ))
     }
 
+    /// Approves a pending `e`, storing the keys the approver encrypted for it (§11.6).
+    fn approve(&self, e: &mut Enrollment, o: &miniserde::json::Object) -> VerbResult<()> {
+        self.covers(&e.namespaces)?;
+        let k1 = get_str(o, "encryptedDefaultEncryptionPrivateKey")
+            .ok_or_else(|| internal("encryptedDefaultEncryptionPrivateKey is mandatory"))?;
+        let k2 = get_str(o, "encryptedDefaultSelfEncryptionKey")
+            .ok_or_else(|| internal("encryptedDefaultSelfEncryptionKey is mandatory"))?;
+        e.state = EnrollState::Approved;
+        e.save_keys(&self.server, k1, k2).map_err(store_err)?;
+        e.save(&self.server, Some(e.expiry_ms).filter(|t| *t > 0))
+            .map_err(store_err)
+    }
+
+    /// `enroll:request` (§11.5): the first one on a CRAM connection is approved at once;
+    /// others wait for a manager, with an OTP or the SPP unless the owner asks.
     async fn enroll_request(&mut self, o: &miniserde::json::Object) -> VerbResult<String> {
         let now = now_ms();
-        self.enroll_requests.retain(|t| now - t < 3_600_000);
-        if self.enroll_requests.len() >= MAX_REQUESTS_PER_HOUR {
-            return Err(internal(
-                "Enrollment requests have exceeded the limit within the specified time frame",
-            ));
-        }
-        self.enroll_requests.push(now);
-        let app = get_str(o, "appName")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| internal("appName is mandatory"))?;
-        let device = get_str(o, "deviceName")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| internal("deviceName is mandatory"))?;
-        let pk = get_str(o, "apkamPublicKey")
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| internal("apkamPublicKey is mandatory"))?;
-        if crate::crypto::rsa::RsaPublicKey::from_spki_b64(pk).is_err() {
-            return Err(internal("apkamPublicKey is not a valid RSA public key"));
-        }
-        let cram = matches!(self.auth, Auth::Owner { cram: true, .. });
-        let mut e = Enrollment {
-            id: random::uuid_v4(),
-            session_id: String::new(),
-            app: app.to_string(),
-            device: device.to_string(),
-            namespaces: get_str_map(o, "namespaces").unwrap_or_default(),
-            apkam_public_key: pk.to_string(),
-            state: EnrollState::Pending,
-            enc_apkam_sym_key: get_str(o, "encryptedAPKAMSymmetricKey").map(str::to_string),
-            expiry_ms: get_int(o, "apkamKeysExpiryInMillis").unwrap_or(0).max(0),
-        };
-        if cram {
-            // First activation (§11.2): auto-approved with full namespaces.
-            e.namespaces = vec![("__manage".into(), "rw".into()), ("*".into(), "rw".into())];
-            e.state = EnrollState::Approved;
-            let k1 = get_str(o, "encryptedDefaultEncryptionPrivateKey").unwrap_or("");
-            let k2 = get_str(o, "encryptedDefaultSelfEncryptionKey").unwrap_or("");
-            e.save_keys(&self.server, k1, k2).map_err(store_err)?;
-            e.save(&self.server, Some(e.expiry_ms).filter(|t| *t > 0))
-                .map_err(store_err)?;
-            self.server
-                .state()
-                .put_simple("privatekey:at_pkam_publickey", pk, self.me(), None)
-                .map_err(store_err)?;
-            self.server.add_session(&e.id, self.tx.clone());
-            self.auth = Auth::Owner {
-                enrollment: Some(e.id.clone()),
-                cram: true,
-            };
-            log::info!("{}: first enrollment {} approved", self.me(), e.id);
-            return Ok(format!(
-                "data:{}",
-                ObjectWriter::new()
-                    .str("enrollmentId", &e.id)
-                    .str("status", "approved")
-                    .end()
-            ));
+        self.count_request(now)?;
+        let e = requested(o)?;
+        if matches!(self.auth, Auth::Owner { cram: true, .. }) {
+            return self.first_enrollment(e, o);
         }
         if e.namespaces.is_empty() {
             return Err(internal("namespaces is mandatory"));
@@ -481,6 +485,75 @@ impl Session {
         }
         e.save(&self.server, Some(PENDING_TTL_MS))
             .map_err(store_err)?;
+        self.announce(&e, now)?;
+        log::info!(
+            "{}: enrollment {} pending ({} / {})",
+            self.me(),
+            e.id,
+            e.app,
+            e.device
+        );
+        Ok(format!(
+            "data:{}",
+            ObjectWriter::new()
+                .str("enrollmentId", &e.id)
+                .str("status", "pending")
+                .end()
+        ))
+    }
+
+    /// At most [`MAX_REQUESTS_PER_HOUR`] requests per connection.
+    fn count_request(&mut self, now: i64) -> VerbResult<()> {
+        self.enroll_requests.retain(|t| now - t < 3_600_000);
+        if self.enroll_requests.len() >= MAX_REQUESTS_PER_HOUR {
+            return Err(internal(
+                "Enrollment requests have exceeded the limit within the specified time frame",
+            ));
+        }
+        self.enroll_requests.push(now);
+        Ok(())
+    }
+
+    /// First activation (§11.2): auto-approved with full namespaces; this connection becomes
+    /// that enrollment's.
+    fn first_enrollment(
+        &mut self,
+        mut e: Enrollment,
+        o: &miniserde::json::Object,
+    ) -> VerbResult<String> {
+        e.namespaces = vec![("__manage".into(), "rw".into()), ("*".into(), "rw".into())];
+        e.state = EnrollState::Approved;
+        let k1 = get_str(o, "encryptedDefaultEncryptionPrivateKey").unwrap_or("");
+        let k2 = get_str(o, "encryptedDefaultSelfEncryptionKey").unwrap_or("");
+        e.save_keys(&self.server, k1, k2).map_err(store_err)?;
+        e.save(&self.server, Some(e.expiry_ms).filter(|t| *t > 0))
+            .map_err(store_err)?;
+        self.server
+            .state()
+            .put_simple(
+                "privatekey:at_pkam_publickey",
+                &e.apkam_public_key,
+                self.me(),
+                None,
+            )
+            .map_err(store_err)?;
+        self.server.add_session(&e.id, self.tx.clone());
+        self.auth = Auth::Owner {
+            enrollment: Some(e.id.clone()),
+            cram: true,
+        };
+        log::info!("{}: first enrollment {} approved", self.me(), e.id);
+        Ok(format!(
+            "data:{}",
+            ObjectWriter::new()
+                .str("enrollmentId", &e.id)
+                .str("status", "approved")
+                .end()
+        ))
+    }
+
+    /// Tells the managers' monitors (self notification) that `e` waits for approval.
+    fn announce(&self, e: &Enrollment, now: i64) -> VerbResult<()> {
         let value = ObjectWriter::new()
             .some_str("encryptedApkamSymmetricKey", e.enc_apkam_sym_key.as_deref())
             .some_str("encryptedAPKAMSymmetricKey", e.enc_apkam_sym_key.as_deref())
@@ -503,21 +576,7 @@ impl Session {
             status: Status::Delivered,
             expires_at: now + REQUEST_NOTE_TTL_MS,
         };
-        self.server.receive(n).map_err(store_err)?;
-        log::info!(
-            "{}: enrollment {} pending ({} / {})",
-            self.me(),
-            e.id,
-            e.app,
-            e.device
-        );
-        Ok(format!(
-            "data:{}",
-            ObjectWriter::new()
-                .str("enrollmentId", &e.id)
-                .str("status", "pending")
-                .end()
-        ))
+        self.server.receive(n).map_err(store_err)
     }
 
     /// Checks an OTP or the SPP (§7.12); a used OTP is deleted.

@@ -8,6 +8,7 @@ use super::scope::ns_allows;
 use super::server::{Found, Monitor};
 use super::session::Session;
 use super::verbs::{Mode, NotifyReq};
+use crate::at::regex::Pattern;
 use crate::crypto::random;
 use crate::json::{str_array, ObjectWriter};
 
@@ -16,9 +17,8 @@ pub(crate) fn store_err(e: std::io::Error) -> AtErr {
     AtErr::new(AtCode::DataStore, format!("store write failed: {e}")).closing()
 }
 
-pub(crate) fn compile(re: Option<&str>) -> VerbResult<regex_lite::Regex> {
-    regex_lite::Regex::new(re.unwrap_or(".*"))
-        .map_err(|e| AtErr::syntax(format!("invalid regex: {e}")))
+pub(crate) fn compile(re: Option<&str>) -> VerbResult<Pattern> {
+    Pattern::new(re.unwrap_or(".*")).map_err(|e| AtErr::syntax(format!("invalid regex: {e}")))
 }
 
 /// `data:` body for a found value in the requested mode (§6.3).

@@ -1,4 +1,5 @@
 //! The textual key grammar (atprotocol.md §5.1) and its reassembly from verb parameters (§5.2).
+use crate::at::AtSign;
 
 /// Who may see a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,23 +31,10 @@ pub(crate) struct AtKey {
 /// Longest stored key (§5.1): 248, or 255 for `cached:` keys.
 const MAX_KEY_LEN: usize = 255;
 
-/// An atSign without `@` is 1–55 characters of `[a-z0-9_-]` or non-ASCII (emoji).
-pub(crate) fn valid_atsign_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars().count() <= 55
-        && s.chars().all(|c| {
-            c.is_ascii_alphanumeric()
-                || c == '_'
-                || c == '-'
-                || (!c.is_ascii() && !c.is_whitespace() && !c.is_control())
-        })
-}
-
-/// Normalises `@alice` / `alice` / `@Alice` to `@alice`; `None` when not an atSign.
+/// Normalises `@alice` / `alice` / `@Alice` to `@alice`; `None` when not an atSign. The
+/// grammar is the client's ([`AtSign::parse`]): the server accepts exactly what clients send.
 pub(crate) fn norm_atsign(s: &str) -> Option<String> {
-    let s = s.trim();
-    let name = s.strip_prefix('@').unwrap_or(s).to_lowercase();
-    valid_atsign_name(&name).then(|| format!("@{name}"))
+    AtSign::parse(s).ok().map(String::from)
 }
 
 fn valid_name(s: &str) -> bool {
@@ -224,6 +212,15 @@ mod tests {
         let k = AtKey::parse("@bob:ping.mydev.sshnp@alice").unwrap();
         assert_eq!(k.vis, Vis::Shared("@bob".into()));
         assert_eq!(k.namespace(), Some("sshnp"));
+    }
+
+    #[test]
+    fn atsigns_normalise_or_are_refused() {
+        assert_eq!(norm_atsign(" @Alice ").as_deref(), Some("@alice"));
+        assert_eq!(norm_atsign("bob_1-x").as_deref(), Some("@bob_1-x"));
+        for bad in ["", "@", "a.b", "a:b", "a b", "a@b", "a\nb", "a*"] {
+            assert_eq!(norm_atsign(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

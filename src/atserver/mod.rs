@@ -59,11 +59,6 @@ use conn::{accept_tls, split_with_writer};
 use server::{AtServer, Hub};
 use slot::ConnSlot;
 
-/// Seconds from accept to authentication (atSign ports) or per directory request.
-const AUTH_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
-/// Unauthenticated connections per address (IPv4, IPv6 /64).
-const MAX_UNAUTH_PER_SOURCE_DEFAULT: usize = 32;
-
 /// How often expired keys and notifications are dropped from memory.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 

@@ -6,6 +6,7 @@ use super::meta::{
     format_date, ENC_ALGO, ENC_KEY_NAME, FIELDS, IV_NONCE, SHARED_KEY_ENC, SKE_ENC_ALGO,
     SKE_ENC_KEY_NAME,
 };
+use crate::at::regex::Pattern;
 use crate::json::ObjectWriter;
 
 /// Default notification lifetime when no `ttln` is sent: the shipped `expiryInMins: 15` (§8.4).
@@ -312,7 +313,7 @@ impl NoteStore {
 }
 
 /// Does a monitor with `regex` want this notification (key or sender without `@`, §7.9)?
-pub(crate) fn monitor_matches(re: &regex_lite::Regex, n: &Notification) -> bool {
+pub(crate) fn monitor_matches(re: &Pattern, n: &Notification) -> bool {
     re.is_match(&n.key) || re.is_match(n.from.trim_start_matches('@'))
 }
 

@@ -16,6 +16,12 @@ use super::key::{is_uncommitted, AtKey, Vis};
 use super::meta::{now_ms, Meta, CCD, TTR};
 use super::notify::{monitor_matches, Kind, NoteStore, Notification, Status};
 use super::store::{put_record, replay_key_record, KeyStore, Log, Record};
+use crate::at::regex::Pattern;
+
+/// Seconds from accept to authentication (atSign ports) or per directory request.
+const AUTH_TIMEOUT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Unauthenticated connections per address (IPv4, IPv6 /64).
+const MAX_UNAUTH_PER_SOURCE_DEFAULT: usize = 32;
 
 /// What a key looks like right now (§6.4).
 pub(crate) enum Found<'a> {
@@ -218,7 +224,7 @@ impl State {
 /// A live `monitor` subscription.
 pub(crate) struct Monitor {
     pub tx: Sender<Vec<u8>>,
-    pub re: regex_lite::Regex,
+    pub re: Pattern,
     pub self_notes: bool,
     /// Enrollment namespaces of an APKAM connection (read check, §11.7); `None` = full access.
     pub namespaces: Option<Vec<(String, String)>>,
@@ -445,8 +451,8 @@ impl Hub {
             last_evict_log: Default::default(),
             input: super::conn::InputBudget::new(super::conn::INPUT_BUDGET),
             unauth_idle,
-            auth_timeout: super::AUTH_TIMEOUT_DEFAULT,
-            max_unauth_per_source: super::MAX_UNAUTH_PER_SOURCE_DEFAULT,
+            auth_timeout: AUTH_TIMEOUT_DEFAULT,
+            max_unauth_per_source: MAX_UNAUTH_PER_SOURCE_DEFAULT,
             started_ms: now_ms(),
             peers: super::peer::Peers::default(),
         }

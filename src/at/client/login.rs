@@ -1,6 +1,6 @@
 //! Logging in: the atDirectory look-up, TLS, then `from:` + `pkam:` (atprotocol.md §3,
-//! §4.1–§4.2). A server at its limit of unauthenticated connections (per address or in all)
-//! sheds logins: it answers AT0012, or cuts the connection during the TLS handshake. A burst of
+//! §4.1–§4.2; the exchange itself is `at/auth.rs`). A server at its limit of unauthenticated
+//! connections (per address or in all) sheds logins: it answers AT0012, or cuts the connection during the TLS handshake. A burst of
 //! legitimate clients (hundreds of sessions started at once behind one address) meets exactly
 //! that, so a turned-away attempt is retried with jittered back-off for up to
 //! [`LOGIN_RETRY_FOR`]; then the caller gets [`AtError::TurnedAway`], which says so.
@@ -8,10 +8,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use super::{lock, Inner, REQUEST_TIMEOUT};
+use crate::at::auth;
 use crate::at::conn::{lookup_server, Connection};
 use crate::at::AtError;
-use crate::crypto::b64;
-use crate::crypto::rsa::HashAlgo;
 use crate::runtime::{sleep, Backoff};
 
 /// How long turned-away logins (and directory look-ups) are retried.
@@ -90,21 +89,10 @@ impl Inner {
 
     /// `from:` + `pkam:` (atprotocol.md §4.1–§4.2).
     async fn authenticate(&self, conn: &mut Connection) -> Result<(), AtError> {
-        let challenge = conn
-            .request(&format!("from:{}", self.atsign), REQUEST_TIMEOUT)
-            .await?;
-        let sig = self
-            .keys
-            .pkam_private
-            .sign(HashAlgo::Sha256, challenge.as_bytes())?;
-        let sig = b64::encode(&sig);
-        let cmd = match &self.keys.enrollment_id {
-            Some(id) => {
-                format!("pkam:signingAlgo:rsa2048:hashingAlgo:sha256:enrollmentId:{id}:{sig}")
-            }
-            None => format!("pkam:{sig}"),
-        };
-        match conn.request(&cmd, REQUEST_TIMEOUT).await {
+        let keys = &self.keys;
+        let id = keys.enrollment_id.as_deref();
+        let answer = auth::pkam(conn, &self.atsign, &keys.pkam_private, id, REQUEST_TIMEOUT);
+        match answer.await? {
             Ok(ok) if ok.trim() == "success" => Ok(()),
             Ok(other) => Err(AtError::Unauthorized(format!("pkam answered {other:?}"))),
             // Cut off at a connection limit while the answer was pending: not a refusal.
