@@ -328,7 +328,11 @@ async fn status(a: &StatusArgs) -> ExitCode {
     };
     let (host, port) = match lookup_server(&root, &atsign).await {
         Ok(a) => a,
-        Err(AtError::Invalid(m)) => return say(3, m),
+        Err(
+            e @ (AtError::Invalid(_)
+            | AtError::UnknownAtSign(_)
+            | AtError::UntrustedCertificate { .. }),
+        ) => return say(3, e.to_string()),
         Err(e) => return say(4, format!("atDirectory {root} unreachable: {e}")),
     };
     let mut conn = match Connection::connect(&host, port).await {

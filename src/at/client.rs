@@ -167,6 +167,7 @@ impl AtClient {
                 Err(
                     e @ (AtError::Unauthorized(_)
                     | AtError::Invalid(_)
+                    | AtError::UnknownAtSign(_)
                     | AtError::UntrustedCertificate { .. }),
                 ) => return Err(e),
                 Err(e) => {
@@ -422,7 +423,11 @@ impl AtClient {
         }
         match lookup_server(&self.inner.root, atsign).await {
             Ok(_) => Some(true),
-            Err(AtError::Invalid(_) | AtError::UntrustedCertificate { .. }) => Some(false),
+            Err(
+                AtError::UnknownAtSign(_)
+                | AtError::Invalid(_)
+                | AtError::UntrustedCertificate { .. },
+            ) => Some(false),
             Err(_) => None,
         }
     }
@@ -539,7 +544,12 @@ impl Inner {
 
     async fn request(&self, command: &str) -> Result<String, AtError> {
         let (slot, mut guard) = self.workers.take().await;
-        let result = self.request_on(&mut guard, command).await;
+        // The connection leaves its slot while the request runs: a request cut off half-way
+        // (its task ended at a deadline) drops it, instead of leaving its late answer to be
+        // read as the next request's.
+        let mut conn = guard.take();
+        let result = self.request_on(&mut conn, command).await;
+        *guard = conn;
         self.workers.done(slot, guard.is_some());
         result
     }

@@ -315,7 +315,7 @@ pub async fn lookup_server(root: &RootAddr, atsign: &AtSign) -> Result<(String, 
         return Err(AtError::Server { code, message });
     }
     if answer == "null" || answer.is_empty() {
-        return Err(AtError::Invalid(format!(
+        return Err(AtError::UnknownAtSign(format!(
             "atSign {atsign} not found in atDirectory {root}"
         )));
     }

@@ -34,6 +34,8 @@ pub enum AtError {
     },
     /// Bad local input (arguments, key files).
     Invalid(String),
+    /// The atDirectory has no such atSign.
+    UnknownAtSign(String),
     Crypto(CryptoError),
     /// The connection is gone.
     Closed,
@@ -102,7 +104,7 @@ impl fmt::Display for AtError {
                  machine trusts. For a self-hosted atServer or relay, set NOPORTS_CA_FILE to the \
                  file of its CA certificate (PEM)"
             ),
-            AtError::Invalid(m) => write!(f, "{m}"),
+            AtError::Invalid(m) | AtError::UnknownAtSign(m) => write!(f, "{m}"),
             AtError::Crypto(e) => write!(f, "{e}"),
             AtError::Closed => write!(f, "connection closed"),
             AtError::TurnedAway(m) => write!(f, "{m}"),

@@ -385,7 +385,7 @@ impl Peers {
                     lock(&self.addrs).insert(atsign.to_string(), (a.clone(), Instant::now()));
                     return Ok(a);
                 }
-                Ok(Err(e)) if e.to_string().contains("not found") => {}
+                Ok(Err(crate::at::AtError::UnknownAtSign(_))) => {}
                 Ok(Err(e)) => last = PeerError::Connect(format!("atDirectory {root}: {e}")),
                 Err(_) => last = PeerError::Timeout("atDirectory look-up"),
             }

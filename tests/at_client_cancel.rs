@@ -1,0 +1,59 @@
+//! A request cut off half-way (its task ended at a deadline, as the daemon's handlers are) must
+//! not leave its late answer on the connection for the next request to read as its own. Its
+//! own test binary: the trust anchors (NOPORTS_CA_FILE) are per process.
+#[path = "common/stack.rs"]
+mod stack;
+
+use std::path::Path;
+use std::time::Duration;
+
+use noports::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
+use noports::runtime::{block_on, timeout};
+use stack::*;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_noports"))
+}
+
+#[test]
+fn a_request_cut_off_half_way_leaves_no_answer_for_the_next() {
+    let stack = Stack::start(bin(), "at-cancel", &[]);
+    std::env::set_var("NOPORTS_CA_FILE", &stack.ca);
+    block_on(timeout(Duration::from_secs(90), async {
+        let cfg = ClientConfig {
+            atsign: AtSign::parse(CLIENT).unwrap(),
+            keys: AtKeys::load(&stack.keys(CLIENT)).unwrap(),
+            root: RootAddr::parse(&stack.root).unwrap(),
+        };
+        let c = AtClient::connect(cfg).await.unwrap();
+        let key = |i: usize| format!("cut{i}.test{CLIENT}");
+        for i in 0..2 {
+            c.update_raw(&key(i), &format!("value{i}")).await.unwrap();
+        }
+        // Cut requests at growing delays, so some are cut while their answer is on its way;
+        // each next request must read its own answer.
+        let (mut cut, mut whole) = (0, 0);
+        for step in 0..200u64 {
+            let limit = Duration::from_micros(step * 20);
+            match timeout(limit, c.llookup(&key(0))).await {
+                Err(_) => cut += 1,
+                Ok(r) => {
+                    assert_eq!(r.unwrap().trim(), "value0");
+                    whole += 1;
+                }
+            }
+            let next = c.llookup(&key(1)).await.unwrap();
+            assert_eq!(
+                next.trim(),
+                "value1",
+                "step {step}: a cut request's answer was read"
+            );
+        }
+        eprintln!("{cut} requests cut off, {whole} whole");
+        assert!(
+            cut > 0 && whole > 0,
+            "{cut} cut, {whole} whole: no request was cut half-way"
+        );
+    }))
+    .expect("test timed out");
+}
