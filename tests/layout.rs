@@ -458,7 +458,12 @@ fn use_paths(tree: &str) -> Vec<Vec<String>> {
                 Some("{") => {
                     *i += 1;
                     while *i < toks.len() && toks[*i] != "}" {
+                        let before = *i;
                         tree_at(toks, i, path.clone(), out);
+                        // A token this reader does not know: step over it rather than spin.
+                        if *i == before {
+                            *i += 1;
+                        }
                         if toks.get(*i).map(String::as_str) == Some(",") {
                             *i += 1;
                         }
@@ -535,7 +540,7 @@ impl Tree {
         (0..=target.len())
             .rev()
             .find_map(|n| self.by_module.get(&target[..n]).copied())
-            .unwrap_or(0)
+            .expect("the tree has src/lib.rs, the module []")
     }
 
     /// Every crate path file `f` names in code: its `use` trees, and `crate::`, `super::` and
