@@ -618,15 +618,12 @@ struct Layer {
     name: String,
 }
 
-/// The layer of an absolute module path. The data plane is the `tunnel` layer whether it sits
-/// at src/tunnel/ or (until it moves) at src/noports/tunnel*, and so are paths naming it.
+/// The layer of an absolute module path.
 fn layer_of(module: &[String]) -> Layer {
     let first = module.first().map(String::as_str).unwrap_or("");
-    let second = module.get(1).map(String::as_str);
     let (rank, name) = match first {
         f if BASE.contains(&f) => (0, f),
         "at" => (1, "at"),
-        "noports" if second == Some("tunnel") => (3, "tunnel"),
         "noports" => (2, "noports"),
         "tunnel" => (3, "tunnel"),
         f if APPLETS.contains(&f) => (4, f),
@@ -1017,14 +1014,8 @@ fn fixture_upward_imports_fail() {
             "use crate::tunnel::run;\n",
             "noports is below tunnel",
         ),
-        // The data plane at its old place is the tunnel layer too, files and paths alike.
         (
-            "src/noports/envelope.rs",
-            "use crate::noports::tunnel::run;\n",
-            "noports is below tunnel",
-        ),
-        (
-            "src/noports/tunnel.rs",
+            "src/tunnel/mod.rs",
             "use crate::daemon::main;\n",
             "tunnel is below daemon",
         ),
