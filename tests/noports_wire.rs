@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 
 use noports::crypto::b64;
 use noports::crypto::rsa::{HashAlgo, RsaPrivateKey, RsaPublicKey};
+use noports::json::{self, JsonErrorKind, Object, Value, MAX_DEPTH, MAX_INPUT_LEN};
 use noports::noports::control::MAX_CONTROL_BUFFER;
 use noports::noports::envelope::{self, EnvelopeError, SigningAlgo};
-use noports::json::{self, JsonErrorKind, Object, Value, MAX_DEPTH, MAX_INPUT_LEN};
 use noports::noports::messages::{
     feature_description, is_error_reply, Feature, MessageError, NptRequest, PingResponse,
     PolicyDecision, PolicyRequest, PolicyResponse, RpcRespType, SessionResponse, SshRequest,

@@ -16,9 +16,9 @@ use noports::crypto::aead::EphemeralSecret;
 use noports::crypto::rsa::RsaPrivateKey;
 use noports::noports::relay_msg::auth_line;
 use noports::noports::suite::{self, Aead, Role};
-use noports::tunnel::{self, RelayTarget, SessionCrypto};
 use noports::relay::{RelayConfig, SessionSpec, SessionTable};
 use noports::runtime::{block_on, spawn, timeout};
+use noports::tunnel::{self, RelayTarget, SessionCrypto};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)

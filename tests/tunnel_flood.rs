@@ -21,8 +21,8 @@ use std::time::Duration;
 use async_io::Async;
 use futures_lite::AsyncWriteExt;
 use noports::noports::suite::FrameWriter;
-use noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError};
 use noports::runtime::{block_on, spawn, timeout};
+use noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError};
 
 /// What a flood may add to the peak RSS: the session's queues may hold 2 MiB per stream
 /// (16 MiB per session), plus buffers, the allocator's slack and the test's own chunks.

@@ -9,9 +9,9 @@ use async_io::Async;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use noports::crypto::rsa::RsaPrivateKey;
 use noports::noports::relay_msg::auth_line;
-use noports::tunnel::{self, RelayTarget, SessionCrypto};
 use noports::relay::{RelayConfig, SessionSpec, SessionTable};
 use noports::runtime::{block_on, spawn, timeout};
+use noports::tunnel::{self, RelayTarget, SessionCrypto};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const KAT_KEY: &str = "1DPU9OP3CYvamnVBMwGgL7fm8yB1klAap0Uc5Z9R79g=";

@@ -16,9 +16,9 @@ use noports::crypto::aead::EphemeralSecret;
 use noports::crypto::rsa::RsaPrivateKey;
 use noports::noports::relay_msg::auth_line;
 use noports::noports::suite::{self, Aead, Role, SuiteKeys};
-use noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError};
 use noports::relay::{RelayConfig, SessionSpec, SessionTable};
 use noports::runtime::{block_on, spawn, timeout};
+use noports::tunnel::{self, RelayTarget, SessionCrypto, TunnelError};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const IDLE: Duration = Duration::from_secs(1);

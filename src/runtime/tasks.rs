@@ -69,7 +69,10 @@ mod tests {
             assert_eq!(set.len(), 1, "the task past its deadline is gone");
             drop(set);
             crate::runtime::sleep(Duration::from_millis(300)).await;
-            assert!(!ran_on.load(Ordering::SeqCst), "a dropped set's task ran on");
+            assert!(
+                !ran_on.load(Ordering::SeqCst),
+                "a dropped set's task ran on"
+            );
         });
     }
 }
