@@ -61,6 +61,9 @@ fn executor() -> &'static Executor<'static> {
 /// Spawn a task on the global executor. Dropping the returned [`Task`] cancels it; keep it, or
 /// give it to the [`TaskSet`] of the thing that owns the work.
 pub fn spawn<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Task<T> {
+    // Boxed: the executor's task code is then instantiated once per output type, not once per
+    // future (kilobytes of the router binary's budget); one indirect call per poll.
+    let fut: std::pin::Pin<Box<dyn Future<Output = T> + Send>> = Box::pin(fut);
     executor().spawn(fut)
 }
 
