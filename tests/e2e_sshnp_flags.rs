@@ -244,6 +244,38 @@ fn add_forwards_to_tunnel_keeps_local_ssh_options_out_of_the_ssh_session() {
 
 /// Refusals need no network: they happen before any connection.
 #[test]
+fn send_ssh_public_key_is_refused_at_the_feature_check_by_a_daemon_that_keeps_no_keys() {
+    let stack = Stack::start(bin(), "sshnp-no-keys", &[]);
+    // Without -s the daemon's ping says acceptsPublicKeys: false, as csshnpd's can.
+    let d = daemon(&stack, "nokeys", &[]);
+    let key = stack.dir.join("id_test");
+    std::fs::write(
+        key.with_extension("pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheFeatureCheck test\n",
+    )
+    .unwrap();
+    let key = key.to_str().unwrap();
+    let (status, p) = sshnp(
+        &stack,
+        &["-t", DEVICE, "-r", RELAY, "-d", "nokeys", "-s", "-i", key],
+    );
+    let out = p.output();
+    assert!(!status.success(), "sshnp -s succeeded: {out}");
+    assert!(
+        out.contains("This device daemon does not accept ssh public keys from the client"),
+        "{out}"
+    );
+    // Refused before the session request: the daemon never saw one.
+    std::thread::sleep(Duration::from_millis(500));
+    let log = d.output();
+    assert!(log.contains("ping from"), "{log}");
+    assert!(
+        !log.contains("ssh_request received") && !log.contains("sshpublickey"),
+        "{log}"
+    );
+}
+
+#[test]
 fn unsupported_choices_are_refused_with_a_reason() {
     let cases: &[(&[&str], &str)] = &[
         (

@@ -309,10 +309,7 @@ async fn run(mut a: Args) -> Result<ExitCode, String> {
     };
     check_user(user.as_deref())?;
     let before: Vec<(&str, &str)> = match &public_key {
-        Some(k) => {
-            progress.say("Sharing ssh public key");
-            vec![("sshpublickey", k.as_str())]
-        }
+        Some(k) => vec![("sshpublickey", k.as_str())],
         None => Vec::new(),
     };
     let local_port = a.local_port.unwrap_or(0);

@@ -21,8 +21,9 @@ pub async fn establish(
     before_request: &[(&str, &str)],
     first: Option<(String, Monitor)>,
 ) -> Result<Established, SessionError> {
-    let (mut s, ping_sent) = states::open(client, p, progress, before_request, first).await?;
+    let (mut s, ping_sent) = states::open(client, p, progress, first).await?;
     let checked = ping_sent.handle(&mut s).await?;
+    s.send_before_request(before_request).await?;
     let relay_ready = checked.handle(&mut s).await?;
     let requested = relay_ready.handle(&s, ephemeral).await?;
     let answered = requested.handle(&mut s).await?;

@@ -48,13 +48,11 @@ pub(super) struct Setup<'a> {
     answers: Answers,
 }
 
-/// Subscribes, sends `before_request`'s notifications and the ping, and (with the official
-/// suite) the relay request too.
+/// Subscribes, sends the ping, and (with the official suite) the relay request too.
 pub(super) async fn open<'a>(
     client: &'a AtClient,
     p: &'a SessionParams,
     progress: Progress,
-    before_request: &[(&str, &str)],
     first: Option<(String, Monitor)>,
 ) -> Result<(Setup<'a>, PingSent), SessionError> {
     let started = Instant::now();
@@ -83,12 +81,6 @@ pub(super) async fn open<'a>(
         }
     };
     let answers = Answers::route(monitor, p, &sid);
-    for (key, value) in before_request {
-        let key = format!("{key}.{}.sshnp", p.device_name);
-        client
-            .notify(&p.device, &key, value, SESSION_NOTIFY)
-            .await?;
-    }
 
     progress.say("Sending daemon feature check request");
     client
@@ -124,6 +116,26 @@ pub(super) async fn open<'a>(
             relay_deadline,
         },
     ))
+}
+
+impl Setup<'_> {
+    /// Notifications the session request needs beside it (`sshnp -s`: the public key), sent
+    /// once the feature check said the daemon takes them, before anything else.
+    pub(super) async fn send_before_request(
+        &self,
+        before_request: &[(&str, &str)],
+    ) -> Result<(), SessionError> {
+        for (key, value) in before_request {
+            if *key == "sshpublickey" {
+                self.progress.say("Sharing ssh public key");
+            }
+            let key = format!("{key}.{}.sshnp", self.p.device_name);
+            self.client
+                .notify(&self.p.device, &key, value, SESSION_NOTIFY)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 /// Fetches (or creates) the shared key for `peer` ahead of the notification that needs it; a
@@ -185,7 +197,8 @@ impl PingSent {
     }
 }
 
-/// The features every session needs, and an adjustable timeout when `-T` asks for another.
+/// The features every session needs, an adjustable timeout when `-T` asks for another, and
+/// accepting public keys for `sshnp -s`.
 fn check_features(p: &SessionParams, ping: &PingResponse) -> Result<(), SessionError> {
     let mut required = vec![
         Feature::SrAuth,
@@ -194,6 +207,10 @@ fn check_features(p: &SessionParams, ping: &PingResponse) -> Result<(), SessionE
     ];
     if p.timeout_given && p.timeout != Duration::from_secs(30) {
         required.push(Feature::AdjustableTimeout);
+    }
+    // `-s` to a daemon that keeps no keys would end in ssh's "Permission denied".
+    if let Kind::Ssh { public_keys: true } = p.kind {
+        required.push(Feature::AcceptsPublicKeys);
     }
     match ping.first_missing(&required) {
         Some(missing) => Err(SessionError::fatal(missing.missing_message())),
