@@ -30,14 +30,14 @@ fn a_request_cut_off_half_way_leaves_no_answer_for_the_next() {
         for i in 0..2 {
             c.update_raw(&key(i), &format!("value{i}")).await.unwrap();
         }
-        // Cut requests at growing delays, so some are cut while their answer is on its way;
-        // each next request must read its own answer.
+        // Poll each request once: it takes a connection, sends its command and waits for the
+        // answer; dropping it then leaves that answer on its way. The next request must read
+        // its own.
         let (mut cut, mut whole) = (0, 0);
-        for step in 0..200u64 {
-            let limit = Duration::from_micros(step * 20);
-            match timeout(limit, c.llookup(&key(0))).await {
-                Err(_) => cut += 1,
-                Ok(r) => {
+        for step in 0..50 {
+            match futures_lite::future::poll_once(c.llookup(&key(0))).await {
+                None => cut += 1,
+                Some(r) => {
                     assert_eq!(r.unwrap().trim(), "value0");
                     whole += 1;
                 }
