@@ -453,9 +453,11 @@ pub fn transfer_and_verify(port: u16, total: usize) -> Result<(usize, f64), Stri
     let mut got = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
     while got < total {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| format!("after {got} bytes: {e}"))?;
+        // A signal to this test process (a child's exit) interrupts the read: read again.
+        let n = match reader.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.map_err(|e| format!("after {got} bytes: {e}"))?,
+        };
         if n == 0 {
             return Err(format!("connection closed after {got} of {total} bytes"));
         }
