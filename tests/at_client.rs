@@ -17,15 +17,6 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_noports"))
 }
 
-async fn connect(stack: &Stack, who: &str) -> AtClient {
-    let cfg = ClientConfig {
-        atsign: AtSign::parse(who).unwrap(),
-        keys: AtKeys::load(&stack.keys(who)).unwrap(),
-        root: RootAddr::parse(&stack.root).unwrap(),
-    };
-    AtClient::connect(cfg).await.unwrap()
-}
-
 // One test function with one stack: the client's trust anchors (NOPORTS_CA_FILE) are read
 // once per process, so two stacks with two CAs cannot share a test binary.
 #[test]
@@ -38,8 +29,8 @@ fn client_against_the_self_hosted_atserver() {
 
 fn verbs_shared_keys_notify_and_monitor_over_real_tls(stack: &Stack) {
     block_on(async {
-        let alice = connect(stack, CLIENT).await;
-        let bob = connect(stack, DEVICE).await;
+        let alice = stack.at_client(CLIENT).await;
+        let bob = stack.at_client(DEVICE).await;
         let (a, b) = (alice.atsign().clone(), bob.atsign().clone());
         alice.noop().await.unwrap();
 

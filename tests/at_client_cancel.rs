@@ -7,7 +7,6 @@ mod stack;
 use std::path::Path;
 use std::time::Duration;
 
-use noports::at::{AtClient, AtKeys, AtSign, ClientConfig, RootAddr};
 use noports::runtime::{block_on, timeout};
 use stack::*;
 
@@ -20,12 +19,7 @@ fn a_request_cut_off_half_way_leaves_no_answer_for_the_next() {
     let stack = Stack::start(bin(), "at-cancel", &[]);
     std::env::set_var("NOPORTS_CA_FILE", &stack.ca);
     block_on(timeout(Duration::from_secs(90), async {
-        let cfg = ClientConfig {
-            atsign: AtSign::parse(CLIENT).unwrap(),
-            keys: AtKeys::load(&stack.keys(CLIENT)).unwrap(),
-            root: RootAddr::parse(&stack.root).unwrap(),
-        };
-        let c = AtClient::connect(cfg).await.unwrap();
+        let c = stack.at_client(CLIENT).await;
         let key = |i: usize| format!("cut{i}.test{CLIENT}");
         for i in 0..2 {
             c.update_raw(&key(i), &format!("value{i}")).await.unwrap();

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures_lite::future::zip;
-use noports::at::{AtClient, AtKeys, AtSign, ClientConfig, PutOptions, RootAddr};
+use noports::at::{AtKeys, AtSign, PutOptions};
 use noports::crypto::{aes_ctr, b64};
 use noports::json::Object;
 use noports::runtime::{block_on, timeout};
@@ -17,15 +17,6 @@ use stack::*;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_noports"))
-}
-
-async fn connect(stack: &Stack, who: &str) -> AtClient {
-    let cfg = ClientConfig {
-        atsign: AtSign::parse(who).unwrap(),
-        keys: AtKeys::load(&stack.keys(who)).unwrap(),
-        root: RootAddr::parse(&stack.root).unwrap(),
-    };
-    AtClient::connect(cfg).await.unwrap()
 }
 
 /// base64(RSA(base64(K))) -> K, with `who`'s private key.
@@ -44,7 +35,7 @@ fn concurrent_callers_for_one_peer_make_one_shared_key() {
     let stack = Stack::start(bin(), "at-shared-key", &[]);
     std::env::set_var("NOPORTS_CA_FILE", &stack.ca);
     block_on(timeout(Duration::from_secs(60), async {
-        let alice = connect(&stack, CLIENT).await;
+        let alice = stack.at_client(CLIENT).await;
         alice.spread_requests(4);
         // Four connections open first, so the callers below run their look-ups side by side
         // (while extra connections log in, the first caller would finish alone).
@@ -76,7 +67,7 @@ fn concurrent_callers_for_one_peer_make_one_shared_key() {
         .await;
 
         // The key bob reads from the server decrypts every value alice stored for him.
-        let reader = connect(&stack, DEVICE).await;
+        let reader = stack.at_client(DEVICE).await;
         let wrapped = reader
             .request(&format!("lookup:shared_key{}", alice.atsign()))
             .await;

@@ -153,6 +153,17 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// `who` logged in to its atServer as an in-process client (trusting the stack's CA is
+    /// the caller's: NOPORTS_CA_FILE, once per process).
+    pub async fn at_client(&self, who: &str) -> noports::at::AtClient {
+        let cfg = noports::at::ClientConfig {
+            atsign: noports::at::AtSign::parse(who).unwrap(),
+            keys: noports::at::AtKeys::load(&self.keys(who)).unwrap(),
+            root: noports::at::RootAddr::parse(&self.root).unwrap(),
+        };
+        noports::at::AtClient::connect(cfg).await.unwrap()
+    }
+
     /// Start `atserver` hosting the three demo atSigns (plus `extra`) and `srvd`.
     pub fn start(bin: &Path, tag: &str, extra: &[&str]) -> Stack {
         let dir = unique_dir(tag);
